@@ -1,0 +1,1 @@
+"""Graph files, validation, the launcher/supervisor and the ``igtflow`` command."""

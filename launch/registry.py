@@ -1,0 +1,52 @@
+"""Finds node classes by the names graphs use: built-in short names or ``package.module:Class``.
+
+Layers publish a ``NODES`` table of short names to import paths; nothing is imported until a graph
+uses it, so a graph of light nodes never pays for torch or open3d.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from igtflow.stream.node import Node
+from igtflow.stream.nodes import NODES as STREAM_NODES
+
+LAYER_TABLES = (STREAM_NODES,)
+
+
+class UnknownNodeType(LookupError):
+    """``uses:`` names no registered node type and no importable class."""
+
+
+def builtin_nodes() -> dict[str, str]:
+    """Short name → ``module:Class`` for every node type shipped with igtflow."""
+    table: dict[str, str] = {}
+    for layer in LAYER_TABLES:
+        table.update(layer)
+    return dict(sorted(table.items()))
+
+
+def import_path(uses: str) -> str:
+    """The ``module:Class`` path a ``uses:`` value refers to."""
+    if ":" in uses:
+        return uses
+    try:
+        return builtin_nodes()[uses]
+    except KeyError:
+        raise UnknownNodeType(uses) from None
+
+
+@cache
+def load_node_class(uses: str) -> type[Node]:
+    """Import and return the node class named by ``uses`` (short name or ``module:Class``)."""
+    path = import_path(uses)
+    module_name, _, class_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnknownNodeType(f"{uses} (cannot import {module_name}: {exc})") from exc
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise UnknownNodeType(f"{uses} ({module_name} has no Node class {class_name!r})")
+    return cls

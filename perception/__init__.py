@@ -1,0 +1,1 @@
+"""Segmentation and deformation-tracking networks and their nodes (not yet built)."""

@@ -1,0 +1,1 @@
+"""Preoperative models and fluoro/ultrasound registration and their nodes (not yet built)."""

@@ -1,0 +1,1 @@
+"""OpenIGTLink output, 2D overlay and 3D scene nodes (not yet built)."""

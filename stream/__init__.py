@@ -1,0 +1,1 @@
+"""Messages, wire codec, node runtime, transport and sources: the layer everything runs on."""

@@ -1,0 +1,131 @@
+"""The node API: one small class per node; the runtime owns sockets, timing, stats and restarts.
+
+A node declares ``inputs`` and ``outputs`` (name → message kind), takes its parameters through the
+signature of ``setup`` and handles each input in ``on_<input>``; a source implements ``tick()``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from igtflow.stream.messages import Message
+
+WILDCARD = "*"
+
+
+class Emitter(Protocol):
+    """What a node needs from the runtime; tests can plug in a plain collector."""
+
+    def emit(self, output: str, message: Message) -> None: ...
+
+    def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray: ...
+
+
+class Node:
+    """Base of every node. Subclasses set ``inputs``/``outputs`` and write ``on_<input>``."""
+
+    inputs: ClassVar[dict[str, type[Message]]] = {}
+    outputs: ClassVar[dict[str, type[Message]]] = {}
+
+    id: str = "node"
+    log: logging.Logger = logging.getLogger("igtflow.node")
+    _emitter: Emitter | None = None
+
+    def setup(self) -> None:
+        """Called once in the node process with the graph's parameters."""
+
+    def teardown(self) -> None:
+        """Called once on a clean stop; release devices and files here."""
+
+    def on_message(self, input_name: str, message: Message) -> None:
+        """Fallback for inputs without an ``on_<input>`` handler (wildcard inputs land here)."""
+        raise NotImplementedError(f"{type(self).__name__} has no handler for input {input_name!r}")
+
+    def emit(self, output: str, message: Message) -> None:
+        """Publish ``message`` on ``output``; the runtime stamps topic, seq and the trace hop."""
+        if output not in self.outputs:
+            raise KeyError(f"{type(self).__name__} has no output {output!r} ({list(self.outputs)})")
+        if self._emitter is None:
+            raise RuntimeError("emit() called outside a running graph")
+        self._emitter.emit(output, message)
+
+    def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A writable array to fill and then emit on ``output`` with no copy (shared memory)."""
+        if self._emitter is None:
+            return np.empty(shape, dtype=dtype)
+        return self._emitter.new_frame(output, shape, dtype)
+
+    def handler(self, input_name: str) -> typing.Callable[[Message], None]:
+        method = getattr(self, f"on_{input_name}", None)
+        if method is not None:
+            return method
+        return lambda message: self.on_message(input_name, message)
+
+
+class Source(Node):
+    """A node that produces messages: ``tick()`` is called ``rate_hz`` times a second."""
+
+    rate_hz: float = 30.0
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a node type, read from the signature of its ``setup``."""
+
+    name: str
+    annotation: Any
+    default: Any
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+    @property
+    def type_name(self) -> str:
+        ann = self.annotation
+        if ann is inspect.Parameter.empty:
+            return "any"
+        return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
+_DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
+
+
+def _param_docs(doc: str | None) -> dict[str, str]:
+    """``name: text`` lines of a docstring, the way setup() documents its parameters."""
+    docs: dict[str, str] = {}
+    for line in (doc or "").splitlines():
+        if match := _DOC_LINE.match(line):
+            docs[match.group(1)] = match.group(2).strip()
+    return docs
+
+
+def node_params(cls: type[Node]) -> dict[str, Param]:
+    """Every parameter a node type accepts, with type, default and doc, from ``setup``."""
+    signature = inspect.signature(cls.setup)
+    hints = typing.get_type_hints(cls.setup)
+    docs = _param_docs(cls.setup.__doc__)
+    params: dict[str, Param] = {}
+    if issubclass(cls, Source):
+        params["rate_hz"] = Param("rate_hz", float, cls.rate_hz, "ticks per second (0 = as fast as possible)")
+    for name, p in signature.parameters.items():
+        if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        params[name] = Param(name, hints.get(name, p.annotation), p.default, docs.get(name, ""))
+    return params
+
+
+def node_summary(cls: type[Node]) -> str:
+    """First line of the node's docstring: what ``igtflow nodes`` prints beside its name."""
+    return (inspect.getdoc(cls) or "").splitlines()[0] if cls.__doc__ else ""

@@ -1,0 +1,7 @@
+"""Built-in nodes of the stream layer, by the short names graphs use in ``uses:``."""
+
+NODES: dict[str, str] = {
+    "synthetic-image": "igtflow.stream.nodes.synthetic:SyntheticImage",
+    "passthrough": "igtflow.stream.nodes.passthrough:PassThrough",
+    "stats": "igtflow.stream.nodes.stats:StatsSink",
+}
