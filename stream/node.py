@@ -15,9 +15,11 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from igtflow.stream.messages import Message
+from igtflow.stream.messages import Message, Status
 
 WILDCARD = "*"
+# Every node can raise alarms (losses, failures) on this output without declaring it.
+IMPLICIT_OUTPUTS: dict[str, type[Message]] = {"status": Status}
 
 
 class Emitter(Protocol):
@@ -50,7 +52,7 @@ class Node:
 
     def emit(self, output: str, message: Message) -> None:
         """Publish ``message`` on ``output``; the runtime stamps topic, seq and the trace hop."""
-        if output not in self.outputs:
+        if output not in self.outputs and output not in IMPLICIT_OUTPUTS:
             raise KeyError(f"{type(self).__name__} has no output {output!r} ({list(self.outputs)})")
         if self._emitter is None:
             raise RuntimeError("emit() called outside a running graph")
@@ -76,6 +78,11 @@ class Source(Node):
 
     def tick(self) -> None:
         raise NotImplementedError
+
+
+def all_outputs(cls: type[Node]) -> dict[str, type[Message]]:
+    """Declared outputs plus the implicit ``status`` output every node has."""
+    return {**IMPLICIT_OUTPUTS, **cls.outputs}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""The ``igtflow`` command: run, validate and inspect graphs, list node types, benchmark."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from igtflow import __version__
+
+app = typer.Typer(
+    name="igtflow",
+    help=(
+        "Real-time intraoperative guidance graphs: small processes wired with ZeroMQ.\n\n"
+        "Write a graph in YAML, check it with `igtflow validate graph.yaml`, run it with "
+        "`igtflow run graph.yaml` and watch the live status table. `igtflow nodes` lists "
+        "every node type with its parameters."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Measure igtflow against its baselines; prints p50/p99/max and ratios.")
+app.add_typer(bench_app, name="bench")
+
+err = Console(stderr=True)
+out = Console()
+
+GraphArg = Annotated[Path, typer.Argument(help="graph YAML file", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a parameter: NODE.PARAM=VALUE (repeatable)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+
+
+def _load(path: Path, overrides: list[str] | None) -> Any:
+    from igtflow.launch.graph import GraphError, load_graph
+
+    try:
+        return load_graph(path, overrides or [])
+    except GraphError as exc:
+        for issue in exc.issues:
+            err.print(f"[red]{issue}[/]", highlight=False, markup=False)
+        err.print(f"{len(exc.issues)} problem(s); nothing was started.")
+        raise typer.Exit(2) from None
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"igtflow {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def validate(graph: GraphArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Check a graph file without starting anything; problems are printed as file:line: message."""
+    from igtflow.launch.graph import GraphError, load_graph
+
+    try:
+        spec = load_graph(graph, set_ or [])
+    except GraphError as exc:
+        if json_:
+            _print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
+        else:
+            for issue in exc.issues:
+                err.print(str(issue), highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    if json_:
+        _print_json({"ok": True, "name": spec.name, "nodes": [n.id for n in spec.nodes]})
+    else:
+        out.print(f"{graph}: ok — graph '{spec.name}', {len(spec.nodes)} nodes")
+
+
+@app.command()
+def run(
+    graph: GraphArg,
+    set_: SetOpt = None,
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="folder for per-node logs (default: runs/NAME-TIME)")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a graph: one process per node, live status table, Ctrl-C stops everything."""
+    from igtflow.launch.launcher import run_graph
+    from igtflow.launch.status import status_table
+
+    spec = _load(graph, set_)
+    result = run_graph(spec, log_dir=log_dir, duration_s=duration, console=err)
+    if json_:
+        _print_json({"exit_code": result.exit_code, "nodes": result.rows, "events": result.events})
+    else:
+        err.print(status_table(spec.name, result.rows, duration or 0))
+        err.print(f"logs: {result.log_dir}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def nodes(json_: JsonOpt = False) -> None:
+    """List every node type with its inputs, outputs and parameters (type, default, doc)."""
+    from igtflow.launch.registry import builtin_nodes, load_node_class
+    from igtflow.stream.node import all_outputs, node_params, node_summary
+
+    catalogue = []
+    for name, path in builtin_nodes().items():
+        cls = load_node_class(name)
+        catalogue.append(
+            {
+                "name": name,
+                "class": path,
+                "summary": node_summary(cls),
+                "inputs": {k: v.KIND for k, v in cls.inputs.items()},
+                "outputs": {k: v.KIND for k, v in all_outputs(cls).items()},
+                "params": [
+                    {
+                        "name": p.name,
+                        "type": p.type_name,
+                        "default": None if p.required else p.default,
+                        "required": p.required,
+                        "doc": p.doc,
+                    }
+                    for p in node_params(cls).values()
+                ],
+            }
+        )
+    if json_:
+        _print_json(catalogue)
+        return
+    for entry in catalogue:
+        table = Table(
+            title=f"[bold]{entry['name']}[/] — {entry['summary']}",
+            title_justify="left",
+            caption=(
+                f"inputs: {', '.join(f'{k}:{v}' for k, v in entry['inputs'].items()) or '-'}   "
+                f"outputs: {', '.join(f'{k}:{v}' for k, v in entry['outputs'].items())}"
+            ),
+            caption_justify="left",
+        )
+        for column in ("param", "type", "default", "doc"):
+            table.add_column(column)
+        for p in entry["params"]:
+            default = "(required)" if p["required"] else repr(p["default"])
+            table.add_row(p["name"], p["type"], default, p["doc"])
+        out.print(table)
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="seconds to run")] = 5.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the built-in synthetic graph end to end (no hardware needed)."""
+    from igtflow.launch.graph import parse_graph
+    from igtflow.launch.launcher import run_graph
+    from igtflow.launch.status import status_table
+
+    text = resources.files("igtflow.launch").joinpath("graphs/demo.yaml").read_text()
+    spec = parse_graph(text, path="graphs/demo.yaml")
+    result = run_graph(spec, duration_s=duration, console=err)
+    if json_:
+        _print_json({"exit_code": result.exit_code, "nodes": result.rows})
+    else:
+        err.print(status_table(spec.name, result.rows, duration))
+        err.print(f"logs: {result.log_dir}")
+    raise typer.Exit(result.exit_code)
+
+
+@bench_app.command("transport")
+def bench_transport(
+    duration: Annotated[float, typer.Option(help="seconds per paced case")] = 10.0,
+    saturated_s: Annotated[float, typer.Option(help="seconds per saturated case")] = 5.0,
+    quick: Annotated[
+        bool, typer.Option(help="one payload per size class, 1 hop, short runs (smoke test)")
+    ] = False,
+    json_: JsonOpt = False,
+    output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+) -> None:
+    """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
+    from igtflow.launch.bench_transport import print_table, run_transport_bench
+
+    report = run_transport_bench(
+        duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err
+    )
+    if output:
+        output.write_text(json.dumps(report, indent=2))
+    if json_:
+        _print_json(report)
+    else:
+        print_table(report, out)
+
+
+def main() -> None:
+    app()

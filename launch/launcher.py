@@ -1,0 +1,86 @@
+"""Runs a graph to completion: supervisor, live status, signals, exit code."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from igtflow.launch.graph import Graph
+from igtflow.launch.status import status_table
+from igtflow.launch.supervisor import Supervisor
+
+EXIT_OK = 0
+EXIT_NODE_FAILED = 3
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    rows: list[dict[str, Any]]
+    events: list[str]
+    log_dir: Path
+
+
+def default_log_dir(graph: Graph) -> Path:
+    return Path("runs") / f"{graph.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_graph(
+    graph: Graph,
+    log_dir: Path | None = None,
+    duration_s: float | None = None,
+    console: Console | None = None,
+    live: bool | None = None,
+) -> RunResult:
+    """Start ``graph``, show its status until Ctrl-C/SIGTERM or ``duration_s``, stop it cleanly.
+
+    Exit code is non-zero when a node failed for good.
+    """
+    console = console or Console(stderr=True)
+    log_dir = log_dir or default_log_dir(graph)
+    live = console.is_terminal if live is None else live
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    supervisor = Supervisor(graph, log_dir, log_sink=console.print if live else None)
+    started = time.monotonic()
+    try:
+        supervisor.start()
+        deadline = started + duration_s if duration_s else None
+
+        def elapsed() -> float:
+            return time.monotonic() - started
+
+        def keep_going() -> bool:
+            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            states = [n.state for n in supervisor.nodes.values()]
+            return any(s not in ("failed", "finished") for s in states)
+
+        if live:
+            with Live(console=console, refresh_per_second=2, transient=False) as view:
+                while keep_going():
+                    supervisor.poll(0.25)
+                    view.update(status_table(graph.name, supervisor.snapshot(), elapsed()))
+        else:
+            while keep_going():
+                supervisor.poll(0.25)
+    finally:
+        rows_before_stop = supervisor.snapshot()
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    rows = supervisor.snapshot()
+    for row, before in zip(rows, rows_before_stop, strict=True):
+        for key in ("rate_in_hz", "rate_out_hz", "cpu_percent"):
+            row[key] = before[key]
+    code = EXIT_NODE_FAILED if supervisor.failed else EXIT_OK
+    return RunResult(code, rows, supervisor.events, log_dir)

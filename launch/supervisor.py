@@ -1,0 +1,408 @@
+"""Starts one process per node, keeps them alive, and stops them all without leftovers.
+
+The supervisor owns the run directory (ipc sockets and shared-memory slots, on tmpfs), the control
+channel every node reports on, restarts with back-off per node policy, and the stats behind the
+live status table. A dead supervisor takes its nodes with it (PR_SET_PDEATHSIG in each node).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from igtflow.launch.graph import Graph, NodeSpec
+from igtflow.launch.registry import load_node_class
+from igtflow.stream import control
+from igtflow.stream.node import all_outputs
+from igtflow.stream.runtime import NodeConfig
+from igtflow.stream.threads import thread_budget_env
+from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
+
+RUN_PREFIX = "igtflow-"
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 1.2
+HEARTBEAT_LOST_S = 5.0
+HUNG_LOOP_S = 10.0
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+STABLE_AFTER_S = 10.0
+
+LogSink = Callable[[str], None]
+
+
+def _tmpfs_root() -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return shm
+    return Path(tempfile.gettempdir())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_run_dirs(root: Path | None = None) -> list[Path]:
+    """Delete run directories whose supervisor is gone (e.g. it was killed with -9)."""
+    removed = []
+    for path in (root or _tmpfs_root()).glob(f"{RUN_PREFIX}*"):
+        try:
+            pid = int(path.name[len(RUN_PREFIX) :].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _free_tcp_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class NodeState:
+    """What the supervisor knows about one node; one row of the status table."""
+
+    spec: NodeSpec
+    config: NodeConfig
+    process: subprocess.Popen | None = None
+    state: str = "starting"
+    restarts: int = 0
+    consecutive_failures: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None
+    last_heartbeat: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    cpu_percent: float = 0.0
+    alarms: int = 0
+    last_alarm: str = ""
+    exit_code: int | None = None
+    _prev: tuple[float, int, int, float] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def update_rates(self, stats: dict[str, Any], now: float) -> None:
+        received, sent, cpu = stats.get("received", 0), stats.get("sent", 0), stats.get("cpu_s", 0.0)
+        if self._prev is not None:
+            t0, r0, s0, c0 = self._prev
+            dt = now - t0
+            if dt > 0.2:
+                self.rate_in = max(0.0, (received - r0) / dt)
+                self.rate_out = max(0.0, (sent - s0) / dt)
+                self.cpu_percent = max(0.0, 100.0 * (cpu - c0) / dt)
+                self._prev = (now, received, sent, cpu)
+        else:
+            self._prev = (now, received, sent, cpu)
+        self.stats = stats
+
+
+class Supervisor:
+    """Runs a validated graph as processes; call ``start``, then ``poll`` until ``stop``."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        log_dir: Path,
+        log_sink: LogSink | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
+        self.graph = graph
+        self.log_dir = Path(log_dir)
+        self.log_sink = log_sink or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.ready_timeout_s = ready_timeout_s
+        remove_stale_run_dirs()
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=_tmpfs_root()))
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.control_endpoint = f"ipc://{self.run_dir}/control.sock"
+        self.router.bind(self.control_endpoint)
+        self.nodes: dict[str, NodeState] = {}
+        self.stopping = False
+        self.events: list[str] = []
+        self._build_configs()
+
+    # --- configuration -----------------------------------------------------------------------
+
+    def _endpoint(self, producer: NodeSpec, output: str) -> str:
+        hosts = {producer.host} | {c.host for c, _ in self.graph.consumers(producer.id, output)}
+        if hosts == {None}:
+            return ipc_endpoint(self.run_dir, producer.id, output)
+        bind_host = producer.host or "127.0.0.1"
+        return f"tcp://{bind_host}:{_free_tcp_port(bind_host)}"
+
+    def _build_configs(self) -> None:
+        endpoints: dict[tuple[str, str], str] = {}
+        outputs: dict[str, list[OutputConfig]] = {}
+        for spec in self.graph.nodes:
+            cls = load_node_class(spec.uses)
+            outputs[spec.id] = []
+            for name in all_outputs(cls):
+                consumers = self.graph.consumers(spec.id, name)
+                endpoint = self._endpoint(spec, name)
+                endpoints[(spec.id, name)] = endpoint
+                depth = max([i.depth for _, i in consumers if i.policy == QUEUE], default=0)
+                outputs[spec.id].append(
+                    OutputConfig(
+                        name=name,
+                        topic=f"{spec.id}/{name}",
+                        endpoint=endpoint,
+                        subscribers=len(consumers),
+                        sndhwm=max(16, depth),
+                    )
+                )
+        for spec in self.graph.nodes:
+            inputs = [
+                InputConfig(
+                    name=i.name,
+                    topic=f"{i.node}/{i.output}",
+                    endpoint=endpoints[(i.node, i.output)],
+                    policy=i.policy,
+                    depth=i.depth,
+                )
+                for i in spec.inputs
+            ]
+            config = NodeConfig(
+                node_id=spec.id,
+                import_path=spec.import_path,
+                run_dir=str(self.run_dir),
+                control=self.control_endpoint,
+                params=dict(spec.params),
+                outputs=outputs[spec.id],
+                inputs=inputs,
+                threads=spec.threads,
+            )
+            self.nodes[spec.id] = NodeState(spec=spec, config=config)
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def _spawn(self, state: NodeState) -> None:
+        config_path = self.run_dir / f"{state.spec.id}.json"
+        data = state.config.to_dict()
+        data["restart_count"] = state.restarts
+        data["log_dir"] = str(self.log_dir)
+        config_path.write_text(json.dumps(data))
+        env = {**os.environ, **thread_budget_env(state.spec.threads), "PYTHONUNBUFFERED": "1"}
+        state.process = subprocess.Popen(
+            [sys.executable, "-m", "igtflow.stream.process", str(config_path)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops the nodes
+        )
+        state.state = "starting"
+        state.started_at = time.monotonic()
+        state.last_heartbeat = time.monotonic()
+        state.restart_at = None
+        threading.Thread(
+            target=self._pump_output, args=(state.process,), name=f"log-{state.spec.id}", daemon=True
+        ).start()
+
+    def _pump_output(self, process: subprocess.Popen) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            self.log_sink(raw.decode(errors="replace").rstrip())
+
+    def _send(self, node_id: str, kind: str) -> None:
+        try:
+            self.router.send_multipart([node_id.encode(), control.pack(kind)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # node not connected (yet or any more): its process state tells the rest
+
+    def _event(self, text: str) -> None:
+        self.events.append(f"{time.strftime('%H:%M:%S')} {text}")
+        self.log_sink(f"supervisor: {text}")
+
+    def start(self) -> None:
+        """Spawn every node, wait until all are ready, then let the sources go."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        (self.log_dir / "graph.yaml").write_text(self.graph.text)
+        for state in self.nodes.values():
+            self._spawn(state)
+        deadline = time.monotonic() + self.ready_timeout_s
+        while time.monotonic() < deadline:
+            self.poll(0.05, send_go=False)
+            waiting = [s for s in self.nodes.values() if s.state == "starting"]
+            if not waiting:
+                break
+        else:
+            names = ", ".join(s.spec.id for s in self.nodes.values() if s.state == "starting")
+            self._event(f"nodes not ready after {self.ready_timeout_s:.0f} s: {names}")
+        for state in self.nodes.values():
+            if state.state == "ready":
+                self._send(state.spec.id, control.GO)
+                state.state = "running"
+
+    def poll(self, timeout_s: float = 0.1, send_go: bool = True) -> None:
+        """Handle control messages and process exits for up to ``timeout_s``."""
+        end = time.monotonic() + timeout_s
+        while True:
+            remaining = max(0.0, end - time.monotonic())
+            if self.router.poll(int(remaining * 1000)):
+                while True:
+                    try:
+                        identity, data = self.router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except ValueError:
+                        continue
+                    self._on_control(identity.decode(errors="replace"), data, send_go)
+            self._check_processes()
+            if time.monotonic() >= end:
+                return
+
+    def _on_control(self, node_id: str, data: bytes, send_go: bool) -> None:
+        state = self.nodes.get(node_id)
+        if state is None:
+            return
+        try:
+            message = control.unpack(data)
+        except ValueError:
+            return
+        if state.process is None or message.get("pid") != state.process.pid:
+            return  # from a previous incarnation of the node
+        now = time.monotonic()
+        state.last_heartbeat = now
+        kind = message["type"]
+        if kind == control.STATS:
+            state.update_rates(message.get("stats", {}), now)
+        elif kind == control.READY:
+            state.state = "ready"
+            if send_go and not self.stopping:
+                self._send(node_id, control.GO)
+                state.state = "running"
+        elif kind == control.ALARM:
+            state.alarms += 1
+            state.last_alarm = f"{message.get('code')}: {message.get('text')}"
+        elif kind == control.FAILED:
+            state.last_alarm = str(message.get("text", "failed"))
+
+    def _check_processes(self) -> None:
+        now = time.monotonic()
+        for state in self.nodes.values():
+            process = state.process
+            if state.restart_at is not None:
+                if now >= state.restart_at and not self.stopping:
+                    state.restarts += 1
+                    self._event(f"restarting {state.spec.id} (restart {state.restarts})")
+                    self._spawn(state)
+                continue
+            if process is None or state.state in ("failed", "finished", "stopped"):
+                continue
+            code = process.poll()
+            if code is None:
+                if state.state == "running" and self._looks_hung(state, now):
+                    self._event(f"{state.spec.id} stopped responding; killing it")
+                    process.kill()
+                continue
+            if self.stopping:
+                state.state = "stopped"
+                continue
+            self._on_exit(state, code, now)
+
+    def _looks_hung(self, state: NodeState, now: float) -> bool:
+        if now - state.last_heartbeat > HEARTBEAT_LOST_S:
+            return True
+        return (state.stats.get("loop_age_ms") or 0) > HUNG_LOOP_S * 1000
+
+    def _on_exit(self, state: NodeState, code: int, now: float) -> None:
+        state.exit_code = code
+        spec = state.spec
+        if code == 0:
+            state.state = "finished"
+            self._event(f"{spec.id} finished")
+            return
+        if now - state.started_at > STABLE_AFTER_S:
+            state.consecutive_failures = 0
+        reason = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if spec.restart == "never" or state.restarts >= spec.max_restarts:
+            state.state = "failed"
+            why = "restart: never" if spec.restart == "never" else f"{state.restarts} restarts used"
+            self._event(f"{spec.id} died ({reason}) and stays down ({why})")
+            return
+        backoff = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**state.consecutive_failures)
+        state.consecutive_failures += 1
+        state.state = "restarting"
+        state.restart_at = now + backoff
+        self._event(f"{spec.id} died ({reason}); restarting in {backoff:.1f} s")
+
+    def stop(self) -> None:
+        """Stop every node within ~2 s and remove the run directory (sockets, shared memory)."""
+        self.stopping = True
+        for state in self.nodes.values():
+            self._send(state.spec.id, control.STOP)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for state in self.nodes.values():
+            process = state.process
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            if state.state not in ("failed", "finished"):
+                state.state = "stopped"
+        self.router.close(linger=0)
+        self.ctx.term()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    @property
+    def failed(self) -> list[str]:
+        return [s.spec.id for s in self.nodes.values() if s.state == "failed"]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One dict per node: the status table's rows, also what ``--json`` prints."""
+        rows = []
+        for s in self.nodes.values():
+            rows.append(
+                {
+                    "node": s.spec.id,
+                    "uses": s.spec.uses,
+                    "state": s.state,
+                    "pid": s.pid,
+                    "restarts": s.restarts,
+                    "rate_in_hz": round(s.rate_in, 2),
+                    "rate_out_hz": round(s.rate_out, 2),
+                    "age_p50_ms": s.stats.get("age_p50_ms"),
+                    "age_p99_ms": s.stats.get("age_p99_ms"),
+                    "received": s.stats.get("received", 0),
+                    "sent": s.stats.get("sent", 0),
+                    "drops": s.stats.get("drops", 0),
+                    "lost": s.stats.get("lost", 0),
+                    "malformed": s.stats.get("malformed", 0),
+                    "cpu_percent": round(s.cpu_percent, 1),
+                    "alarms": s.alarms,
+                    "last_alarm": s.last_alarm,
+                    "exit_code": s.exit_code,
+                }
+            )
+        return rows

@@ -1,0 +1,100 @@
+"""The control channel between a node process and its supervisor.
+
+A background thread owns the node's DEALER socket: it sends a heartbeat with the node's stats
+every ``HEARTBEAT_S`` (even while a handler runs long, so the supervisor can tell slow from dead)
+and turns the supervisor's commands into events the main loop polls.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+HEARTBEAT_S = 0.5
+
+# node → supervisor
+READY = "ready"
+STATS = "stats"
+ALARM = "alarm"
+FAILED = "failed"
+BYE = "bye"
+# supervisor → node
+GO = "go"
+STOP = "stop"
+
+
+def pack(kind: str, **fields: Any) -> bytes:
+    return msgpack.packb({"type": kind, **fields}, use_bin_type=True)
+
+
+def unpack(data: bytes) -> dict[str, Any]:
+    message = msgpack.unpackb(data, raw=False)
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ValueError("control message without a type")
+    return message
+
+
+class ControlLink:
+    """The node's side of the control channel."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, node_id: str, stats: Callable[[], dict]) -> None:
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.node_id = node_id
+        self.stats = stats
+        self.go = threading.Event()
+        self.stop = threading.Event()
+        self._outbox: list[bytes] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, kind: str, **fields: Any) -> None:
+        """Queue a message for the supervisor (thread-safe)."""
+        with self._lock:
+            self._outbox.append(pack(kind, node=self.node_id, pid=os.getpid(), **fields))
+
+    def _run(self) -> None:
+        socket = self.ctx.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 100)
+        socket.setsockopt_string(zmq.IDENTITY, self.node_id)
+        socket.connect(self.endpoint)
+        poller = zmq.Poller()
+        poller.register(socket, zmq.POLLIN)
+        next_beat = 0.0
+        while not self._closed.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT_S
+                self.send(STATS, stats=self.stats())
+            with self._lock:
+                outbox, self._outbox = self._outbox, []
+            for data in outbox:
+                socket.send(data)
+            if dict(poller.poll(50)).get(socket):
+                try:
+                    command = unpack(socket.recv())
+                except ValueError:
+                    continue
+                if command["type"] == GO:
+                    self.go.set()
+                elif command["type"] == STOP:
+                    self.stop.set()
+                    self.go.set()
+        with self._lock:
+            for data in self._outbox:
+                socket.send(data)
+        socket.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=1.0)

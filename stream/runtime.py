@@ -1,0 +1,274 @@
+"""The loop inside every node process: receive, handle, emit, tick, report.
+
+The runtime owns everything a node must not think about: sockets, policies, shared memory,
+sequence numbers, trace hops, pacing, stats and the supervisor's commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from igtflow.stream import control
+from igtflow.stream.messages import Message, Status
+from igtflow.stream.node import Node, Source, all_outputs, node_params
+from igtflow.stream.shm import SlotReader
+from igtflow.stream.stats import InputStats, NodeStats
+from igtflow.stream.threads import apply_thread_budget
+from igtflow.stream.transport import Input, InputConfig, Output, OutputConfig
+
+SUBSCRIBER_WAIT_S = 10.0
+POLL_MAX_MS = 50
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything the launcher tells a node process (sent as JSON)."""
+
+    node_id: str
+    import_path: str
+    run_dir: str
+    control: str
+    params: dict[str, Any] = field(default_factory=dict)
+    outputs: list[OutputConfig] = field(default_factory=list)
+    inputs: list[InputConfig] = field(default_factory=list)
+    threads: int = 1
+    restart_count: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
+        return cls(
+            **{
+                **data,
+                "outputs": [OutputConfig(**o) for o in data.get("outputs", [])],
+                "inputs": [InputConfig(**i) for i in data.get("inputs", [])],
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_class(import_path: str) -> type[Node]:
+    """Import the node class a ``module:Class`` path names."""
+    module_name, _, class_name = import_path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise TypeError(f"{import_path} is not a Node class")
+    return cls
+
+
+class NodeRuntime:
+    """Runs one node: the emitter its ``emit``/``new_frame`` calls go to."""
+
+    def __init__(self, config: NodeConfig, log: logging.Logger) -> None:
+        self.config = config
+        self.log = log
+        self.run_dir = Path(config.run_dir)
+        self.ctx = zmq.Context.instance()
+        self.stats = NodeStats()
+        self.reader = SlotReader(self.run_dir / "shm")
+        self.outputs: dict[str, Output] = {}
+        self.inputs: list[Input] = []
+        self.node: Node | None = None
+        self.t_in_ns: int | None = None
+        self.control = control.ControlLink(self.ctx, config.control, config.node_id, self.snapshot)
+
+    # --- emitter -------------------------------------------------------------------------------
+
+    def emit(self, output_name: str, message: Message) -> None:
+        output = self.outputs[output_name]
+        expected = all_outputs(type(self.node))[output_name]
+        if not isinstance(message, expected):
+            raise TypeError(
+                f"node {self.config.node_id!r} emitted a {message.KIND} on {output_name!r}, "
+                f"which is declared as {expected.KIND}"
+            )
+        t_out = time.time_ns()
+        hop = [self.config.node_id, self.t_in_ns if self.t_in_ns is not None else t_out, t_out]
+        stamped = dataclasses.replace(
+            message, topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
+        )
+        output.seq += 1
+        output.send(stamped, self._place(output))
+        self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
+
+    def _place(self, output: Output):  # noqa: ANN202 - a closure per send
+        pool = output.pool
+
+        def place(array: np.ndarray) -> dict[str, Any] | None:
+            ref = self.reader.locate(array)  # a frame we hold: forward it uncopied
+            if ref is None and pool is not None:
+                ref = pool.place(array)
+                self.stats.inline_fallbacks = pool.inline_fallbacks
+            return ref
+
+        return place
+
+    def new_frame(self, output_name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        pool = self.outputs[output_name].pool
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if pool is not None and nbytes >= 64 * 1024:
+            slot = pool.acquire(nbytes)
+            if slot is not None:
+                return pool.writable(slot, shape, dtype)
+        return np.empty(shape, dtype=dtype)
+
+    def alarm(self, code: str, text: str, level: str = "warn") -> None:
+        """Raise an alarm: logged, sent to the supervisor and published on ``status``."""
+        getattr(self.log, "error" if level == "error" else "warning")("%s: %s", code, text)
+        self.control.send(control.ALARM, level=level, code=code, text=text)
+        if "status" in self.outputs:
+            self.emit("status", Status(level=level, code=code, text=text, frame=self.config.node_id))
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.stats.snapshot()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _instantiate(self) -> Node:
+        cls = load_class(self.config.import_path)
+        node = cls()
+        node.id = self.config.node_id
+        node.log = self.log
+        node._emitter = self
+        params = {
+            name: self.config.params.get(name, p.default)
+            for name, p in node_params(cls).items()
+            if name in self.config.params or not p.required
+        }
+        for name, value in params.items():
+            setattr(node, name, value)
+        accepted = inspect.signature(cls.setup).parameters
+        node.setup(**{k: v for k, v in params.items() if k in accepted})
+        apply_thread_budget(self.config.threads)  # setup may have imported torch or OpenCV
+        return node
+
+    def _open_sockets(self) -> None:
+        for out in self.config.outputs:
+            self.outputs[out.name] = Output(self.ctx, out, self.run_dir, self.config.node_id)
+        for inp in self.config.inputs:
+            stats = self.stats.inputs.setdefault(inp.name, InputStats())
+            self.inputs.append(Input(self.ctx, inp, self.reader, stats, self.log))
+
+    def _wait_for_subscribers(self) -> None:
+        deadline = time.monotonic() + SUBSCRIBER_WAIT_S
+        while time.monotonic() < deadline and not self.control.stop.is_set():
+            for output in self.outputs.values():
+                output.read_subscriptions()
+            missing = [
+                o.config.name for o in self.outputs.values() if o.subscribed < o.config.subscribers
+            ]
+            if not missing:
+                return
+            time.sleep(0.005)
+        if not self.control.stop.is_set():
+            self.log.warning("outputs %s still lack subscribers; starting anyway", missing)
+
+    def run(self) -> int:
+        """Set up, report ready, run until told to stop; the process exit code."""
+        self.control.start()
+        try:
+            self._open_sockets()
+            self.node = self._instantiate()
+        except Exception as exc:
+            self.log.error("setup failed: %s\n%s", exc, traceback.format_exc())
+            self.control.send(control.FAILED, text=f"setup failed: {exc}")
+            self._close()
+            return 2
+        self._wait_for_subscribers()
+        self.control.send(control.READY)
+        code = 0
+        try:
+            self._loop()
+        except Exception as exc:
+            self.log.error("node failed: %s\n%s", exc, traceback.format_exc())
+            self.control.send(control.FAILED, text=f"{type(exc).__name__}: {exc}")
+            code = 1
+        finally:
+            try:
+                self.node.teardown()
+            except Exception as exc:
+                self.log.error("teardown failed: %s", exc)
+                code = code or 1
+            self.control.send(control.BYE, code=code)
+            self._close()
+        return code
+
+    def _close(self) -> None:
+        for inp in self.inputs:
+            inp.close()
+        for out in self.outputs.values():
+            out.close()
+        self.control.close()
+
+    def _handle(self, inp: Input, message: Message, skipped: int) -> None:
+        now = time.time_ns()
+        self.t_in_ns = now
+        lost = inp.stats.account(message.seq, skipped)
+        if lost and inp.config.policy == "queue":
+            self.alarm(
+                "queue-loss",
+                f"input {inp.config.name!r} lost {lost} message(s) before seq {message.seq} "
+                f"(depth {inp.config.depth}); the node is not keeping up",
+            )
+        age_ms = (now - message.stamp_ns) / 1e6
+        inp.stats.ages_ms.append(age_ms)
+        self.stats.ages_ms.append(age_ms)
+        self.node.handler(inp.config.name)(message)
+        self.stats.handler_ms.append((time.time_ns() - now) / 1e6)
+        self.t_in_ns = None
+
+    def _loop(self) -> None:
+        node = self.node
+        is_source = isinstance(node, Source)
+        period = 1.0 / node.rate_hz if is_source and node.rate_hz > 0 else 0.0
+        poller = zmq.Poller()
+        by_socket: dict[Any, Input] = {}
+        for inp in self.inputs:
+            poller.register(inp.socket, zmq.POLLIN)
+            by_socket[inp.socket] = inp
+        for out in self.outputs.values():
+            poller.register(out.socket, zmq.POLLIN)
+        outputs_by_socket = {o.socket: o for o in self.outputs.values()}
+        started = False
+        next_tick = 0.0
+        while not self.control.stop.is_set():
+            self.stats.loop_ns = time.monotonic_ns()
+            if is_source and not started and self.control.go.is_set():
+                started = True
+                next_tick = time.monotonic()
+            timeout = POLL_MAX_MS
+            if started:
+                timeout = 0 if period == 0 else max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+            if any(inp.pending for inp in self.inputs):
+                timeout = 0
+            for sock, _ in poller.poll(timeout):
+                if sock in by_socket:
+                    by_socket[sock].receive()
+                else:
+                    outputs_by_socket[sock].read_subscriptions()
+            for inp in self.inputs:
+                item = inp.pop()
+                if item is not None:
+                    self._handle(inp, *item)
+                    if inp.config.policy == "queue":
+                        inp.receive()  # hold newly arrived frames before the producer reuses them
+            if started and time.monotonic() >= next_tick:
+                self.t_in_ns = None
+                node.tick()
+                if period:
+                    next_tick += period
+                    if time.monotonic() - next_tick > period:
+                        self.stats.late_ticks += 1
+                        next_tick = time.monotonic() + period

@@ -1,0 +1,247 @@
+"""Shared-memory frame pool: large frames cross process boundaries without a copy.
+
+Each output owns a pool of slot files under the run directory (tmpfs). A slot is guarded by a
+``flock``: the producer writes only while holding it exclusively, consumers hold it shared while
+any view of the frame is alive. The kernel drops a dead process's locks, so a killed consumer
+leaks no slot, and the producer never waits: it skips held slots, grows the pool, and past
+``max_slots`` sends the frame inline instead. A generation number in the slot header tells a late
+consumer that its frame was reused (counted as a drop, never shown).
+
+Slot file layout: ``[gen u64][nbytes u64][48 reserved][payload…]``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HEADER_BYTES = 64
+_HEADER = struct.Struct("<QQ")
+_ALIGN = 4096
+
+
+def _round_up(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _address(array: np.ndarray) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+@dataclass
+class _Slot:
+    path: Path
+    fd: int
+    mapping: mmap.mmap
+    base: int = 0
+    locked: bool = False
+    lease: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self.mapping) - HEADER_BYTES
+
+    def remap(self) -> None:
+        self.mapping = mmap.mmap(self.fd, os.fstat(self.fd).st_size)
+        self.base = _address(np.frombuffer(self.mapping, dtype=np.uint8, count=1))
+
+    def contains(self, address: int, nbytes: int) -> bool:
+        start = self.base + HEADER_BYTES
+        return start <= address and address + nbytes <= start + self.capacity
+
+
+class SlotPool:
+    """The producer side: hands out writable slots and publishes them as references."""
+
+    def __init__(self, directory: Path, name: str, slots: int = 8, max_slots: int = 32) -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self.initial_slots = slots
+        self.max_slots = max_slots
+        self.slots: list[_Slot] = []
+        self.next_index = 0
+        self.inline_fallbacks = 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _open_slot(self, index: int, nbytes: int) -> _Slot:
+        path = self.directory / f"{self.name}.{index}.slot"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_size < HEADER_BYTES + nbytes:
+            os.ftruncate(fd, _round_up(HEADER_BYTES + nbytes))
+        slot = _Slot(path, fd, mmap.mmap(fd, 0))
+        slot.remap()
+        return slot
+
+    def acquire(self, nbytes: int) -> _Slot | None:
+        """An exclusively locked slot of at least ``nbytes``, or None when all are held."""
+        count = len(self.slots)
+        for step in range(count):
+            slot = self.slots[(self.next_index + step) % count]
+            if slot.locked:
+                continue
+            try:
+                fcntl.flock(slot.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            self.next_index = (self.next_index + step + 1) % count
+            slot.locked = True
+            slot.lease += 1
+            if slot.capacity < nbytes:
+                os.ftruncate(slot.fd, _round_up(HEADER_BYTES + nbytes))
+                slot.remap()
+            return slot
+        if count < self.max_slots:
+            slot = self._open_slot(count, nbytes)
+            fcntl.flock(slot.fd, fcntl.LOCK_EX)  # a new file: nobody else can hold it
+            slot.locked = True
+            slot.lease += 1
+            self.slots.append(slot)
+            return slot
+        self.inline_fallbacks += 1
+        return None
+
+    def writable(self, slot: _Slot, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A writable array over the slot's payload; released if never published."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        owner = np.frombuffer(slot.mapping, dtype=dtype, count=count, offset=HEADER_BYTES)
+        # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
+        weakref.finalize(owner, self._release_unpublished, slot, slot.lease)
+        return owner.reshape(shape)
+
+    def _release_unpublished(self, slot: _Slot, lease: int) -> None:
+        if slot.locked and slot.lease == lease:
+            self.release(slot)
+
+    def release(self, slot: _Slot) -> None:
+        slot.locked = False
+        try:
+            fcntl.flock(slot.fd, fcntl.LOCK_UN)
+        except OSError:
+            pass  # pool already closed
+
+    def owned_slot(self, array: np.ndarray) -> _Slot | None:
+        """The locked slot whose payload starts at ``array`` (a frame made by ``writable``)."""
+        address = _address(array)
+        for slot in self.slots:
+            if slot.locked and address == slot.base + HEADER_BYTES and slot.contains(address, array.nbytes):
+                return slot
+        return None
+
+    def publish(self, slot: _Slot, nbytes: int) -> dict[str, Any]:
+        """Bump the slot's generation, unlock it and return the reference consumers need."""
+        gen = _HEADER.unpack_from(slot.mapping, 0)[0] + 1
+        _HEADER.pack_into(slot.mapping, 0, gen, nbytes)
+        self.release(slot)
+        return {"path": str(slot.path), "gen": gen, "offset": 0}
+
+    def place(self, array: np.ndarray) -> dict[str, Any] | None:
+        """Wire placer: publish a frame written in place, or copy ``array`` into a free slot."""
+        slot = self.owned_slot(array) if array.flags.c_contiguous else None
+        if slot is None:
+            slot = self.acquire(array.nbytes)
+            if slot is None:
+                return None
+            target = np.frombuffer(slot.mapping, dtype=array.dtype, count=array.size, offset=HEADER_BYTES)
+            np.copyto(target.reshape(array.shape), array)
+        return self.publish(slot, array.nbytes)
+
+    def close(self, unlink: bool = True) -> None:
+        for slot in self.slots:
+            os.close(slot.fd)
+            if unlink:
+                slot.path.unlink(missing_ok=True)
+        self.slots.clear()
+
+
+@dataclass
+class _HeldFile:
+    fd: int
+    mapping: mmap.mmap
+    base: int
+    holds: int = 0
+    gen: int = 0
+
+
+@dataclass
+class SlotReader:
+    """The consumer side: maps referenced slots, holding each while any view of it lives."""
+
+    root: Path
+    files: dict[str, _HeldFile] = field(default_factory=dict)
+
+    def _file(self, path: str, needed: int) -> _HeldFile:
+        held = self.files.get(path)
+        if held is None:
+            resolved = Path(path).resolve()
+            if self.root.resolve() not in resolved.parents:
+                raise PermissionError(f"shared-memory path {path!r} is outside {self.root}")
+            fd = os.open(resolved, os.O_RDWR)
+            mapping = mmap.mmap(fd, 0)
+            held = _HeldFile(fd, mapping, _address(np.frombuffer(mapping, np.uint8, count=1)))
+            self.files[path] = held
+        if len(held.mapping) < needed:
+            # Views of the old mapping keep it alive; only new views use the larger one.
+            held.mapping = mmap.mmap(held.fd, os.fstat(held.fd).st_size)
+            held.base = _address(np.frombuffer(held.mapping, np.uint8, count=1))
+        return held
+
+    def open(self, ref: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A read-only view of the referenced frame, or None if the producer reused the slot."""
+        path, gen, offset = ref.get("path"), ref.get("gen"), ref.get("offset")
+        if not (isinstance(path, str) and isinstance(gen, int) and isinstance(offset, int)):
+            raise ValueError(f"bad shared-memory reference {ref!r}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if offset < 0 or nbytes < 0:
+            raise ValueError(f"bad shared-memory reference {ref!r}")
+        held = self._file(path, HEADER_BYTES + offset + nbytes)
+        if held.holds == 0:
+            try:
+                fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None  # the producer is writing a newer frame into this slot
+            held.gen = _HEADER.unpack_from(held.mapping, 0)[0]
+        if held.gen != gen or HEADER_BYTES + offset + nbytes > len(held.mapping):
+            if held.holds == 0:
+                fcntl.flock(held.fd, fcntl.LOCK_UN)
+            return None
+        held.holds += 1
+        owner = np.frombuffer(
+            held.mapping, dtype=dtype, count=nbytes // dtype.itemsize, offset=HEADER_BYTES + offset
+        )
+        owner.flags.writeable = False
+        # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
+        weakref.finalize(owner, self._release, path)
+        return owner.reshape(shape)
+
+    def _release(self, path: str) -> None:
+        held = self.files.get(path)
+        if held is None:
+            return
+        held.holds -= 1
+        if held.holds == 0:
+            fcntl.flock(held.fd, fcntl.LOCK_UN)
+
+    def locate(self, array: np.ndarray) -> dict[str, Any] | None:
+        """The reference of a held frame ``array`` views, so a relay can forward it uncopied."""
+        if not array.flags.c_contiguous:
+            return None
+        address = _address(array)
+        for path, held in self.files.items():
+            start = held.base + HEADER_BYTES
+            if held.holds and start <= address and address + array.nbytes <= held.base + len(held.mapping):
+                return {"path": path, "gen": held.gen, "offset": address - start}
+        return None
+
+    def close(self) -> None:
+        for held in self.files.values():
+            os.close(held.fd)
+        self.files.clear()

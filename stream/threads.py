@@ -1,0 +1,28 @@
+"""Each node's thread budget, so a graph on 2 cores does not oversubscribe them."""
+
+from __future__ import annotations
+
+import sys
+
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def thread_budget_env(threads: int) -> dict[str, str]:
+    """Environment that caps BLAS/OpenMP pools; must be set before numpy or torch load."""
+    return {name: str(threads) for name in THREAD_ENV}
+
+
+def apply_thread_budget(threads: int) -> None:
+    """Cap the pools of libraries the node has imported by now (OpenCV, torch)."""
+    if "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(threads)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
