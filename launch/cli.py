@@ -26,7 +26,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Measure igtflow against its baselines; prints p50/p99/max and ratios.")
+bench_app = typer.Typer(
+    help="Measure igtflow against its baselines; prints p50/p99/max and ratios."
+)
 app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
@@ -47,7 +49,7 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
         return load_graph(path, overrides or [])
     except GraphError as exc:
         for issue in exc.issues:
-            err.print(f"[red]{issue}[/]", highlight=False, markup=False)
+            err.print(str(issue), style="red", highlight=False, markup=False, soft_wrap=True)
         err.print(f"{len(exc.issues)} problem(s); nothing was started.")
         raise typer.Exit(2) from None
 
@@ -77,7 +79,7 @@ def validate(graph: GraphArg, set_: SetOpt = None, json_: JsonOpt = False) -> No
             _print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
         else:
             for issue in exc.issues:
-                err.print(str(issue), highlight=False, markup=False)
+                err.print(str(issue), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if json_:
         _print_json({"ok": True, "name": spec.name, "nodes": [n.id for n in spec.nodes]})
