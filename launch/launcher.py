@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.live import Live
-
 from igtflow.launch.graph import Graph
 from igtflow.launch.status import status_table
 from igtflow.launch.supervisor import Supervisor
+from rich.console import Console
+from rich.live import Live
 
 EXIT_OK = 0
 EXIT_NODE_FAILED = 3

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-
 from igtflow.launch.graph import Graph, NodeSpec
 from igtflow.launch.registry import load_node_class
 from igtflow.stream import control
@@ -108,7 +107,11 @@ class NodeState:
         return self.process.pid if self.process else None
 
     def update_rates(self, stats: dict[str, Any], now: float) -> None:
-        received, sent, cpu = stats.get("received", 0), stats.get("sent", 0), stats.get("cpu_s", 0.0)
+        received, sent, cpu = (
+            stats.get("received", 0),
+            stats.get("sent", 0),
+            stats.get("cpu_s", 0.0),
+        )
         if self._prev is not None:
             t0, r0, s0, c0 = self._prev
             dt = now - t0
@@ -137,7 +140,9 @@ class Supervisor:
         self.log_sink = log_sink or (lambda line: print(line, file=sys.stderr, flush=True))
         self.ready_timeout_s = ready_timeout_s
         remove_stale_run_dirs()
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=_tmpfs_root()))
+        self.run_dir = Path(
+            tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{os.getpid()}-", dir=_tmpfs_root())
+        )
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -223,7 +228,10 @@ class Supervisor:
         state.last_heartbeat = time.monotonic()
         state.restart_at = None
         threading.Thread(
-            target=self._pump_output, args=(state.process,), name=f"log-{state.spec.id}", daemon=True
+            target=self._pump_output,
+            args=(state.process,),
+            name=f"log-{state.spec.id}",
+            daemon=True,
         ).start()
 
     def _pump_output(self, process: subprocess.Popen) -> None:

@@ -8,8 +8,8 @@ and turns the supervisor's commands into events the main loop polls.
 from __future__ import annotations
 
 import os
-import time
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +43,9 @@ def unpack(data: bytes) -> dict[str, Any]:
 class ControlLink:
     """The node's side of the control channel."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, node_id: str, stats: Callable[[], dict]) -> None:
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str, node_id: str, stats: Callable[[], dict]
+    ) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
         self.node_id = node_id

@@ -44,9 +44,7 @@ class Message:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array fields that are set, by name."""
-        return {
-            name: value for name in self.ARRAYS if (value := getattr(self, name)) is not None
-        }
+        return {name: value for name in self.ARRAYS if (value := getattr(self, name)) is not None}
 
 
 def _as_matrix(value: Any, name: str) -> np.ndarray:

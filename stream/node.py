@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-
 from igtflow.stream.messages import Message, Status
 
 WILDCARD = "*"
@@ -82,7 +81,7 @@ class Source(Node):
 
 def all_outputs(cls: type[Node]) -> dict[str, type[Message]]:
     """Declared outputs plus the implicit ``status`` output every node has."""
-    return {**IMPLICIT_OUTPUTS, **cls.outputs}
+    return {**cls.outputs, **{k: v for k, v in IMPLICIT_OUTPUTS.items() if k not in cls.outputs}}
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,9 @@ def node_params(cls: type[Node]) -> dict[str, Param]:
     docs = _param_docs(cls.setup.__doc__)
     params: dict[str, Param] = {}
     if issubclass(cls, Source):
-        params["rate_hz"] = Param("rate_hz", float, cls.rate_hz, "ticks per second (0 = as fast as possible)")
+        params["rate_hz"] = Param(
+            "rate_hz", float, cls.rate_hz, "ticks per second (0 = as fast as possible)"
+        )
     for name, p in signature.parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue

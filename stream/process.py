@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+
 def die_with_parent() -> None:
     """Ask Linux to SIGTERM this process when the supervisor dies, even by kill -9."""
     if not sys.platform.startswith("linux"):

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import zmq
-
 from igtflow.stream import control
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import Node, Source, all_outputs, node_params
@@ -103,7 +102,7 @@ class NodeRuntime:
         output.send(stamped, self._place(output))
         self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
 
-    def _place(self, output: Output):  # noqa: ANN202 - a closure per send
+    def _place(self, output: Output):
         pool = output.pool
 
         def place(array: np.ndarray) -> dict[str, Any] | None:
@@ -129,7 +128,9 @@ class NodeRuntime:
         getattr(self.log, "error" if level == "error" else "warning")("%s: %s", code, text)
         self.control.send(control.ALARM, level=level, code=code, text=text)
         if "status" in self.outputs:
-            self.emit("status", Status(level=level, code=code, text=text, frame=self.config.node_id))
+            self.emit(
+                "status", Status(level=level, code=code, text=text, frame=self.config.node_id)
+            )
 
     def snapshot(self) -> dict[str, Any]:
         return self.stats.snapshot()
@@ -250,7 +251,11 @@ class NodeRuntime:
                 next_tick = time.monotonic()
             timeout = POLL_MAX_MS
             if started:
-                timeout = 0 if period == 0 else max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+                timeout = (
+                    0
+                    if period == 0
+                    else max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+                )
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
             for sock, _ in poller.poll(timeout):

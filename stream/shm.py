@@ -132,7 +132,11 @@ class SlotPool:
         """The locked slot whose payload starts at ``array`` (a frame made by ``writable``)."""
         address = _address(array)
         for slot in self.slots:
-            if slot.locked and address == slot.base + HEADER_BYTES and slot.contains(address, array.nbytes):
+            if (
+                slot.locked
+                and address == slot.base + HEADER_BYTES
+                and slot.contains(address, array.nbytes)
+            ):
                 return slot
         return None
 
@@ -150,7 +154,9 @@ class SlotPool:
             slot = self.acquire(array.nbytes)
             if slot is None:
                 return None
-            target = np.frombuffer(slot.mapping, dtype=array.dtype, count=array.size, offset=HEADER_BYTES)
+            target = np.frombuffer(
+                slot.mapping, dtype=array.dtype, count=array.size, offset=HEADER_BYTES
+            )
             np.copyto(target.reshape(array.shape), array)
         return self.publish(slot, array.nbytes)
 
@@ -194,7 +200,9 @@ class SlotReader:
             held.base = _address(np.frombuffer(held.mapping, np.uint8, count=1))
         return held
 
-    def open(self, ref: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+    def open(
+        self, ref: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...]
+    ) -> np.ndarray | None:
         """A read-only view of the referenced frame, or None if the producer reused the slot."""
         path, gen, offset = ref.get("path"), ref.get("gen"), ref.get("offset")
         if not (isinstance(path, str) and isinstance(gen, int) and isinstance(offset, int)):
@@ -237,7 +245,11 @@ class SlotReader:
         address = _address(array)
         for path, held in self.files.items():
             start = held.base + HEADER_BYTES
-            if held.holds and start <= address and address + array.nbytes <= held.base + len(held.mapping):
+            if (
+                held.holds
+                and start <= address
+                and address + array.nbytes <= held.base + len(held.mapping)
+            ):
                 return {"path": path, "gen": held.gen, "offset": address - start}
         return None
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import zmq
-
 from igtflow.stream import wire
 from igtflow.stream.messages import Message
 from igtflow.stream.shm import SlotPool, SlotReader
@@ -67,7 +66,9 @@ class Output:
         self.socket.bind(config.endpoint)
         self.subscribed = 0
         self.seq = 0
-        self.pool = SlotPool(run_dir / "shm", f"{node_id}.{config.name}") if config.uses_shm else None
+        self.pool = (
+            SlotPool(run_dir / "shm", f"{node_id}.{config.name}") if config.uses_shm else None
+        )
 
     def read_subscriptions(self) -> None:
         """Consume (un)subscription notices; they tell us who is listening."""
@@ -81,7 +82,9 @@ class Output:
             elif event[:1] == b"\x00":
                 self.subscribed = max(0, self.subscribed - 1)
 
-    def send(self, message: Message, place: Callable[[np.ndarray], dict[str, Any] | None] | None) -> None:
+    def send(
+        self, message: Message, place: Callable[[np.ndarray], dict[str, Any] | None] | None
+    ) -> None:
         frames = wire.encode(message, place if self.pool is not None else None)
         last = len(frames) - 1
         for i, frame in enumerate(frames):

@@ -14,7 +14,6 @@ from typing import Any
 
 import msgpack
 import numpy as np
-
 from igtflow.stream.messages import KINDS, Message
 
 WIRE_VERSION = 1
@@ -167,7 +166,11 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
                 raise FrameOverwritten(f"{topic} seq {header['seq']}: {name} was overwritten")
         else:
             index = entry.get("buf")
-            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(buffers):
+            if (
+                not isinstance(index, int)
+                or isinstance(index, bool)
+                or not 0 <= index < len(buffers)
+            ):
                 raise WireError(f"array {name!r} names buffer {index!r} of {len(buffers)}")
             view = _as_bytes_view(buffers[index])
             if view.nbytes != count * dtype.itemsize:
