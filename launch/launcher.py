@@ -50,9 +50,9 @@ def run_graph(
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     supervisor = Supervisor(graph, log_dir, log_sink=console.print if live else None)
-    started = time.monotonic()
     try:
         supervisor.start()
+        started = time.monotonic()  # the duration counts from when the graph flows
         deadline = started + duration_s if duration_s else None
 
         def elapsed() -> float:

@@ -181,6 +181,7 @@ class Supervisor:
                         endpoint=endpoint,
                         subscribers=len(consumers),
                         sndhwm=max(16, depth),
+                        slots=min(32, max(8, depth + 2)),
                     )
                 )
         for spec in self.graph.nodes:
@@ -239,9 +240,11 @@ class Supervisor:
         for raw in process.stdout:
             self.log_sink(raw.decode(errors="replace").rstrip())
 
-    def _send(self, node_id: str, kind: str) -> None:
+    def _send(self, node_id: str, kind: str, **fields: Any) -> None:
         try:
-            self.router.send_multipart([node_id.encode(), control.pack(kind)], zmq.NOBLOCK)
+            self.router.send_multipart(
+                [node_id.encode(), control.pack(kind, **fields)], zmq.NOBLOCK
+            )
         except zmq.ZMQError:
             pass  # node not connected (yet or any more): its process state tells the rest
 
@@ -266,8 +269,21 @@ class Supervisor:
             self._event(f"nodes not ready after {self.ready_timeout_s:.0f} s: {names}")
         for state in self.nodes.values():
             if state.state == "ready":
-                self._send(state.spec.id, control.GO)
-                state.state = "running"
+                self._go(state)
+
+    def _go(self, state: NodeState) -> None:
+        """Let a ready node run, telling it which of its consumers are alive to wait for."""
+        alive = {"failed", "finished", "stopped"}
+        subscribers = {
+            out.name: sum(
+                1
+                for consumer, _ in self.graph.consumers(state.spec.id, out.name)
+                if self.nodes[consumer.id].state not in alive
+            )
+            for out in state.config.outputs
+        }
+        self._send(state.spec.id, control.GO, subscribers=subscribers)
+        state.state = "running"
 
     def poll(self, timeout_s: float = 0.1, send_go: bool = True) -> None:
         """Handle control messages and process exits for up to ``timeout_s``."""
@@ -305,8 +321,7 @@ class Supervisor:
         elif kind == control.READY:
             state.state = "ready"
             if send_go and not self.stopping:
-                self._send(node_id, control.GO)
-                state.state = "running"
+                self._go(state)
         elif kind == control.ALARM:
             state.alarms += 1
             state.last_alarm = f"{message.get('code')}: {message.get('text')}"
@@ -379,6 +394,7 @@ class Supervisor:
                 process.wait()
             if state.state not in ("failed", "finished"):
                 state.state = "stopped"
+                state.exit_code = process.returncode
         self.router.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ STOP = "stop"
 
 
 def pack(kind: str, **fields: Any) -> bytes:
+    """A control message: a msgpack map with a ``type``."""
     return msgpack.packb({"type": kind, **fields}, use_bin_type=True)
 
 
@@ -51,6 +52,7 @@ class ControlLink:
         self.node_id = node_id
         self.stats = stats
         self.go = threading.Event()
+        self.go_fields: dict[str, Any] = {}
         self.stop = threading.Event()
         self._outbox: list[bytes] = []
         self._lock = threading.Lock()
@@ -88,6 +90,7 @@ class ControlLink:
                 except ValueError:
                     continue
                 if command["type"] == GO:
+                    self.go_fields = command
                     self.go.set()
                 elif command["type"] == STOP:
                     self.stop.set()

@@ -126,9 +126,10 @@ class Mesh(Message):
         object.__setattr__(self, "faces", faces)
         if self.scalars is not None:
             scalars = np.asarray(self.scalars, dtype=np.float32)
-            if scalars.shape[0] != vertices.shape[0]:
+            if scalars.ndim not in (1, 2) or scalars.shape[0] != vertices.shape[0]:
                 raise ValueError(
-                    f"Mesh.scalars has {scalars.shape[0]} values for {vertices.shape[0]} vertices"
+                    f"Mesh.scalars of shape {scalars.shape} do not give one value (or row) "
+                    f"per vertex for {vertices.shape[0]} vertices"
                 )
             object.__setattr__(self, "scalars", scalars)
 

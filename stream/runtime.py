@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import inspect
 import logging
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ from igtflow.stream.node import Node, Source, all_outputs, node_params
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats, NodeStats
 from igtflow.stream.threads import apply_thread_budget
-from igtflow.stream.transport import Input, InputConfig, Output, OutputConfig
+from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output, OutputConfig
 
-SUBSCRIBER_WAIT_S = 10.0
+SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
 
 
@@ -116,7 +117,7 @@ class NodeRuntime:
 
     def new_frame(self, output_name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         pool = self.outputs[output_name].pool
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if pool is not None and nbytes >= 64 * 1024:
             slot = pool.acquire(nbytes)
             if slot is not None:
@@ -162,19 +163,24 @@ class NodeRuntime:
             stats = self.stats.inputs.setdefault(inp.name, InputStats())
             self.inputs.append(Input(self.ctx, inp, self.reader, stats, self.log))
 
-    def _wait_for_subscribers(self) -> None:
-        deadline = time.monotonic() + SUBSCRIBER_WAIT_S
-        while time.monotonic() < deadline and not self.control.stop.is_set():
-            for output in self.outputs.values():
-                output.read_subscriptions()
-            missing = [
-                o.config.name for o in self.outputs.values() if o.subscribed < o.config.subscribers
-            ]
-            if not missing:
-                return
-            time.sleep(0.005)
-        if not self.control.stop.is_set():
+    def _subscribers_ready(self, deadline: float) -> bool:
+        """True once every output has the subscribers the supervisor expects (or time is up).
+
+        A source waits for this before its first tick so that no frame is lost to ZeroMQ's
+        slow-joiner race; consumers that failed for good are not waited for.
+        """
+        expected = self.control.go_fields.get("subscribers", {})
+        for output in self.outputs.values():
+            output.read_subscriptions()
+        missing = [
+            o.config.name
+            for o in self.outputs.values()
+            if o.subscribed < expected.get(o.config.name, o.config.subscribers)
+        ]
+        if missing and time.monotonic() >= deadline:
             self.log.warning("outputs %s still lack subscribers; starting anyway", missing)
+            return True
+        return not missing
 
     def run(self) -> int:
         """Set up, report ready, run until told to stop; the process exit code."""
@@ -187,7 +193,6 @@ class NodeRuntime:
             self.control.send(control.FAILED, text=f"setup failed: {exc}")
             self._close()
             return 2
-        self._wait_for_subscribers()
         self.control.send(control.READY)
         code = 0
         try:
@@ -213,11 +218,12 @@ class NodeRuntime:
             out.close()
         self.control.close()
 
-    def _handle(self, inp: Input, message: Message, skipped: int) -> None:
+    def _handle(self, inp: Input, arrival: Arrival) -> None:
         now = time.time_ns()
         self.t_in_ns = now
-        lost = inp.stats.account(message.seq, skipped)
-        if lost and inp.config.policy == "queue":
+        message = arrival.message
+        lost = inp.stats.account(message.seq, arrival.accounted) + arrival.overwritten
+        if lost and inp.config.policy == QUEUE:
             self.alarm(
                 "queue-loss",
                 f"input {inp.config.name!r} lost {lost} message(s) before seq {message.seq} "
@@ -244,11 +250,15 @@ class NodeRuntime:
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
         started = False
         next_tick = 0.0
+        subscriber_deadline: float | None = None
         while not self.control.stop.is_set():
             self.stats.loop_ns = time.monotonic_ns()
             if is_source and not started and self.control.go.is_set():
-                started = True
-                next_tick = time.monotonic()
+                if subscriber_deadline is None:
+                    subscriber_deadline = time.monotonic() + SUBSCRIBER_WAIT_S
+                if self._subscribers_ready(subscriber_deadline):
+                    started = True
+                    next_tick = time.monotonic()
             timeout = POLL_MAX_MS
             if started:
                 timeout = (
@@ -264,10 +274,10 @@ class NodeRuntime:
                 else:
                     outputs_by_socket[sock].read_subscriptions()
             for inp in self.inputs:
-                item = inp.pop()
-                if item is not None:
-                    self._handle(inp, *item)
-                    if inp.config.policy == "queue":
+                arrival = inp.pop()
+                if arrival is not None:
+                    self._handle(inp, arrival)
+                    if inp.config.policy == QUEUE:
                         inp.receive()  # hold newly arrived frames before the producer reuses them
             if started and time.monotonic() >= next_tick:
                 self.t_in_ns = None

@@ -13,6 +13,7 @@ Slot file layout: ``[gen u64][nbytes u64][48 reserved][payload…]``.
 from __future__ import annotations
 
 import fcntl
+import math
 import mmap
 import os
 import struct
@@ -44,6 +45,7 @@ class _Slot:
     base: int = 0
     locked: bool = False
     lease: int = 0
+    published_at: int = 0
 
     @property
     def capacity(self) -> int:
@@ -64,54 +66,89 @@ class SlotPool:
     def __init__(self, directory: Path, name: str, slots: int = 8, max_slots: int = 32) -> None:
         self.directory = Path(directory)
         self.name = name
-        self.initial_slots = slots
+        self.initial_slots = min(slots, max_slots)
         self.max_slots = max_slots
         self.slots: list[_Slot] = []
-        self.next_index = 0
+        self.published = 0
         self.inline_fallbacks = 0
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def _open_slot(self, index: int, nbytes: int) -> _Slot:
-        path = self.directory / f"{self.name}.{index}.slot"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(fd).st_size < HEADER_BYTES + nbytes:
-            os.ftruncate(fd, _round_up(HEADER_BYTES + nbytes))
+    def _grow(self, fd: int, nbytes: int) -> bool:
+        """Reserve real tmpfs pages now: a full tmpfs must fail here, not SIGBUS on write."""
+        size = _round_up(HEADER_BYTES + nbytes)
+        if os.fstat(fd).st_size >= size:
+            return True
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:
+            return False
+        return True
+
+    def _new_slot(self, nbytes: int) -> _Slot | None:
+        """Open (or, after a restart, reopen) the next slot file; None when tmpfs is full."""
+        path = self.directory / f"{self.name}.{len(self.slots)}.slot"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None
+        if not self._grow(fd, nbytes):
+            os.close(fd)
+            return None
         slot = _Slot(path, fd, mmap.mmap(fd, 0))
         slot.remap()
+        self.slots.append(slot)
         return slot
 
+    def _try_lock(self, slot: _Slot, nbytes: int) -> bool:
+        """Lock ``slot`` for writing unless a consumer holds it (never waits)."""
+        if slot.locked:
+            return False
+        try:
+            fcntl.flock(slot.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if slot.capacity < nbytes:
+            if not self._grow(slot.fd, nbytes):
+                fcntl.flock(slot.fd, fcntl.LOCK_UN)
+                return False
+            slot.remap()
+        slot.locked = True
+        slot.lease += 1
+        return True
+
     def acquire(self, nbytes: int) -> _Slot | None:
-        """An exclusively locked slot of at least ``nbytes``, or None when all are held."""
-        count = len(self.slots)
-        for step in range(count):
-            slot = self.slots[(self.next_index + step) % count]
-            if slot.locked:
-                continue
-            try:
-                fcntl.flock(slot.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            self.next_index = (self.next_index + step + 1) % count
-            slot.locked = True
-            slot.lease += 1
-            if slot.capacity < nbytes:
-                os.ftruncate(slot.fd, _round_up(HEADER_BYTES + nbytes))
-                slot.remap()
-            return slot
-        if count < self.max_slots:
-            slot = self._open_slot(count, nbytes)
-            fcntl.flock(slot.fd, fcntl.LOCK_EX)  # a new file: nobody else can hold it
-            slot.locked = True
-            slot.lease += 1
-            self.slots.append(slot)
-            return slot
+        """An exclusively locked slot of at least ``nbytes``, or None when all are held.
+
+        A slot is reused only once ``slots`` newer frames have been published after it, so a
+        reference still waiting in a consumer's socket stays valid that long; when consumers
+        hold so many slots that no free one is that old, the pool grows instead (up to
+        ``max_slots``), and only then is the oldest free slot reused.
+        """
+        if len(self.slots) < self.initial_slots:
+            slot = self._new_slot(nbytes)
+            if slot is not None and self._try_lock(slot, nbytes):
+                return slot
+        free = sorted((s for s in self.slots if not s.locked), key=lambda s: s.published_at)
+        old_enough = [s for s in free if self.published - s.published_at >= self.initial_slots]
+        for slot in old_enough:
+            if self._try_lock(slot, nbytes):
+                return slot
+        while len(self.slots) < self.max_slots:
+            slot = self._new_slot(nbytes)
+            if slot is None:
+                break
+            if self._try_lock(slot, nbytes):
+                return slot
+        for slot in free:
+            if self._try_lock(slot, nbytes):
+                return slot
         self.inline_fallbacks += 1
         return None
 
     def writable(self, slot: _Slot, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A writable array over the slot's payload; released if never published."""
         dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         owner = np.frombuffer(slot.mapping, dtype=dtype, count=count, offset=HEADER_BYTES)
         # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
         weakref.finalize(owner, self._release_unpublished, slot, slot.lease)
@@ -144,6 +181,8 @@ class SlotPool:
         """Bump the slot's generation, unlock it and return the reference consumers need."""
         gen = _HEADER.unpack_from(slot.mapping, 0)[0] + 1
         _HEADER.pack_into(slot.mapping, 0, gen, nbytes)
+        self.published += 1
+        slot.published_at = self.published
         self.release(slot)
         return {"path": str(slot.path), "gen": gen, "offset": 0}
 
@@ -186,12 +225,20 @@ class SlotReader:
 
     def _file(self, path: str, needed: int) -> _HeldFile:
         held = self.files.get(path)
+        if held is not None and held.holds == 0 and self._replaced(path, held.fd):
+            os.close(held.fd)  # the producer restarted and made a new file under this name
+            del self.files[path]
+            held = None
         if held is None:
             resolved = Path(path).resolve()
             if self.root.resolve() not in resolved.parents:
                 raise PermissionError(f"shared-memory path {path!r} is outside {self.root}")
             fd = os.open(resolved, os.O_RDWR)
-            mapping = mmap.mmap(fd, 0)
+            try:
+                mapping = mmap.mmap(fd, 0)
+            except (OSError, ValueError):
+                os.close(fd)
+                raise
             held = _HeldFile(fd, mapping, _address(np.frombuffer(mapping, np.uint8, count=1)))
             self.files[path] = held
         if len(held.mapping) < needed:
@@ -200,6 +247,16 @@ class SlotReader:
             held.base = _address(np.frombuffer(held.mapping, np.uint8, count=1))
         return held
 
+    @staticmethod
+    def _replaced(path: str, fd: int) -> bool:
+        """Whether ``path`` now names another file than ``fd`` (its producer restarted)."""
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return True
+        before = os.fstat(fd)
+        return (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino)
+
     def open(
         self, ref: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...]
     ) -> np.ndarray | None:
@@ -207,7 +264,7 @@ class SlotReader:
         path, gen, offset = ref.get("path"), ref.get("gen"), ref.get("offset")
         if not (isinstance(path, str) and isinstance(gen, int) and isinstance(offset, int)):
             raise ValueError(f"bad shared-memory reference {ref!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if offset < 0 or nbytes < 0:
             raise ValueError(f"bad shared-memory reference {ref!r}")
         held = self._file(path, HEADER_BYTES + offset + nbytes)

@@ -24,13 +24,16 @@ class InputStats:
     last_seq: int | None = None
     ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
-    def account(self, seq: int, skipped_now: int) -> int:
-        """Record ``seq``; returns how many messages were lost before it (beyond skipping)."""
+    def account(self, seq: int, accounted: int) -> int:
+        """Record delivery of ``seq``; returns the messages lost before it for no known reason.
+
+        ``accounted`` is how many were taken off the socket but not delivered (skipped,
+        overwritten, malformed) since the previous delivery; only the rest of a gap is lost.
+        """
         self.received += 1
-        self.skipped += skipped_now
         lost = 0
         if self.last_seq is not None and seq > self.last_seq + 1:
-            lost = max(0, seq - self.last_seq - 1 - skipped_now)
+            lost = max(0, seq - self.last_seq - 1 - accounted)
         self.lost += lost
         self.last_seq = seq
         return lost

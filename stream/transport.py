@@ -24,7 +24,8 @@ from igtflow.stream.stats import InputStats
 
 LATEST = "latest"
 QUEUE = "queue"
-LATEST_RCVHWM = 4
+LATEST_RCVHWM_IPC = 1024
+LATEST_RCVHWM_TCP = 8
 
 
 def ipc_endpoint(run_dir: Path, node_id: str, output: str) -> str:
@@ -39,6 +40,7 @@ class OutputConfig:
     endpoint: str
     subscribers: int
     sndhwm: int = 16
+    slots: int = 8  # shared-memory slots rotated before one is reused
 
     @property
     def uses_shm(self) -> bool:
@@ -67,7 +69,14 @@ class Output:
         self.subscribed = 0
         self.seq = 0
         self.pool = (
-            SlotPool(run_dir / "shm", f"{node_id}.{config.name}") if config.uses_shm else None
+            SlotPool(
+                run_dir / "shm",
+                f"{node_id}.{config.name}",
+                slots=config.slots,
+                max_slots=max(32, 2 * config.slots),
+            )
+            if config.uses_shm
+            else None
         )
 
     def read_subscriptions(self) -> None:
@@ -98,6 +107,15 @@ class Output:
             self.pool.close(unlink=True)
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A decoded message and what was taken off the socket but not delivered before it."""
+
+    message: Message
+    accounted: int  # skipped, overwritten or malformed since the previous delivery
+    overwritten: int  # of which frames reused by their producer: a real loss for a queue
+
+
 class Input:
     """One input: a SUB socket and its policy (``latest`` keeps the newest, ``queue`` keeps all)."""
 
@@ -115,18 +133,29 @@ class Input:
         self.log = log
         self.socket = ctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
-        hwm = LATEST_RCVHWM if config.policy == LATEST else max(1, config.depth)
-        self.socket.setsockopt(zmq.RCVHWM, hwm)
+        self.socket.setsockopt(zmq.RCVHWM, self._rcvhwm(config))
         self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         self.socket.connect(config.endpoint)
-        self.pending: deque[tuple[Message, float]] = deque()
+        self.pending: deque[Arrival] = deque()
+        self._accounted = 0
+        self._overwritten = 0
         self._last_error_log = 0.0
+
+    @staticmethod
+    def _rcvhwm(config: InputConfig) -> int:
+        if config.policy == QUEUE:
+            return max(1, config.depth)
+        # ZeroMQ drops the *newest* messages at the high-water mark, so a `latest` input must
+        # have room for everything that arrives while its handler runs; over ipc a message is
+        # a small header (frames live in shared memory), over tcp it is the whole frame.
+        return LATEST_RCVHWM_IPC if config.endpoint.startswith("ipc://") else LATEST_RCVHWM_TCP
 
     def _decode(self, frames: list[Any]) -> Message | None:
         try:
             return wire.decode(frames, self.reader.open)
         except wire.FrameOverwritten:
             self.stats.overwritten += 1
+            self._overwritten += 1
         except (wire.WireError, ValueError, PermissionError, OSError) as exc:
             self.stats.malformed += 1
             now = time.monotonic()
@@ -138,6 +167,7 @@ class Input:
                     self.stats.malformed,
                     exc,
                 )
+        self._accounted += 1
         return None
 
     def _drain(self, limit: int) -> list[list[Any]]:
@@ -149,20 +179,29 @@ class Input:
                 break
         return batches
 
+    def _deliver(self, message: Message) -> None:
+        self.pending.append(Arrival(message, self._accounted, self._overwritten))
+        self._accounted = 0
+        self._overwritten = 0
+
     def receive(self) -> int:
         """Read what is waiting into ``pending``; returns how many new messages are queued."""
         if self.config.policy == LATEST:
             batches = self._drain(1 << 16)
             if not batches:
                 return 0
-            skipped = len(batches) - 1
+            # Only the newest is decoded: skipped frames are never mapped, let alone held.
+            skipped = len(batches) - 1 + len(self.pending)
+            for replaced in self.pending:  # delivered to nobody: fold into the next delivery
+                self._accounted += replaced.accounted
+                self._overwritten += replaced.overwritten
+            self.pending.clear()
+            self.stats.skipped += skipped
+            self._accounted += skipped
             message = self._decode(batches[-1])
             if message is None:
-                self.stats.skipped += skipped
                 return 0
-            skipped += len(self.pending)
-            self.pending.clear()
-            self.pending.append((message, float(skipped)))
+            self._deliver(message)
             return 1
         # queue: decode (and so hold shared-memory frames) as soon as they arrive
         room = self.config.depth - len(self.pending)
@@ -170,16 +209,13 @@ class Input:
         for frames in self._drain(max(room, 0)):
             message = self._decode(frames)
             if message is not None:
-                self.pending.append((message, 0.0))
+                self._deliver(message)
                 added += 1
         return added
 
-    def pop(self) -> tuple[Message, int] | None:
-        """The next message to handle and how many were skipped to get to it."""
-        if not self.pending:
-            return None
-        message, skipped = self.pending.popleft()
-        return message, int(skipped)
+    def pop(self) -> Arrival | None:
+        """The next message to handle, with what was dropped on purpose or by fault before it."""
+        return self.pending.popleft() if self.pending else None
 
     def close(self) -> None:
         self.socket.close(linger=0)

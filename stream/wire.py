@@ -9,6 +9,7 @@ reference (see ``shm.py``). Decoding validates everything a peer could lie about
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,7 +67,8 @@ def encode(message: Message, place: Placer | None = None) -> list[Frame]:
             entry["shm"] = ref
         else:
             entry["buf"] = len(buffers)
-            buffers.append(memoryview(np.ascontiguousarray(array)).cast("B"))
+            # A flat byte view works for every dtype and for zero-size arrays too.
+            buffers.append(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
         arrays_meta.append(entry)
     header = {
         "v": WIRE_VERSION,
@@ -102,7 +104,7 @@ def _check_header(header: Any) -> dict[str, Any]:
             "upgrade the older side"
         )
     kind = header.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise WireError(f"unknown message kind {kind!r}")
     for key, types in (
         ("seq", int),
@@ -157,7 +159,7 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
         name, dtype, shape = _array_spec(entry)
         if name not in kind.ARRAYS or name in values:
             raise WireError(f"{kind.KIND} has no array field {name!r} (or it is repeated)")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # exact: numpy's int64 product can wrap to 0
         if "shm" in entry:
             if open_ref is None or not isinstance(entry["shm"], dict):
                 raise WireError(f"array {name!r} refers to shared memory this receiver cannot map")
@@ -195,5 +197,5 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
             **fields,
             **values,
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, IndexError) as exc:
         raise WireError(f"{kind.KIND} on {topic!r} is invalid: {exc}") from exc

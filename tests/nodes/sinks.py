@@ -1,0 +1,68 @@
+"""Sinks that write what reached them as JSON lines, so a test can read it back while it runs."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import time
+
+import numpy as np
+from igtflow.stream.messages import Image, Message, Status
+from igtflow.stream.node import Node
+
+from tests.nodes.sources import expected_frame
+
+
+def _maps_shared_memory(array: np.ndarray) -> bool:
+    """Whether ``array`` is a view of a shared-memory slot (not of bytes received inline)."""
+    base: object = array
+    while isinstance(base, np.ndarray | memoryview):
+        base = base.base if isinstance(base, np.ndarray) else base.obj
+    return isinstance(base, mmap.mmap)
+
+
+class Recorder(Node):
+    """One JSON line per message: seq, number, trace, arrival time, whether its pixels are intact.
+
+    ``sleep_ms`` is a cycle of per-message handler times, to play a slow or bursty consumer.
+    """
+
+    inputs = {"in": Message}
+
+    def setup(self, out: str, sleep_ms: tuple[float, ...] = ()) -> None:
+        """
+        out: JSON-lines file to append to (kept across restarts)
+        sleep_ms: handler time per message in ms, cycled (empty = as fast as possible)
+        """
+        self.file = open(out, "a", buffering=1)  # noqa: SIM115 - open for the node's life
+        self.handled = 0
+        self.log.info("recording to %s", out)
+
+    def on_in(self, message: Message) -> None:
+        record = {
+            "pid": os.getpid(),
+            "t_ns": time.time_ns(),
+            "kind": message.KIND,
+            "topic": message.topic,
+            "seq": message.seq,
+            "stamp_ns": message.stamp_ns,
+            "trace": message.trace,
+        }
+        if isinstance(message, Image):
+            n = int(message.meta["n"])
+            record["n"] = n
+            record["shape"] = list(message.data.shape)
+            record["intact"] = bool(
+                np.array_equal(message.data, expected_frame(n, message.data.shape))
+            )
+            record["mapped"] = _maps_shared_memory(message.data)
+        if isinstance(message, Status):
+            record.update(level=message.level, code=message.code, text=message.text)
+        self.file.write(json.dumps(record) + "\n")
+        if self.sleep_ms:
+            time.sleep(self.sleep_ms[self.handled % len(self.sleep_ms)] / 1000)
+        self.handled += 1
+
+    def teardown(self) -> None:
+        self.file.close()
