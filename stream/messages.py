@@ -98,6 +98,8 @@ class Transform(Message):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matrix", _as_matrix(self.matrix, "Transform.matrix"))
+        if not isinstance(self.valid, bool):
+            raise TypeError(f"Transform.valid must be a bool, got {self.valid!r}")
 
     @property
     def name(self) -> str:

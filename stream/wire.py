@@ -98,7 +98,7 @@ def _check_header(header: Any) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise WireError(f"header is a {type(header).__name__}, not a map")
     version = header.get("v")
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:
         raise UnknownVersion(
             f"wire version {version!r} is not supported (this build speaks v{WIRE_VERSION}); "
             "upgrade the older side"
@@ -163,7 +163,10 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
         if "shm" in entry:
             if open_ref is None or not isinstance(entry["shm"], dict):
                 raise WireError(f"array {name!r} refers to shared memory this receiver cannot map")
-            array = open_ref(entry["shm"], dtype, shape)
+            try:
+                array = open_ref(entry["shm"], dtype, shape)
+            except (ValueError, OSError) as exc:  # PermissionError is an OSError
+                raise WireError(f"array {name!r}: unusable shared-memory reference: {exc}") from exc
             if array is None:
                 raise FrameOverwritten(f"{topic} seq {header['seq']}: {name} was overwritten")
         else:

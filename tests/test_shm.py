@@ -263,6 +263,26 @@ def test_stale_reference_returns_none_instead_of_a_newer_frame(
         pool.close(unlink=True)
 
 
+def test_reference_waiting_in_a_socket_survives_slots_newer_frames(
+    shm: Path, reader: SlotReader
+) -> None:
+    pool = SlotPool(shm, NAME, slots=3, max_slots=8)
+    try:
+        first = publish(pool, seed=45)
+        newer = [publish(pool, seed=46 + i) for i in range(3)]
+        assert all(ref["path"] != first["path"] for ref in newer)
+        frame = reader.open(first, DTYPE, SHAPE)  # a consumer three frames behind
+        assert frame is not None and frame.tobytes() == pattern(45).tobytes()
+        del frame
+
+        fifth = publish(pool, seed=49)
+
+        assert fifth["path"] == first["path"], "past that the oldest slot is reused, not grown"
+        assert reader.open(first, DTYPE, SHAPE) is None
+    finally:
+        pool.close(unlink=True)
+
+
 def test_reference_to_a_slot_being_rewritten_returns_none(shm: Path, reader: SlotReader) -> None:
     pool = SlotPool(shm, NAME, max_slots=1)
     try:
