@@ -46,6 +46,7 @@ class _Slot:
     locked: bool = False
     lease: int = 0
     published_at: int = 0
+    ino: int = 0  # tells readers a restarted producer's new file from the old one
 
     @property
     def capacity(self) -> int:
@@ -94,7 +95,7 @@ class SlotPool:
         if not self._grow(fd, nbytes):
             os.close(fd)
             return None
-        slot = _Slot(path, fd, mmap.mmap(fd, 0))
+        slot = _Slot(path, fd, mmap.mmap(fd, 0), ino=os.fstat(fd).st_ino)
         slot.remap()
         self.slots.append(slot)
         return slot
@@ -184,7 +185,7 @@ class SlotPool:
         self.published += 1
         slot.published_at = self.published
         self.release(slot)
-        return {"path": str(slot.path), "gen": gen, "offset": 0}
+        return {"path": str(slot.path), "gen": gen, "offset": 0, "ino": slot.ino}
 
     def place(self, array: np.ndarray) -> dict[str, Any] | None:
         """Wire placer: publish a frame written in place, or copy ``array`` into a free slot."""
@@ -214,6 +215,7 @@ class _HeldFile:
     base: int
     holds: int = 0
     gen: int = 0
+    ino: int = 0
 
 
 @dataclass
@@ -223,9 +225,15 @@ class SlotReader:
     root: Path
     files: dict[str, _HeldFile] = field(default_factory=dict)
 
-    def _file(self, path: str, needed: int) -> _HeldFile:
+    def _file(self, path: str, needed: int, ino: int | None) -> _HeldFile | None:
         held = self.files.get(path)
-        if held is not None and held.holds == 0 and self._replaced(path, held.fd):
+        # The reference names its file's inode, which saves a stat() per frame.
+        replaced = held is not None and (
+            held.ino != ino if isinstance(ino, int) else self._replaced(path, held.fd)
+        )
+        if held is not None and replaced and held.holds:
+            return None  # still holding a frame of the old file: skip this one, never mix them
+        if held is not None and held.holds == 0 and replaced:
             os.close(held.fd)  # the producer restarted and made a new file under this name
             del self.files[path]
             held = None
@@ -239,7 +247,8 @@ class SlotReader:
             except (OSError, ValueError):
                 os.close(fd)
                 raise
-            held = _HeldFile(fd, mapping, _address(np.frombuffer(mapping, np.uint8, count=1)))
+            base = _address(np.frombuffer(mapping, np.uint8, count=1))
+            held = _HeldFile(fd, mapping, base, ino=os.fstat(fd).st_ino)
             self.files[path] = held
         if len(held.mapping) < needed:
             # Views of the old mapping keep it alive; only new views use the larger one.
@@ -267,7 +276,9 @@ class SlotReader:
         nbytes = math.prod(shape) * dtype.itemsize
         if offset < 0 or nbytes < 0:
             raise ValueError(f"bad shared-memory reference {ref!r}")
-        held = self._file(path, HEADER_BYTES + offset + nbytes)
+        held = self._file(path, HEADER_BYTES + offset + nbytes, ref.get("ino"))
+        if held is None:
+            return None
         if held.holds == 0:
             try:
                 fcntl.flock(held.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -307,7 +318,7 @@ class SlotReader:
                 and start <= address
                 and address + array.nbytes <= held.base + len(held.mapping)
             ):
-                return {"path": path, "gen": held.gen, "offset": address - start}
+                return {"path": path, "gen": held.gen, "offset": address - start, "ino": held.ino}
         return None
 
     def close(self) -> None:

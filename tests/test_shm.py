@@ -187,7 +187,7 @@ def test_frame_written_in_place_is_published_from_its_own_slot(
     frame = pool.writable(slot, SHAPE, DTYPE)
     frame[:] = pattern(3)
     ref = pool.place(frame)
-    assert ref == {"path": str(slot.path), "gen": ref["gen"], "offset": 0}
+    assert ref == {"path": str(slot.path), "gen": ref["gen"], "offset": 0, "ino": slot.ino}
     assert len(pool.slots) == 1, "no second slot, so no copy"
     received = reader.open(ref, DTYPE, SHAPE)
     assert received is not None and received.tobytes() == pattern(3).tobytes()
