@@ -38,6 +38,13 @@ class Message:
         """A copy with ``changes`` applied; capture stamp and trace are kept."""
         return dataclasses.replace(self, **changes)
 
+    def restamped(self, **fields: Any) -> Message:
+        """A copy with runtime fields (topic, seq, trace) set, skipping re-validation."""
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(fields)
+        return copy
+
     def age_ms(self, now_ns: int | None = None) -> float:
         """Milliseconds since capture: what a viewer must show next to anything it draws."""
         return ((now_ns if now_ns is not None else time.time_ns()) - self.stamp_ns) / 1e6
@@ -59,7 +66,7 @@ class Image(Message):
     """A 2D frame (H×W or H×W×C) or a label map / displacement field in image form."""
 
     KIND: ClassVar[str] = "Image"
-    ARRAYS: ClassVar[tuple[str, ...]] = ("data", "ijk_to_ras")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("data",)  # the 4×4 matrix rides in the header
 
     data: np.ndarray
     spacing: tuple[float, ...] = (1.0, 1.0)
@@ -88,7 +95,7 @@ class Transform(Message):
     """A rigid or affine 4×4 pose named ``<from>To<to>`` with its estimated quality."""
 
     KIND: ClassVar[str] = "Transform"
-    ARRAYS: ClassVar[tuple[str, ...]] = ("matrix",)
+    ARRAYS: ClassVar[tuple[str, ...]] = ()  # a 4×4 matrix is cheaper in the header
 
     matrix: np.ndarray = field(default_factory=lambda: np.eye(4))
     from_frame: str = ""

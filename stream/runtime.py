@@ -81,6 +81,9 @@ class NodeRuntime:
         self.outputs: dict[str, Output] = {}
         self.inputs: list[Input] = []
         self.node: Node | None = None
+        self.output_kinds: dict[str, type[Message]] = {}
+        self.placers: dict[str, Any] = {}
+        self.handlers: dict[str, Any] = {}
         self.t_in_ns: int | None = None
         self.control = control.ControlLink(self.ctx, config.control, config.node_id, self.snapshot)
 
@@ -88,7 +91,7 @@ class NodeRuntime:
 
     def emit(self, output_name: str, message: Message) -> None:
         output = self.outputs[output_name]
-        expected = all_outputs(type(self.node))[output_name]
+        expected = self.output_kinds[output_name]
         if not isinstance(message, expected):
             raise TypeError(
                 f"node {self.config.node_id!r} emitted a {message.KIND} on {output_name!r}, "
@@ -96,11 +99,11 @@ class NodeRuntime:
             )
         t_out = time.time_ns()
         hop = [self.config.node_id, self.t_in_ns if self.t_in_ns is not None else t_out, t_out]
-        stamped = dataclasses.replace(
-            message, topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
+        stamped = message.restamped(
+            topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
         )
         output.seq += 1
-        output.send(stamped, self._place(output))
+        output.send(stamped, self.placers[output_name])
         self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
 
     def _place(self, output: Output):
@@ -159,6 +162,7 @@ class NodeRuntime:
     def _open_sockets(self) -> None:
         for out in self.config.outputs:
             self.outputs[out.name] = Output(self.ctx, out, self.run_dir, self.config.node_id)
+            self.placers[out.name] = self._place(self.outputs[out.name])
         for inp in self.config.inputs:
             stats = self.stats.inputs.setdefault(inp.name, InputStats())
             self.inputs.append(Input(self.ctx, inp, self.reader, stats, self.log))
@@ -166,8 +170,9 @@ class NodeRuntime:
     def _subscribers_ready(self, deadline: float) -> bool:
         """True once every output has the subscribers the supervisor expects (or time is up).
 
-        A source waits for this before its first tick so that no frame is lost to ZeroMQ's
-        slow-joiner race; consumers that failed for good are not waited for.
+        Every node waits for this before it reports ready, and a source again before its first
+        tick, so that no message is lost to ZeroMQ's slow-joiner race; after GO, consumers that
+        failed for good are no longer waited for.
         """
         expected = self.control.go_fields.get("subscribers", {})
         for output in self.outputs.values():
@@ -188,11 +193,17 @@ class NodeRuntime:
         try:
             self._open_sockets()
             self.node = self._instantiate()
+            self.output_kinds = all_outputs(type(self.node))
+            self.handlers = {i.config.name: self.node.handler(i.config.name) for i in self.inputs}
         except Exception as exc:
             self.log.error("setup failed: %s\n%s", exc, traceback.format_exc())
             self.control.send(control.FAILED, text=f"setup failed: {exc}")
             self._close()
             return 2
+        # Ready only once our consumers listen: a relay must not forward frames to nobody.
+        deadline = time.monotonic() + SUBSCRIBER_WAIT_S
+        while not self.control.stop.is_set() and not self._subscribers_ready(deadline):
+            time.sleep(0.002)
         self.control.send(control.READY)
         code = 0
         try:
@@ -232,7 +243,7 @@ class NodeRuntime:
         age_ms = (now - message.stamp_ns) / 1e6
         inp.stats.ages_ms.append(age_ms)
         self.stats.ages_ms.append(age_ms)
-        self.node.handler(inp.config.name)(message)
+        self.handlers[inp.config.name](message)
         self.stats.handler_ms.append((time.time_ns() - now) / 1e6)
         self.t_in_ns = None
 

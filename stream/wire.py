@@ -56,6 +56,11 @@ def _scalar_fields(kind: type[Message]) -> list[str]:
 _SCALAR_FIELDS = {name: _scalar_fields(kind) for name, kind in KINDS.items()}
 
 
+def _plain(value: Any) -> Any:
+    """Small arrays (4×4 matrices) travel as nested lists; float64 round-trips exactly."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
 def encode(message: Message, place: Placer | None = None) -> list[Frame]:
     """Frames for ``message``; arrays ≥ 64 KiB go to ``place`` (shared memory) when given."""
     arrays_meta: list[dict[str, Any]] = []
@@ -78,7 +83,7 @@ def encode(message: Message, place: Placer | None = None) -> list[Frame]:
         "frame": message.frame,
         "meta": message.meta,
         "trace": message.trace,
-        "fields": {name: getattr(message, name) for name in _SCALAR_FIELDS[message.KIND]},
+        "fields": {name: _plain(getattr(message, name)) for name in _SCALAR_FIELDS[message.KIND]},
         "arrays": arrays_meta,
     }
     try:

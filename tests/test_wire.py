@@ -287,11 +287,11 @@ def test_arrays_of_64_kib_or_more_go_to_the_placer_and_smaller_ones_inline() -> 
     assert just_small.data.nbytes == ZERO_COPY_MIN_BYTES - 1
 
     frames = encode(just_big, place=place)
-    assert placed == [ZERO_COPY_MIN_BYTES], "only data, not the 128-byte ijk_to_ras"
+    assert placed == [ZERO_COPY_MIN_BYTES], "only data; ijk_to_ras rides in the header"
     entries = {e["name"]: e for e in header_of(frames)["arrays"]}
     assert "shm" in entries["data"] and "buf" not in entries["data"]
-    assert "buf" in entries["ijk_to_ras"]
-    assert len(frames) == 3, "topic, header and the one inline buffer"
+    assert header_of(frames)["fields"]["ijk_to_ras"] == just_big.ijk_to_ras.tolist()
+    assert len(frames) == 2, "topic and header only: the frame lives in shared memory"
     assert_same_message(decode(over_the_wire(frames), open_ref), just_big)
 
     placed.clear()
