@@ -662,3 +662,25 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     if not console.is_terminal:
         console = Console(file=console.file, width=max(console.width, TABLE_WIDTH))
     console.print(table)
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, for pasting into the README as it is."""
+    machine = report["machine"]
+    lines = [
+        f"Measured on {machine['cpu_model']}, {machine['cores']} cores, Python "
+        f"{machine['python']}, pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}; "
+        "per-hop latency in ms (p50 / p99 / max); rate max = saturated.",
+        "",
+        "| payload | hops | rate | igtflow ms | raw pyzmq ms | msgs/s igtflow | msgs/s raw "
+        "| p99 ratio | msgs/s ratio | drops igt/raw | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["cases"]:
+        igt, raw = row["igtflow"], row["raw"]
+        lines.append(
+            f"| {row['payload']} | {row['hops']} | {_rate(row)} | {_three(igt)} | {_three(raw)} "
+            f"| {igt['msgs_per_s']:.0f} | {raw['msgs_per_s']:.0f} | {_x(row['ratio_p99'])} "
+            f"| {_x(row['ratio_msgs_per_s'])} | {igt['drops']}/{raw['drops']} | {_verdict(row)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -192,9 +192,16 @@ def bench_transport(
     ] = False,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
+    ] = None,
 ) -> None:
     """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
-    from igtflow.launch.bench_transport import print_table, run_transport_bench
+    from igtflow.launch.bench_transport import markdown_table, print_table, run_transport_bench
+
+    if markdown is not None:
+        sys.stdout.write(markdown_table(json.loads(markdown.read_text())))
+        return
 
     report = run_transport_bench(
         duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err
