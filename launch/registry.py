@@ -6,10 +6,9 @@ uses it, so a graph of light nodes never pays for torch or open3d.
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 
-from igtflow.stream.node import Node
+from igtflow.stream.node import Node, load_class
 from igtflow.stream.nodes import NODES as STREAM_NODES
 
 LAYER_TABLES = (STREAM_NODES,)
@@ -41,12 +40,9 @@ def import_path(uses: str) -> str:
 def load_node_class(uses: str) -> type[Node]:
     """Import and return the node class named by ``uses`` (short name or ``module:Class``)."""
     path = import_path(uses)
-    module_name, _, class_name = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        return load_class(path)
     except ImportError as exc:
-        raise UnknownNodeType(f"{uses} (cannot import {module_name}: {exc})") from exc
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Node)):
-        raise UnknownNodeType(f"{uses} ({module_name} has no Node class {class_name!r})")
-    return cls
+        raise UnknownNodeType(f"{uses} (cannot import {path.partition(':')[0]}: {exc})") from exc
+    except LookupError as exc:
+        raise UnknownNodeType(f"{uses} ({exc})") from exc

@@ -6,6 +6,7 @@ signature of ``setup`` and handles each input in ``on_<input>``; a source implem
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import re
@@ -77,6 +78,18 @@ class Source(Node):
 
     def tick(self) -> None:
         raise NotImplementedError
+
+
+def load_class(import_path: str) -> type[Node]:
+    """Import the node class a ``module:Class`` path names.
+
+    Raises ImportError when the module is missing and LookupError when it has no such Node.
+    """
+    module_name, _, class_name = import_path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Node)):
+        raise LookupError(f"{module_name} has no Node class {class_name!r}")
+    return cls
 
 
 def all_outputs(cls: type[Node]) -> dict[str, type[Message]]:

@@ -7,7 +7,6 @@ sequence numbers, trace hops, pacing, stats and the supervisor's commands.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import logging
 import math
@@ -21,7 +20,7 @@ import numpy as np
 import zmq
 from igtflow.stream import control
 from igtflow.stream.messages import Message, Status
-from igtflow.stream.node import Node, Source, all_outputs, node_params
+from igtflow.stream.node import Node, Source, all_outputs, load_class, node_params
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats, NodeStats
 from igtflow.stream.threads import apply_thread_budget
@@ -57,15 +56,6 @@ class NodeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def load_class(import_path: str) -> type[Node]:
-    """Import the node class a ``module:Class`` path names."""
-    module_name, _, class_name = import_path.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Node)):
-        raise TypeError(f"{import_path} is not a Node class")
-    return cls
 
 
 class NodeRuntime:
