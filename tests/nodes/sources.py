@@ -42,3 +42,13 @@ class Numbered(Source):
         np.add(self.base, np.uint16(self.numbered % 65536), out=frame)
         self.emit("image", Image(data=frame, meta={"n": self.numbered}, frame="Image"))
         self.numbered += 1
+
+
+class Garbler(Numbered):
+    """Sends a malformed message (random bytes, bad header) before every good frame."""
+
+    def tick(self) -> None:
+        socket = self._emitter.outputs["image"].socket
+        junk = np.random.default_rng(self.numbered).bytes(64)
+        socket.send_multipart([b"src/image", junk, junk[:7]])
+        super().tick()
