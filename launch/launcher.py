@@ -49,7 +49,11 @@ def run_graph(
     previous = {
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
     }
-    supervisor = Supervisor(graph, log_dir, log_sink=console.print if live else None)
+
+    def print_log(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    supervisor = Supervisor(graph, log_dir, log_sink=print_log if live else None)
     try:
         supervisor.start()
         started = time.monotonic()  # the duration counts from when the graph flows
