@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +44,11 @@ def run_graph(
     console = console or Console(stderr=True)
     log_dir = log_dir or default_log_dir(graph)
     live = console.is_terminal if live is None else live
-    stop = threading.Event()
+    # A plain list, not an Event: a handler that takes a lock can deadlock on a second signal.
+    signals: list[int] = []
     previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+        sig: signal.signal(sig, lambda signum, _: signals.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
     }
 
     def print_log(line: str) -> None:
@@ -63,7 +64,7 @@ def run_graph(
             return time.monotonic() - started
 
         def keep_going() -> bool:
-            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            if signals or (deadline is not None and time.monotonic() >= deadline):
                 return False
             states = [n.state for n in supervisor.nodes.values()]
             return any(s not in ("failed", "finished") for s in states)

@@ -83,7 +83,7 @@ class ControlLink:
             with self._lock:
                 outbox, self._outbox = self._outbox, []
             for data in outbox:
-                socket.send(data)
+                self._send_now(socket, data)
             if dict(poller.poll(50)).get(socket):
                 try:
                     command = unpack(socket.recv())
@@ -97,8 +97,16 @@ class ControlLink:
                     self.go.set()
         with self._lock:
             for data in self._outbox:
-                socket.send(data)
+                self._send_now(socket, data)
         socket.close()
+
+    @staticmethod
+    def _send_now(socket: zmq.Socket, data: bytes) -> None:
+        # A DEALER with no peer blocks on send; with the supervisor gone, drop instead of hanging.
+        try:
+            socket.send(data, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def close(self) -> None:
         self._closed.set()

@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging(config.node_id, log_dir)
     runtime = NodeRuntime(config, log)
     # The supervisor stops nodes over the control channel; a signal means the same thing.
-    signal.signal(signal.SIGTERM, lambda *_: runtime.control.stop.set())
-    signal.signal(signal.SIGINT, lambda *_: runtime.control.stop.set())
-    return runtime.run()
+    signal.signal(signal.SIGTERM, runtime.request_stop)
+    signal.signal(signal.SIGINT, runtime.request_stop)
+    code = runtime.run()
+    logging.shutdown()
+    # Leave now: interpreter teardown could wait on a ZeroMQ context a dead supervisor left busy.
+    os._exit(code)
 
 
 if __name__ == "__main__":

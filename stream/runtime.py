@@ -71,11 +71,20 @@ class NodeRuntime:
         self.outputs: dict[str, Output] = {}
         self.inputs: list[Input] = []
         self.node: Node | None = None
+        self.stop_requested = False
         self.output_kinds: dict[str, type[Message]] = {}
         self.placers: dict[str, Any] = {}
         self.handlers: dict[str, Any] = {}
         self.t_in_ns: int | None = None
         self.control = control.ControlLink(self.ctx, config.control, config.node_id, self.snapshot)
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler: only sets a flag, since taking a lock here can deadlock the handler."""
+        self.stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requested or self.control.stop.is_set()
 
     # --- emitter -------------------------------------------------------------------------------
 
@@ -192,7 +201,7 @@ class NodeRuntime:
             return 2
         # Ready only once our consumers listen: a relay must not forward frames to nobody.
         deadline = time.monotonic() + SUBSCRIBER_WAIT_S
-        while not self.control.stop.is_set() and not self._subscribers_ready(deadline):
+        while not self.stopping and not self._subscribers_ready(deadline):
             time.sleep(0.002)
         self.control.send(control.READY)
         code = 0
@@ -252,7 +261,7 @@ class NodeRuntime:
         started = False
         next_tick = 0.0
         subscriber_deadline: float | None = None
-        while not self.control.stop.is_set():
+        while not self.stopping:
             self.stats.loop_ns = time.monotonic_ns()
             if is_source and not started and self.control.go.is_set():
                 if subscriber_deadline is None:

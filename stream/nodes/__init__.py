@@ -4,4 +4,5 @@ NODES: dict[str, str] = {
     "synthetic-image": "igtflow.stream.nodes.synthetic:SyntheticImage",
     "passthrough": "igtflow.stream.nodes.passthrough:PassThrough",
     "stats": "igtflow.stream.nodes.stats:StatsSink",
+    "record": "igtflow.stream.nodes.record:Record",
 }
