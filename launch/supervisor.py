@@ -26,7 +26,7 @@ import zmq
 from igtflow.launch.graph import Graph, NodeSpec
 from igtflow.launch.registry import load_node_class
 from igtflow.stream import control
-from igtflow.stream.node import all_outputs
+from igtflow.stream.node import GRAPH_ENV, all_outputs
 from igtflow.stream.runtime import NodeConfig
 from igtflow.stream.threads import thread_budget_env
 from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
@@ -215,7 +215,12 @@ class Supervisor:
         data["restart_count"] = state.restarts
         data["log_dir"] = str(self.log_dir)
         config_path.write_text(json.dumps(data))
-        env = {**os.environ, **thread_budget_env(state.spec.threads), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **thread_budget_env(state.spec.threads),
+            "PYTHONUNBUFFERED": "1",
+            GRAPH_ENV: str(self.log_dir / "graph.yaml"),
+        }
         state.process = subprocess.Popen(
             [sys.executable, "-m", "igtflow.stream.process", str(config_path)],
             env=env,

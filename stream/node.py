@@ -18,6 +18,8 @@ import numpy as np
 from igtflow.stream.messages import Message, Status
 
 WILDCARD = "*"
+# Path of the running graph's YAML, set by the launcher for nodes that store it (recorders).
+GRAPH_ENV = "IGTFLOW_GRAPH"
 # Every node can raise alarms (losses, failures) on this output without declaring it.
 IMPLICIT_OUTPUTS: dict[str, type[Message]] = {"status": Status}
 

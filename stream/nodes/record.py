@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import time
 from pathlib import Path
 
 from igtflow.stream.messages import Message
-from igtflow.stream.node import WILDCARD, Node
+from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node
 from igtflow.stream.recording import RecordingWriter
 
 
@@ -41,14 +41,11 @@ class Record(Node):
         )
         self.log.info("recording to %s", target)
 
-    def _launcher_graph(self) -> Path | None:
-        """The ``graph.yaml`` the launcher writes beside the node logs, if this run has one."""
-        for handler in self.log.handlers:
-            if isinstance(handler, logging.FileHandler):
-                candidate = Path(handler.baseFilename).parent / "graph.yaml"
-                if candidate.is_file():
-                    return candidate
-        return None
+    @staticmethod
+    def _launcher_graph() -> Path | None:
+        """The copy of the graph the launcher keeps for this run (``IGTFLOW_GRAPH``), if any."""
+        candidate = Path(os.environ.get(GRAPH_ENV, ""))
+        return candidate if candidate.name and candidate.is_file() else None
 
     def on_message(self, input_name: str, message: Message) -> None:
         self.writer.write(message, time.time_ns())
