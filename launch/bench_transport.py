@@ -326,14 +326,20 @@ def _raw_source(
     ctx.term()
 
 
-def _raw_relay(
-    name: str, upstream: str, endpoint: str, ready: Any, stop: Any
-) -> None:  # pragma: no cover - runs in a child process
-    ctx = zmq.Context()
+def _raw_subscriber(ctx: zmq.Context, upstream: str) -> zmq.Socket:
+    """A plain SUB socket on ``upstream``, as any pyzmq user would open it."""
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.setsockopt(zmq.LINGER, 0)
     sub.connect(upstream)
+    return sub
+
+
+def _raw_relay(
+    name: str, upstream: str, endpoint: str, ready: Any, stop: Any
+) -> None:  # pragma: no cover - runs in a child process
+    ctx = zmq.Context()
+    sub = _raw_subscriber(ctx, upstream)
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
@@ -361,10 +367,7 @@ def _raw_sink(
     upstream: str, hops: int, report: str, ready: Any, stop: Any
 ) -> None:  # pragma: no cover - runs in a child process
     ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(upstream)
+    sub = _raw_subscriber(ctx, upstream)
     tally = Tally(hops=hops)
     ready.set()
     while not stop.is_set():
