@@ -29,6 +29,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines[:-1] if line]
 
 
+def chain(out: Path, size: int = 32, rate_hz: float = 100) -> str:
+    """source → relay → recording sink."""
+    return f"""
+name: chain
+nodes:
+  - id: src
+    uses: tests.nodes.sources:Numbered
+    params: {{rate_hz: {rate_hz}, width: {size}, height: {size}}}
+  - id: relay
+    uses: passthrough
+    inputs: {{in: src/image}}
+  - id: sink
+    uses: tests.nodes.sinks:Recorder
+    inputs: {{in: relay/out}}
+    params: {{out: "{out}"}}
+"""
+
+
 class GraphRun:
     """A graph run by an in-process ``Supervisor``; ``wait`` polls it until a condition holds."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GraphRun, read_jsonl
+from tests.conftest import GraphRun, chain, read_jsonl
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 LOG_RECORD = re.compile(r"\d\d:\d\d:\d\d ")  # a record's first line; tracebacks follow it
@@ -80,22 +80,7 @@ def test_each_node_logs_with_its_id_to_the_run_log_folder(
     start_graph: Callable[[str], GraphRun], tmp_path: Path
 ) -> None:
     out = tmp_path / "sink.jsonl"
-    run = start_graph(
-        f"""
-name: logs
-nodes:
-  - id: src
-    uses: tests.nodes.sources:Numbered
-    params: {{rate_hz: 50}}
-  - id: relay
-    uses: passthrough
-    inputs: {{in: src/image}}
-  - id: sink
-    uses: tests.nodes.sinks:Recorder
-    inputs: {{in: relay/out}}
-    params: {{out: "{out}"}}
-"""
-    )
+    run = start_graph(chain(out, rate_hz=50))
     run.wait(lambda: read_jsonl(out), 10, "messages at the sink")
     run.stop()
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
 
-from tests.conftest import GraphRun, read_jsonl
+from tests.conftest import GraphRun, chain, read_jsonl
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 TMPFS = Path("/dev/shm")
@@ -29,24 +29,6 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.access(TMPFS, os.W_OK),
     reason="run directories live on Linux tmpfs (/dev/shm)",
 )
-
-
-def chain(out: Path, size: int = 32, rate_hz: float = 100) -> str:
-    """source → relay → recording sink."""
-    return f"""
-name: chain
-nodes:
-  - id: src
-    uses: tests.nodes.sources:Numbered
-    params: {{rate_hz: {rate_hz}, width: {size}, height: {size}}}
-  - id: relay
-    uses: passthrough
-    inputs: {{in: src/image}}
-  - id: sink
-    uses: tests.nodes.sinks:Recorder
-    inputs: {{in: relay/out}}
-    params: {{out: "{out}"}}
-"""
 
 
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
