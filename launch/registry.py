@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from functools import cache
 
+from igtflow.render.nodes import NODES as RENDER_NODES
 from igtflow.stream.node import Node, load_class
 from igtflow.stream.nodes import NODES as STREAM_NODES
 
-LAYER_TABLES = (STREAM_NODES,)
+LAYER_TABLES = (STREAM_NODES, RENDER_NODES)
 
 
 class UnknownNodeType(LookupError):

@@ -1,0 +1,1 @@
+"""Deterministic synthetic phantom with ground truth: anatomy, motion, ultrasound, fluoroscopy."""

@@ -1,0 +1,1 @@
+"""Readers for real-world frame files: video, DICOM cine, PLUS sequence files."""
