@@ -54,6 +54,11 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
         raise typer.Exit(2) from None
 
 
+def _error(problem: object) -> None:
+    """One problem on stderr, unwrapped, so it can be read and searched for whole."""
+    err.print(str(problem), style="red", markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -94,23 +99,188 @@ def run(
     duration: Annotated[
         float | None, typer.Option(help="stop after this many seconds (default: until Ctrl-C)")
     ] = None,
-    log_dir: Annotated[
-        Path | None, typer.Option(help="folder for per-node logs (default: runs/NAME-TIME)")
-    ] = None,
+    log_dir: LogDirOpt = None,
+    record: RecordOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run a graph: one process per node, live status table, Ctrl-C stops everything."""
+    """Run a graph: one process per node, live status table, Ctrl-C stops everything.
+
+    In the status table, space pauses and resumes the sources.
+    """
+    from igtflow.launch.graph_edit import with_recorder
     from igtflow.launch.launcher import run_graph
-    from igtflow.launch.status import status_table
 
     spec = _load(graph, set_)
+    if record is not None:
+        spec = _parse(with_recorder(spec.text, str(record)), str(graph), set_)
     result = run_graph(spec, log_dir=log_dir, duration_s=duration, console=err)
+    _report_run(spec.name, result, duration or 0, json_)
+
+
+LogDirOpt = Annotated[
+    Path | None, typer.Option(help="folder for per-node logs (default: runs/NAME-TIME)")
+]
+RecordOpt = Annotated[
+    Path | None,
+    typer.Option(help="also record every output of every node to this MCAP file"),
+]
+
+
+def _parse(text: str, path: str, overrides: list[str] | None) -> Any:
+    from igtflow.launch.graph import GraphError, parse_graph
+
+    try:
+        return parse_graph(text, path, overrides or [])
+    except GraphError as exc:
+        for issue in exc.issues:
+            err.print(str(issue), style="red", highlight=False, markup=False, soft_wrap=True)
+        err.print(f"{len(exc.issues)} problem(s); nothing was started.")
+        raise typer.Exit(2) from None
+
+
+def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
+    from igtflow.launch.status import status_table
+
     if json_:
         _print_json({"exit_code": result.exit_code, "nodes": result.rows, "events": result.events})
     else:
-        err.print(status_table(spec.name, result.rows, duration or 0))
+        err.print(status_table(name, result.rows, elapsed_s))
         err.print(f"logs: {result.log_dir}")
     raise typer.Exit(result.exit_code)
+
+
+RecordingArg = Annotated[Path, typer.Argument(help="MCAP recording", show_default=False)]
+
+
+@app.command()
+def replay(
+    recording: RecordingArg,
+    graph: Annotated[
+        Path | None,
+        typer.Option(
+            help="graph to run downstream of the replay (default: the recording's own graph)"
+        ),
+    ] = None,
+    alone: Annotated[
+        bool, typer.Option(help="play the recording with no graph downstream")
+    ] = False,
+    rate: Annotated[float, typer.Option(min=0.1, max=10, help="speed factor, 0.1 to 10")] = 1.0,
+    loop: Annotated[bool, typer.Option(help="start again at the end")] = False,
+    start: Annotated[float, typer.Option(min=0, help="skip the first seconds")] = 0.0,
+    topics: Annotated[
+        list[str] | None,
+        typer.Option(help="recorded topics to play, globs ('probe/*'); default: the sources'"),
+    ] = None,
+    lockstep: Annotated[
+        bool,
+        typer.Option(
+            help="offline and deterministic: each message is handled by every node downstream "
+            "before the next leaves, as fast as the graph goes"
+        ),
+    ] = False,
+    record: RecordOpt = None,
+    set_: SetOpt = None,
+    duration: Annotated[
+        float | None, typer.Option(help="stop after this many seconds (default: at the end)")
+    ] = None,
+    log_dir: LogDirOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Play a recording into a graph: the recorded sources are replaced by the recording.
+
+    The graph downstream runs again (new models, new parameters) and sees what it saw live.
+    With --lockstep two replays of one recording produce identical outputs.
+    """
+    from igtflow.launch.graph_edit import replay_graph, with_recorder
+    from igtflow.launch.launcher import run_graph
+    from igtflow.stream.recording import read_info
+    from igtflow.stream.recording_scan import RecordingError
+
+    try:
+        info = read_info(recording)
+    except RecordingError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if alone:
+        downstream = None
+    elif graph is not None:
+        downstream = graph.read_text()
+    else:
+        downstream = info.graph_yaml
+    params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
+    try:
+        text, _ = replay_graph(
+            str(recording), downstream, sorted(info.topics), topics or [], params
+        )
+    except ValueError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if record is not None:
+        text = with_recorder(text, str(record))
+    spec = _parse(text, f"{graph or recording} (replay)", set_)
+    result = run_graph(
+        spec,
+        log_dir=log_dir,
+        duration_s=duration,
+        console=err,
+        lockstep=lockstep,
+        until_drained=not loop,
+    )
+    _report_run(spec.name, result, duration or 0, json_)
+
+
+@app.command()
+def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
+    """Summarise a recording: duration, topics, rates, sizes, gaps, metadata, damage."""
+    from igtflow.launch.inspect_recording import inspect_recording, print_summary
+    from igtflow.stream.recording_scan import RecordingError
+
+    try:
+        summary = inspect_recording(recording)
+    except RecordingError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    if json_:
+        _print_json(summary)
+    else:
+        print_summary(summary, out)
+
+
+@app.command()
+def recover(
+    broken: RecordingArg,
+    fixed: Annotated[Path, typer.Argument(help="new MCAP file to write", show_default=False)],
+    json_: JsonOpt = False,
+) -> None:
+    """Rescue a recording that was not closed (crash, kill -9) or is damaged.
+
+    Every readable message is copied, byte for byte, into a closed and indexed file.
+    """
+    from igtflow.stream.recording import recover as recover_file
+    from igtflow.stream.recording_scan import RecordingError
+
+    if fixed.resolve() == broken.resolve():
+        err.print("[red]write the recovered file somewhere else; the original is kept[/]")
+        raise typer.Exit(2)
+    try:
+        report = recover_file(broken, fixed)
+    except RecordingError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    result = {
+        "source": str(broken),
+        "target": str(fixed),
+        "messages": report.messages,
+        "was_closed": report.complete,
+        "damaged_chunks": report.bad_chunks,
+        "problems": report.problems,
+    }
+    if json_:
+        _print_json(result)
+        return
+    for problem in report.problems:
+        err.print(problem, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"recovered {report.messages} messages into {fixed}")
 
 
 @app.command()

@@ -72,6 +72,7 @@ class NodeSpec:
     max_restarts: int = DEFAULT_MAX_RESTARTS
     threads: int = DEFAULT_THREADS
     line: int = 0
+    outputs: tuple[str, ...] = ()  # every output, the implicit ``status`` included
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class _Draft:
     param_lines: dict[str, int] = field(default_factory=dict)
     wires: list[_Wire] = field(default_factory=list)
     inputs: list[InputSpec] = field(default_factory=list)
+    outputs: dict[str, type[Message]] = field(default_factory=dict)
     host: str | None = None
     restart: Restart = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
@@ -526,10 +528,10 @@ class _Reader:
 
     def _wire(self, drafts: list[_Draft], nodes: dict[str, _Draft]) -> None:
         """Resolve every input against the outputs that exist; expand wildcards."""
+        for draft in drafts:
+            self._read_outputs(draft)
         unloaded = {node_id for node_id, d in nodes.items() if d.cls is None}
-        refs = [
-            f"{n}/{o}" for n, d in nodes.items() if d.cls is not None for o in all_outputs(d.cls)
-        ]
+        refs = [f"{n}/{o}" for n, d in nodes.items() if d.cls is not None for o in d.outputs]
         for draft in drafts:
             if draft.cls is None:
                 continue
@@ -555,6 +557,16 @@ class _Reader:
                 else:
                     self._resolve(draft, wire, where, kind, nodes, unloaded, refs)
 
+    def _read_outputs(self, draft: _Draft) -> None:
+        """The draft's outputs; a node whose parameters rule out any output becomes unloaded."""
+        if draft.cls is None:
+            return
+        try:
+            draft.outputs = all_outputs(draft.cls, draft.id or "", draft.params)
+        except (ValueError, OSError) as exc:
+            self.issue(draft.line, f"node {draft.label} ({draft.uses}): {exc}")
+            draft.cls = None
+
     def _resolve(
         self,
         draft: _Draft,
@@ -578,11 +590,11 @@ class _Reader:
         upstream = nodes.get(node_id)
         if upstream is None or upstream.cls is None:
             why = f"no node {node_id!r}"
-        elif output not in all_outputs(upstream.cls):
-            outs = ", ".join(all_outputs(upstream.cls)) or "none"
+        elif output not in upstream.outputs:
+            outs = ", ".join(upstream.outputs) or "none"
             why = f"outputs of {node_id}: {outs}"
         else:
-            out_kind = all_outputs(upstream.cls)[output]
+            out_kind = upstream.outputs[output]
             if not _kinds_match(out_kind, kind):
                 self.issue(
                     wire.line,
@@ -610,7 +622,13 @@ class _Reader:
         taken: set[str],
     ) -> None:
         if wire.ref == WILDCARD:
-            sources = [d for i, d in nodes.items() if d is not draft and i not in unloaded]
+            # Another catch-all reader (a recorder beside a stats sink) is left out: each would
+            # read the other's status and form a cycle.
+            sources = [
+                d
+                for i, d in nodes.items()
+                if d is not draft and i not in unloaded and not _reads_everything(d)
+            ]
         else:
             node_id = wire.ref[: -len("/" + WILDCARD)]
             if node_id in unloaded:
@@ -627,7 +645,7 @@ class _Reader:
         added = 0
         for upstream in sources:
             assert upstream.cls is not None and upstream.id is not None
-            for output, out_kind in all_outputs(upstream.cls).items():
+            for output, out_kind in upstream.outputs.items():
                 name = f"{upstream.id}/{output}"
                 if name in taken or not _kinds_match(out_kind, kind):
                     continue
@@ -806,6 +824,10 @@ def _type_name(param: Param) -> str:
     return param.type_name
 
 
+def _reads_everything(draft: _Draft) -> bool:
+    return any(w.name == WILDCARD and w.ref == WILDCARD for w in draft.wires)
+
+
 def _declares(declared: dict[str, type[Message]], name: str) -> bool:
     """A node that declares the wildcard also takes any named input."""
     return name in declared or WILDCARD in declared
@@ -853,6 +875,7 @@ def _spec(draft: _Draft) -> NodeSpec:
         max_restarts=draft.max_restarts,
         threads=draft.threads,
         line=draft.line,
+        outputs=tuple(draft.outputs),
     )
 
 

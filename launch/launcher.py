@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from igtflow.launch.graph import Graph
+from igtflow.launch.keys import key_reader
 from igtflow.launch.status import status_table
 from igtflow.launch.supervisor import Supervisor
 from rich.console import Console
@@ -36,10 +37,14 @@ def run_graph(
     duration_s: float | None = None,
     console: Console | None = None,
     live: bool | None = None,
+    lockstep: bool = False,
+    until_drained: bool = False,
 ) -> RunResult:
     """Start ``graph``, show its status until Ctrl-C/SIGTERM or ``duration_s``, stop it cleanly.
 
-    Exit code is non-zero when a node failed for good.
+    ``until_drained``: also stop once every source has sent everything and the graph handled it
+    (a replay without ``loop``). ``lockstep``: see ``Supervisor``. In the live view, space pauses
+    and resumes the sources. Exit code is non-zero when a node failed for good.
     """
     console = console or Console(stderr=True)
     log_dir = log_dir or default_log_dir(graph)
@@ -54,7 +59,7 @@ def run_graph(
     def print_log(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    supervisor = Supervisor(graph, log_dir, log_sink=print_log if live else None)
+    supervisor = Supervisor(graph, log_dir, log_sink=print_log if live else None, lockstep=lockstep)
     try:
         supervisor.start()
         started = time.monotonic()  # the duration counts from when the graph flows
@@ -66,14 +71,22 @@ def run_graph(
         def keep_going() -> bool:
             if signals or (deadline is not None and time.monotonic() >= deadline):
                 return False
+            if until_drained and supervisor.drained:
+                return False
             states = [n.state for n in supervisor.nodes.values()]
             return any(s not in ("failed", "finished") for s in states)
 
         if live:
-            with Live(console=console, refresh_per_second=2, transient=False) as view:
+            with (
+                key_reader() as pressed,
+                Live(console=console, refresh_per_second=2, transient=False) as view,
+            ):
                 while keep_going():
                     supervisor.poll(0.25)
-                    view.update(status_table(graph.name, supervisor.snapshot(), elapsed()))
+                    if " " in pressed():
+                        supervisor.pause(not supervisor.paused)
+                    title = f"{graph.name} · PAUSED" if supervisor.paused else graph.name
+                    view.update(status_table(title, supervisor.snapshot(), elapsed()))
         else:
             while keep_going():
                 supervisor.poll(0.25)

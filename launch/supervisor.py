@@ -24,9 +24,9 @@ from typing import Any
 
 import zmq
 from igtflow.launch.graph import Graph, NodeSpec
-from igtflow.launch.registry import load_node_class
+from igtflow.launch.lockstep import LockstepLedger
 from igtflow.stream import control
-from igtflow.stream.node import GRAPH_ENV, all_outputs
+from igtflow.stream.node import GRAPH_ENV
 from igtflow.stream.runtime import NodeConfig
 from igtflow.stream.threads import thread_budget_env
 from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
@@ -39,6 +39,8 @@ HUNG_LOOP_S = 10.0
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 STABLE_AFTER_S = 10.0
+DRAIN_GRACE_S = 1.0  # after the last source ends (live), for queues to empty before a stop
+LOCKSTEP_DEPTH = 1024
 
 LogSink = Callable[[str], None]
 
@@ -100,6 +102,7 @@ class NodeState:
     alarms: int = 0
     last_alarm: str = ""
     exit_code: int | None = None
+    sent_all_at: float | None = None  # a source said it has sent everything (EOS)
     _prev: tuple[float, int, int, float] | None = None
 
     @property
@@ -134,7 +137,11 @@ class Supervisor:
         log_dir: Path,
         log_sink: LogSink | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        lockstep: bool = False,
     ) -> None:
+        """``lockstep``: offline replay; every input is lossless and each message a source sends
+        is handled by every node downstream before the next one leaves (deterministic runs).
+        """
         self.graph = graph
         self.log_dir = Path(log_dir)
         self.log_sink = log_sink or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -151,7 +158,10 @@ class Supervisor:
         self.router.bind(self.control_endpoint)
         self.nodes: dict[str, NodeState] = {}
         self.stopping = False
+        self.paused = False
         self.events: list[str] = []
+        self.lockstep = lockstep
+        self.ledger = LockstepLedger(graph) if lockstep else None
         self._build_configs()
 
     # --- configuration -----------------------------------------------------------------------
@@ -167,9 +177,8 @@ class Supervisor:
         endpoints: dict[tuple[str, str], str] = {}
         outputs: dict[str, list[OutputConfig]] = {}
         for spec in self.graph.nodes:
-            cls = load_node_class(spec.uses)
             outputs[spec.id] = []
-            for name in all_outputs(cls):
+            for name in spec.outputs:
                 consumers = self.graph.consumers(spec.id, name)
                 endpoint = self._endpoint(spec, name)
                 endpoints[(spec.id, name)] = endpoint
@@ -190,8 +199,8 @@ class Supervisor:
                     name=i.name,
                     topic=f"{i.node}/{i.output}",
                     endpoint=endpoints[(i.node, i.output)],
-                    policy=i.policy,
-                    depth=i.depth,
+                    policy=QUEUE if self.lockstep else i.policy,
+                    depth=max(i.depth, LOCKSTEP_DEPTH) if self.lockstep else i.depth,
                 )
                 for i in spec.inputs
             ]
@@ -204,6 +213,7 @@ class Supervisor:
                 outputs=outputs[spec.id],
                 inputs=inputs,
                 threads=spec.threads,
+                lockstep=self.lockstep,
             )
             self.nodes[spec.id] = NodeState(spec=spec, config=config)
 
@@ -308,7 +318,8 @@ class Supervisor:
             if time.monotonic() >= end:
                 return
 
-    def _on_control(self, node_id: str, data: bytes, send_go: bool) -> None:
+    def _on_control(self, identity: str, data: bytes, send_go: bool) -> None:
+        node_id = identity.partition("#")[0]  # "<node>#lockstep" is the node's lockstep line
         state = self.nodes.get(node_id)
         if state is None:
             return
@@ -332,6 +343,14 @@ class Supervisor:
             state.last_alarm = f"{message.get('code')}: {message.get('text')}"
         elif kind == control.FAILED:
             state.last_alarm = str(message.get("text", "failed"))
+        elif kind == control.DONE and self.ledger is not None:
+            self.ledger.done(node_id, message.get("handled"), message.get("emitted") or [])
+            source = self.ledger.release()
+            if source is not None:
+                self._send(source + control.LOCKSTEP_SUFFIX, control.NEXT)
+        elif kind == control.EOS:
+            state.sent_all_at = now
+            self._event(f"{node_id} has sent everything it had")
 
     def _check_processes(self) -> None:
         now = time.monotonic()
@@ -403,6 +422,32 @@ class Supervisor:
         self.router.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def pause(self, paused: bool) -> None:
+        """Hold (or let go) every source; the rest of the graph drains what is in flight."""
+        self.paused = paused
+        for state in self.nodes.values():
+            if not state.spec.inputs:
+                self._send(state.spec.id, control.PAUSE if paused else control.RESUME)
+        self._event("sources paused" if paused else "sources resumed")
+
+    @property
+    def drained(self) -> bool:
+        """Every source has sent everything and the graph has handled it (lockstep: exactly;
+        otherwise after ``DRAIN_GRACE_S`` of quiet, since live queues cannot be seen).
+        """
+        sources = [s for s in self.nodes.values() if not s.spec.inputs]
+        if not sources:
+            return False
+        ends = []
+        for state in sources:
+            if state.sent_all_at is not None:
+                ends.append(state.sent_all_at)
+            elif state.state not in ("failed", "finished"):
+                return False
+        if self.ledger is not None:
+            return self.ledger.idle
+        return not ends or time.monotonic() - max(ends) >= DRAIN_GRACE_S
 
     @property
     def failed(self) -> list[str]:

@@ -24,9 +24,15 @@ STATS = "stats"
 ALARM = "alarm"
 FAILED = "failed"
 BYE = "bye"
+EOS = "eos"  # a source has sent everything it has (end of its file)
+DONE = "done"  # lockstep: one message handled (or one tick), with what it emitted
 # supervisor → node
 GO = "go"
 STOP = "stop"
+PAUSE = "pause"
+RESUME = "resume"
+NEXT = "next"  # lockstep: the graph is idle, a source may release its next message
+LOCKSTEP_SUFFIX = "#lockstep"
 
 
 def pack(kind: str, **fields: Any) -> bytes:
@@ -54,6 +60,7 @@ class ControlLink:
         self.go = threading.Event()
         self.go_fields: dict[str, Any] = {}
         self.stop = threading.Event()
+        self.paused = threading.Event()
         self._outbox: list[bytes] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)
@@ -95,6 +102,10 @@ class ControlLink:
                 elif command["type"] == STOP:
                     self.stop.set()
                     self.go.set()
+                elif command["type"] == PAUSE:
+                    self.paused.set()
+                elif command["type"] == RESUME:
+                    self.paused.clear()
         with self._lock:
             for data in self._outbox:
                 self._send_now(socket, data)
@@ -111,3 +122,39 @@ class ControlLink:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=1.0)
+
+
+class LockstepLink:
+    """The main thread's own line to the supervisor in lockstep mode.
+
+    The control thread wakes every 50 ms; lockstep needs each DONE and NEXT to travel at once,
+    so the node's main loop owns this second DEALER and polls it beside its inputs.
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, node_id: str) -> None:
+        self.node_id = node_id
+        self.socket = ctx.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt_string(zmq.IDENTITY, node_id + LOCKSTEP_SUFFIX)
+        self.socket.connect(endpoint)
+
+    def done(self, handled: list[Any] | None, emitted: list[list[Any]]) -> None:
+        """Report one handled message (``[input, topic, seq]``; None for a tick) and its output."""
+        ControlLink._send_now(
+            self.socket,
+            pack(DONE, node=self.node_id, pid=os.getpid(), handled=handled, emitted=emitted),
+        )
+
+    def take_next(self) -> bool:
+        """True when a NEXT arrived (drains everything waiting)."""
+        got = False
+        while True:
+            try:
+                got = unpack(self.socket.recv(zmq.NOBLOCK))["type"] == NEXT or got
+            except zmq.Again:
+                return got
+            except ValueError:
+                continue
+
+    def close(self) -> None:
+        self.socket.close()

@@ -39,8 +39,17 @@ class Node:
     outputs: ClassVar[dict[str, type[Message]]] = {}
 
     id: str = "node"
+    lockstep: bool = False  # set by the runtime: an offline, deterministic replay is running
     log: logging.Logger = logging.getLogger("igtflow.node")
     _emitter: Emitter | None = None
+
+    @classmethod
+    def outputs_for(cls, node_id: str, params: dict[str, Any]) -> dict[str, type[Message]]:
+        """The outputs a node of this type has with ``params``: ``outputs`` unless a node's
+        outputs depend on its parameters (a replay has one per recorded topic). Raise
+        ``ValueError`` with a readable message when the parameters make that impossible.
+        """
+        return dict(cls.outputs)
 
     def setup(self) -> None:
         """Called once in the node process with the graph's parameters."""
@@ -74,12 +83,21 @@ class Node:
 
 
 class Source(Node):
-    """A node that produces messages: ``tick()`` is called ``rate_hz`` times a second."""
+    """A node that produces messages: ``tick()`` is called ``rate_hz`` times a second.
+
+    ``tick`` may instead return the seconds until it wants to be called again (a replay follows
+    the recorded timing this way), and calls ``finished()`` when it has nothing more to send.
+    """
 
     rate_hz: float = 30.0
+    _finished: bool = False
 
-    def tick(self) -> None:
+    def tick(self) -> float | None:
         raise NotImplementedError
+
+    def finished(self) -> None:
+        """Say that this source has sent everything (end of a file): the launcher can stop."""
+        self._finished = True
 
 
 def load_class(import_path: str) -> type[Node]:
@@ -94,9 +112,12 @@ def load_class(import_path: str) -> type[Node]:
     return cls
 
 
-def all_outputs(cls: type[Node]) -> dict[str, type[Message]]:
-    """Declared outputs plus the implicit ``status`` output every node has."""
-    return {**cls.outputs, **{k: v for k, v in IMPLICIT_OUTPUTS.items() if k not in cls.outputs}}
+def all_outputs(
+    cls: type[Node], node_id: str = "", params: dict[str, Any] | None = None
+) -> dict[str, type[Message]]:
+    """Outputs of a ``cls`` node (with ``params``) plus the implicit ``status`` every node has."""
+    declared = cls.outputs if params is None else cls.outputs_for(node_id, params)
+    return {**declared, **{k: v for k, v in IMPLICIT_OUTPUTS.items() if k not in declared}}
 
 
 @dataclass(frozen=True)

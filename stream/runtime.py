@@ -43,6 +43,7 @@ class NodeConfig:
     inputs: list[InputConfig] = field(default_factory=list)
     threads: int = 1
     restart_count: int = 0
+    lockstep: bool = False  # offline replay: report every handled message, sources wait for NEXT
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
@@ -77,6 +78,14 @@ class NodeRuntime:
         self.handlers: dict[str, Any] = {}
         self.t_in_ns: int | None = None
         self.control = control.ControlLink(self.ctx, config.control, config.node_id, self.snapshot)
+        self.lockstep = (
+            control.LockstepLink(self.ctx, config.control, config.node_id)
+            if config.lockstep
+            else None
+        )
+        self.emitted: list[list[Any]] = []  # lockstep: [topic, seq] sent since the last report
+        self.awaiting_next = False
+        self.eos_sent = False
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler: only sets a flag, since taking a lock here can deadlock the handler."""
@@ -102,6 +111,8 @@ class NodeRuntime:
             topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
         )
         output.seq += 1
+        if self.lockstep is not None and output.config.subscribers:
+            self.emitted.append([stamped.topic, stamped.seq])
         output.send(stamped, self.placers[output_name])
         self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
 
@@ -146,6 +157,7 @@ class NodeRuntime:
         node.id = self.config.node_id
         node.log = self.log
         node._emitter = self
+        node.lockstep = self.config.lockstep
         params = {
             name: self.config.params.get(name, p.default)
             for name, p in node_params(cls).items()
@@ -192,7 +204,9 @@ class NodeRuntime:
         try:
             self._open_sockets()
             self.node = self._instantiate()
-            self.output_kinds = all_outputs(type(self.node))
+            self.output_kinds = all_outputs(
+                type(self.node), self.config.node_id, self.config.params
+            )
             self.handlers = {i.config.name: self.node.handler(i.config.name) for i in self.inputs}
         except Exception as exc:
             self.log.error("setup failed: %s\n%s", exc, traceback.format_exc())
@@ -226,6 +240,8 @@ class NodeRuntime:
             inp.close()
         for out in self.outputs.values():
             out.close()
+        if self.lockstep is not None:
+            self.lockstep.close()
         self.control.close()
 
     def _handle(self, inp: Input, arrival: Arrival) -> None:
@@ -245,6 +261,22 @@ class NodeRuntime:
         self.handlers[inp.config.name](message)
         self.stats.handler_ms.append((time.time_ns() - now) / 1e6)
         self.t_in_ns = None
+        if self.lockstep is not None:
+            self.lockstep.done([inp.config.name, message.topic, message.seq], self.emitted)
+            self.emitted = []
+
+    def _tick(self, node: Source) -> float | None:
+        """One tick; in lockstep, report what it sent and hold further ticks until NEXT."""
+        self.t_in_ns = None
+        delay = node.tick()
+        if node._finished and not self.eos_sent:
+            self.eos_sent = True
+            self.control.send(control.EOS)
+        if self.lockstep is not None and self.emitted:
+            self.lockstep.done(None, self.emitted)
+            self.emitted = []
+            self.awaiting_next = True
+        return delay
 
     def _loop(self) -> None:
         node = self.node
@@ -258,6 +290,9 @@ class NodeRuntime:
         for out in self.outputs.values():
             poller.register(out.socket, zmq.POLLIN)
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
+        lockstep_socket = self.lockstep.socket if self.lockstep is not None else None
+        if lockstep_socket is not None:
+            poller.register(lockstep_socket, zmq.POLLIN)
         started = False
         next_tick = 0.0
         subscriber_deadline: float | None = None
@@ -269,18 +304,19 @@ class NodeRuntime:
                 if self._subscribers_ready(subscriber_deadline):
                     started = True
                     next_tick = time.monotonic()
+            ticking = started and not self.awaiting_next and not self.eos_sent
+            ticking = ticking and not self.control.paused.is_set()
             timeout = POLL_MAX_MS
-            if started:
-                timeout = (
-                    0
-                    if period == 0
-                    else max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
-                )
+            if ticking:
+                timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
             for sock, _ in poller.poll(timeout):
                 if sock in by_socket:
                     by_socket[sock].receive()
+                elif sock is lockstep_socket:
+                    if self.lockstep is not None and self.lockstep.take_next():
+                        self.awaiting_next = False
                 else:
                     outputs_by_socket[sock].read_subscriptions()
             for inp in self.inputs:
@@ -289,10 +325,12 @@ class NodeRuntime:
                     self._handle(inp, arrival)
                     if inp.config.policy == QUEUE:
                         inp.receive()  # hold newly arrived frames before the producer reuses them
-            if started and time.monotonic() >= next_tick:
-                self.t_in_ns = None
-                node.tick()
-                if period:
+            if ticking and not self.awaiting_next and time.monotonic() >= next_tick:
+                assert isinstance(node, Source)
+                delay = self._tick(node)
+                if delay is not None:
+                    next_tick = time.monotonic() + max(0.0, delay)
+                elif period:
                     next_tick += period
                     if time.monotonic() - next_tick > period:
                         self.stats.late_ticks += 1

@@ -50,14 +50,16 @@ nodes:
 class GraphRun:
     """A graph run by an in-process ``Supervisor``; ``wait`` polls it until a condition holds."""
 
-    def __init__(self, text: str, tmp_path: Path) -> None:
+    def __init__(self, text: str, tmp_path: Path, lockstep: bool = False) -> None:
         from igtflow.launch.graph import parse_graph
         from igtflow.launch.supervisor import Supervisor
 
         self.tmp_path = tmp_path
         self.log_lines: list[str] = []
         self.graph = parse_graph(text, str(tmp_path / "graph.yaml"))
-        self.supervisor = Supervisor(self.graph, tmp_path / "logs", log_sink=self.log_lines.append)
+        self.supervisor = Supervisor(
+            self.graph, tmp_path / "logs", log_sink=self.log_lines.append, lockstep=lockstep
+        )
         self.stopped = False
 
     @property
@@ -100,8 +102,8 @@ def start_graph(tmp_path: Path) -> Iterator[Callable[..., GraphRun]]:
     """``start_graph(yaml_text)``: start every node and wait until all run; stopped at teardown."""
     runs: list[GraphRun] = []
 
-    def start(text: str) -> GraphRun:
-        run = GraphRun(text, tmp_path)
+    def start(text: str, lockstep: bool = False) -> GraphRun:
+        run = GraphRun(text, tmp_path, lockstep)
         runs.append(run)
         run.supervisor.start()
         not_running = [n for n, s in run.nodes.items() if s.state != "running"]

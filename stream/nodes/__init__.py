@@ -5,4 +5,5 @@ NODES: dict[str, str] = {
     "passthrough": "igtflow.stream.nodes.passthrough:PassThrough",
     "stats": "igtflow.stream.nodes.stats:StatsSink",
     "record": "igtflow.stream.nodes.record:Record",
+    "replay": "igtflow.stream.nodes.replay:Replay",
 }

@@ -1,0 +1,128 @@
+"""Graph texts the CLI derives from others: a recorder added, a recording put in a source's place.
+
+The edits work on the YAML itself (ruamel round trip), so the validator still reports problems
+against lines the user wrote, and the graph stored in a new recording reads like a graph file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from igtflow.stream.nodes.replay import output_name
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+RECORD_DEPTH = 256
+
+
+def _yaml() -> YAML:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 100
+    return yaml
+
+
+def _load(text: str) -> CommentedMap:
+    doc = _yaml().load(text)
+    if not isinstance(doc, CommentedMap) or not isinstance(doc.get("nodes"), list):
+        raise ValueError("a graph needs a mapping with a 'nodes' list")
+    return doc
+
+
+def _dump(doc: CommentedMap) -> str:
+    stream = io.StringIO()
+    _yaml().dump(doc, stream)
+    return stream.getvalue()
+
+
+def _free_id(nodes: Sequence[Any], wanted: str) -> str:
+    taken = {n.get("id") for n in nodes if isinstance(n, dict)}
+    candidate, n = wanted, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{wanted}-{n}"
+    return candidate
+
+
+def with_recorder(text: str, path: str) -> str:
+    """``text`` plus a ``record`` node writing every output of every node to ``path``."""
+    doc = _load(text)
+    nodes = doc["nodes"]
+    node = CommentedMap()
+    node["id"] = _free_id(nodes, "record")
+    node["uses"] = "record"
+    node["inputs"] = {"*": {"from": "*", "policy": "queue", "depth": RECORD_DEPTH}}
+    node["params"] = {"path": str(path)}
+    nodes.append(node)
+    return _dump(doc)
+
+
+def source_topics(graph_text: str | None, recorded: Sequence[str]) -> list[str]:
+    """Recorded topics of the nodes that had no inputs (the sources), ``status`` aside."""
+    plain = [t for t in recorded if not t.endswith("/status")]
+    if not graph_text:
+        return plain
+    try:
+        nodes = _load(graph_text)["nodes"]
+    except Exception:  # a damaged stored graph: play everything
+        return plain
+    sources = {n.get("id") for n in nodes if isinstance(n, dict) and not n.get("inputs")}
+    return [t for t in plain if t.partition("/")[0] in sources] or plain
+
+
+def replay_graph(
+    recording: str,
+    graph_text: str | None,
+    recorded: Sequence[str],
+    patterns: Sequence[str] = (),
+    params: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """A graph where one ``replay`` node plays ``recording`` in place of the recorded sources.
+
+    ``graph_text`` is the graph to run downstream (default: none, the replay alone). Nodes whose
+    topics are replayed are taken out, and so are recorders (they would write over nothing new;
+    add ``--record``). Every input that read a replayed topic reads the replay instead. Returns
+    ``(graph text, replay node id)``.
+    """
+    selected = (
+        [t for t in recorded if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+        if patterns
+        else source_topics(graph_text, recorded)
+    )
+    if not selected:
+        raise ValueError(f"{recording}: no recorded topic matches {list(patterns)}")
+    producers = sorted({t.partition("/")[0] for t in selected})
+    doc = _load(graph_text) if graph_text else CommentedMap(name="replay", nodes=CommentedSeq())
+    kept = CommentedSeq(
+        n
+        for n in doc["nodes"]
+        if isinstance(n, dict) and n.get("id") not in producers and n.get("uses") != "record"
+    )
+    replay_id = producers[0] if len(producers) == 1 else _free_id(kept, "replay")
+    for node in kept:
+        inputs = node.get("inputs")
+        if isinstance(inputs, dict):
+            for name, wire in inputs.items():
+                inputs[name] = _rewired(wire, selected, replay_id)
+    replay = CommentedMap()
+    replay["id"] = replay_id
+    replay["uses"] = "replay"
+    replay["params"] = {"path": str(recording), "topics": list(selected), **(params or {})}
+    kept.insert(0, replay)
+    doc["nodes"] = kept
+    doc["name"] = f"{doc.get('name', 'graph')}-replay"
+    return _dump(doc), replay_id
+
+
+def _rewired(wire: Any, selected: Sequence[str], replay_id: str) -> Any:
+    ref = wire.get("from") if isinstance(wire, dict) else wire
+    if not isinstance(ref, str) or ref not in selected:
+        return wire
+    new_ref = f"{replay_id}/{output_name(replay_id, ref)}"
+    if isinstance(wire, dict):
+        wire["from"] = new_ref
+        return wire
+    return new_ref

@@ -1,0 +1,126 @@
+"""``igtflow inspect``: what a recording holds, read from the file alone (even a damaged one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+from igtflow.stream.recording import GRAPH_ATTACHMENT, METADATA_NAME, unpack_frames
+from igtflow.stream.recording_scan import RawMessage, ScanReport, scan
+from rich.console import Console
+from rich.table import Table
+
+
+class _TopicTally:
+    """Counts, sizes, timing and sequence gaps of one topic."""
+
+    def __init__(self, raw: RawMessage) -> None:
+        self.kind = raw.kind
+        self.count = 0
+        self.bytes = 0
+        self.first_ns = raw.publish_time_ns
+        self.last_ns = raw.publish_time_ns
+        self.max_interval_ns = 0
+        self.last_seq: int | None = None
+        self.missing = 0
+        self.shape = _shape(raw)
+
+    def add(self, raw: RawMessage) -> None:
+        self.count += 1
+        self.bytes += len(raw.data)
+        if self.count > 1:
+            self.max_interval_ns = max(self.max_interval_ns, raw.publish_time_ns - self.last_ns)
+        self.first_ns = min(self.first_ns, raw.publish_time_ns)
+        self.last_ns = max(self.last_ns, raw.publish_time_ns)
+        if self.last_seq is not None:
+            self.missing += max(0, (raw.sequence - self.last_seq - 1) % 2**32)
+        self.last_seq = raw.sequence
+
+    def summary(self) -> dict[str, Any]:
+        span_s = (self.last_ns - self.first_ns) / 1e9
+        return {
+            "kind": self.kind,
+            "messages": self.count,
+            "rate_hz": round((self.count - 1) / span_s, 2) if span_s > 0 else None,
+            "bytes": self.bytes,
+            "bytes_per_message": round(self.bytes / self.count) if self.count else 0,
+            "missing_seq": self.missing,
+            "max_gap_ms": round(self.max_interval_ns / 1e6, 1),
+            "shape": self.shape,
+        }
+
+
+def _shape(raw: RawMessage) -> str | None:
+    """``HxW dtype`` of the first array of a message, read from its wire header."""
+    try:
+        header = msgpack.unpackb(unpack_frames(raw.data)[1], raw=False)
+        array = header["arrays"][0]
+        return "×".join(str(n) for n in array["shape"]) + f" {np.dtype(array['dtype']).name}"
+    except Exception:  # a message with no array, or a header we cannot read: no shape to show
+        return None
+
+
+def inspect_recording(path: str | Path) -> dict[str, Any]:
+    """Summary of the recording at ``path`` (raises ``RecordingError`` if it is not one)."""
+    report = ScanReport(str(path))
+    tallies: dict[str, _TopicTally] = {}
+    for raw in scan(path, report=report):
+        tally = tallies.get(raw.topic) or tallies.setdefault(raw.topic, _TopicTally(raw))
+        tally.add(raw)
+    firsts = [t.first_ns for t in tallies.values()]
+    lasts = [t.last_ns for t in tallies.values()]
+    metadata = report.metadata.get(METADATA_NAME, {})
+    graph = report.attachments.get(GRAPH_ATTACHMENT)
+    return {
+        "path": str(path),
+        "size_bytes": Path(path).stat().st_size,
+        "closed": report.complete,
+        "messages": report.messages,
+        "duration_s": round((max(lasts) - min(firsts)) / 1e9, 3) if firsts else 0.0,
+        "start_ns": min(firsts) if firsts else None,
+        "chunks": report.chunks,
+        "damaged_chunks": report.bad_chunks,
+        "metadata": {k: _maybe_json(v) for k, v in metadata.items()},
+        "graph": graph.decode(errors="replace") if graph else None,
+        "topics": {topic: tallies[topic].summary() for topic in sorted(tallies)},
+        "problems": report.problems,
+    }
+
+
+def _maybe_json(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    state = "closed" if summary["closed"] else "NOT CLOSED (crash?): run `igtflow recover`"
+    console.print(
+        f"[bold]{summary['path']}[/]  {summary['size_bytes'] / 1e6:.1f} MB, "
+        f"{summary['messages']} messages, {summary['duration_s']:.1f} s, {state}"
+    )
+    for key, value in summary["metadata"].items():
+        console.print(f"  {key}: {value}", highlight=False)
+    table = Table(title="topics", title_justify="left")
+    for column in ("topic", "kind", "shape", "msgs", "Hz", "KB/msg", "missing", "max gap ms"):
+        table.add_column(
+            column, justify="left" if column in ("topic", "kind", "shape") else "right"
+        )
+    for topic, t in summary["topics"].items():
+        table.add_row(
+            topic,
+            t["kind"],
+            t["shape"] or "-",
+            str(t["messages"]),
+            "-" if t["rate_hz"] is None else f"{t['rate_hz']:.1f}",
+            f"{t['bytes_per_message'] / 1e3:.1f}",
+            str(t["missing_seq"]),
+            f"{t['max_gap_ms']:.0f}",
+        )
+    console.print(table)
+    for problem in summary["problems"]:
+        console.print(f"[yellow]problem:[/] {problem}", highlight=False)

@@ -1,0 +1,62 @@
+"""Lockstep bookkeeping: which deliveries are still being handled, and when a source may go on.
+
+In lockstep every node reports each message it handled (``[input, topic, seq]``) together with
+what it emitted while handling it, and a source reports each tick's messages. A delivery is
+counted open when its producer reports it and closed when its reader does; because reports from
+different processes arrive in any order, a close may come first, which leaves a negative count
+until the producer's report cancels it. The graph is idle only when every count is zero: then
+no handler is running and no message is on its way, and the waiting source gets NEXT.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from igtflow.launch.graph import Graph
+
+Delivery = tuple[str, str, str, int]  # reader node, reader input, topic, seq
+
+
+class LockstepLedger:
+    """Open deliveries of a lockstep graph and the sources waiting for them to close."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.readers: dict[str, list[tuple[str, str]]] = {
+            f"{spec.id}/{output}": [(c.id, i.name) for c, i in graph.consumers(spec.id, output)]
+            for spec in graph.nodes
+            for output in spec.outputs
+        }
+        self.open: Counter[Delivery] = Counter()
+        self.waiting: list[str] = []
+        self.released = 0
+
+    def done(self, node_id: str, handled: list[Any] | None, emitted: list[list[Any]]) -> None:
+        """Take in one report from ``node_id``."""
+        for topic, seq in emitted:
+            for reader, input_name in self.readers.get(topic, []):
+                self._add((reader, input_name, topic, int(seq)), 1)
+        if handled is None:
+            if node_id not in self.waiting:
+                self.waiting.append(node_id)
+        else:
+            input_name, topic, seq = handled
+            self._add((node_id, input_name, topic, int(seq)), -1)
+
+    def _add(self, delivery: Delivery, count: int) -> None:
+        total = self.open[delivery] + count
+        if total:
+            self.open[delivery] = total
+        else:
+            del self.open[delivery]
+
+    @property
+    def idle(self) -> bool:
+        return not self.open
+
+    def release(self) -> str | None:
+        """The source to send NEXT to, once the graph is idle (one at a time, in report order)."""
+        if not self.open and self.waiting:
+            self.released += 1
+            return self.waiting.pop(0)
+        return None

@@ -1,0 +1,140 @@
+"""A source that plays a recording back into a graph, live-like or in lockstep.
+
+Each recorded topic becomes an output. A topic ``probe/image`` is the output ``image`` of a
+replay node whose id is ``probe``, so a replay can take the place of the node that recorded and
+nothing downstream changes; topics of other nodes keep their producer as ``probe.image``.
+
+Live (default): messages leave with their recorded spacing divided by ``rate``, stamped with the
+time they leave, so ages and stale limits downstream mean what they mean live. Lockstep: one
+message per step, as fast as the graph handles it, with the recorded stamps, so that two replays
+produce the same outputs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from igtflow.stream.messages import KINDS, Message
+from igtflow.stream.node import Source
+from igtflow.stream.recording import read_info, read_messages
+from igtflow.stream.recording_scan import RecordingError, ScanReport
+
+LATE_REANCHOR_S = 0.25  # further behind than this (pause, overload): restart the clock here
+
+
+def output_name(node_id: str, topic: str) -> str:
+    """The replay output that carries recorded ``topic``."""
+    producer, _, output = topic.partition("/")
+    return output if producer == node_id else topic.replace("/", ".")
+
+
+def select_topics(available: Sequence[str], patterns: Sequence[str], node_id: str) -> list[str]:
+    """Recorded topics matching ``patterns`` (globs; default: the node's own, else all)."""
+    if patterns:
+        return [t for t in available if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+    own = [t for t in available if t.startswith(f"{node_id}/")]
+    return own or list(available)
+
+
+class Replay(Source):
+    """Plays recorded topics back with their timing (or in lockstep, as fast as the graph goes)."""
+
+    rate_hz = 0.0  # paced by the recording, not by a fixed rate
+
+    @classmethod
+    def outputs_for(cls, node_id: str, params: dict[str, Any]) -> dict[str, type[Message]]:
+        path = params.get("path")
+        if not path:
+            raise ValueError("needs 'path', the recording to replay")
+        try:
+            info = read_info(path)
+        except RecordingError as exc:
+            raise ValueError(str(exc)) from None
+        patterns = list(params.get("topics") or ())
+        topics = select_topics(sorted(info.topics), patterns, node_id)
+        if not topics:
+            raise ValueError(
+                f"{path} has no topic matching {patterns}; it has {', '.join(sorted(info.topics))}"
+            )
+        return {output_name(node_id, t): KINDS.get(info.topics[t], Message) for t in topics}
+
+    def setup(
+        self,
+        path: str,
+        rate: float = 1.0,
+        loop: bool = False,
+        start_s: float = 0.0,
+        topics: tuple[str, ...] = (),
+    ) -> None:
+        """
+        path: MCAP recording to play
+        rate: speed factor, 0.1 to 10 (2 = twice as fast as recorded)
+        loop: start again from the beginning at the end
+        start_s: skip the first seconds of the recording
+        topics: recorded topics to play, as globs ('probe/*'); default: this node's own, else all
+        """
+        if not 0.1 <= rate <= 10:
+            raise ValueError(f"rate must be between 0.1 and 10, got {rate}")
+        if start_s < 0:
+            raise ValueError(f"start_s must be >= 0, got {start_s}")
+        self.path = Path(path)
+        self.rate = rate
+        self.loop = loop
+        self.start_s = start_s
+        self.outputs = self.outputs_for(self.id, {"path": path, "topics": topics})
+        self.topics = {
+            topic: output_name(self.id, topic)
+            for topic in select_topics(sorted(read_info(path).topics), list(topics), self.id)
+        }
+        self.played = 0
+        self._pending: Message | None = None
+        self._messages = self._play()
+        self._anchor: tuple[float, int] | None = None  # (monotonic s, recorded stamp ns)
+
+    def _play(self) -> Iterator[Message]:
+        """Recorded messages from ``start_s`` on, again and again if ``loop``."""
+        while True:
+            report = ScanReport(str(self.path))
+            first_stamp: int | None = None
+            sent = 0
+            for _, _, message in read_messages(self.path, self.topics, report):
+                first_stamp = message.stamp_ns if first_stamp is None else first_stamp
+                if message.stamp_ns - first_stamp < self.start_s * 1e9:
+                    continue
+                sent += 1
+                yield message
+            for problem in report.problems:
+                self.log.warning("%s: %s", self.path, problem)
+            if not self.loop or not sent:
+                return
+            self._anchor = None
+            self.log.info("%s: from the start again", self.path)
+
+    def tick(self) -> float | None:
+        message = self._pending or next(self._messages, None)
+        self._pending = None
+        if message is None:
+            self.finished()
+            return None
+        if self.lockstep:
+            self._send(message, message.stamp_ns)
+            return 0.0
+        now = time.monotonic()
+        if self._anchor is None:
+            self._anchor = (now, message.stamp_ns)
+        due = self._anchor[0] + (message.stamp_ns - self._anchor[1]) / 1e9 / self.rate
+        if due > now:
+            self._pending = message
+            return due - now
+        if now - due > LATE_REANCHOR_S:
+            self._anchor = (now, message.stamp_ns)  # paused or overloaded: no burst of old frames
+        self._send(message, time.time_ns())
+        return 0.0
+
+    def _send(self, message: Message, stamp_ns: int) -> None:
+        self.played += 1
+        self.emit(self.topics[message.topic], message.restamped(stamp_ns=stamp_ns, trace=[]))

@@ -1,0 +1,189 @@
+"""Replay: a recording played into a graph is what the graph saw live, and lockstep repeats itself.
+
+Recordings are written here with ``RecordingWriter`` (known content and timing), played by the
+``replay`` node in real node processes, and recorded again by the ``record`` node, so both ends
+are real MCAP files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from igtflow.launch.graph import GraphError, parse_graph
+from igtflow.launch.graph_edit import replay_graph, with_recorder
+from igtflow.stream import wire
+from igtflow.stream.messages import Image, Message, Transform
+from igtflow.stream.recording import RecordingWriter, read_info, read_messages
+
+from tests.conftest import GraphRun
+
+FRAMES = 40
+PERIOD_NS = 25_000_000  # 40 Hz
+GRAPH = """name: probe-case
+nodes:
+  - id: probe
+    uses: synthetic-image
+  - id: rec
+    uses: record
+    inputs: {"*": {from: "*", policy: queue, depth: 256}}
+    params: {path: x.mcap}
+"""
+
+
+def make_recording(path: Path) -> list[Message]:
+    rng = np.random.default_rng(11)
+    messages: list[Message] = []
+    for i in range(FRAMES):
+        stamp = 1_700_000_000_000_000_000 + i * PERIOD_NS
+        pose = np.eye(4)
+        pose[:3, 3] = rng.normal(size=3)
+        messages.append(
+            Image(
+                topic="probe/image",
+                seq=i,
+                stamp_ns=stamp,
+                frame="Image",
+                meta={"n": i},
+                spacing=(0.3, 0.3),
+                data=rng.integers(0, 256, (128, 160), dtype=np.uint8),
+            )
+        )
+        messages.append(
+            Transform(
+                topic="probe/pose",
+                seq=i,
+                stamp_ns=stamp,
+                matrix=pose,
+                from_frame="Probe",
+                to_frame="Tracker",
+            )
+        )
+    with RecordingWriter(path, GRAPH, {"case": "replay"}, chunk_size=64_000) as writer:
+        for message in messages:
+            writer.write(message, log_time_ns=message.stamp_ns + 1000)
+    return messages
+
+
+def content(message: Message) -> bytes:
+    """The wire bytes of ``message`` without what only says when it travelled."""
+    frames = wire.encode(message.restamped(trace=[], stamp_ns=0, seq=0, topic=""))
+    return b"".join(bytes(f) for f in frames)
+
+
+def run_until_drained(run: GraphRun, timeout_s: float = 30) -> None:
+    run.wait(lambda: run.supervisor.drained, timeout_s, "the replay to finish")
+    run.stop()
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> tuple[Path, list[Message]]:
+    path = tmp_path / "case.mcap"
+    return path, make_recording(path)
+
+
+def test_live_replay_gives_back_every_message_with_scaled_timing(
+    start_graph: Callable[..., GraphRun], tmp_path: Path, recording: tuple[Path, list[Message]]
+) -> None:
+    path, originals = recording
+    out = tmp_path / "again.mcap"
+    text, replay_id = replay_graph(
+        str(path), None, sorted(read_info(path).topics), [], {"rate": 2.0}
+    )
+    assert replay_id == "probe"
+    run_until_drained(start_graph(with_recorder(text, str(out))))
+
+    replayed = [m for _, _, m in read_messages(out)]
+    by_topic = {t: [m for m in replayed if m.topic == t] for t in ("probe/image", "probe/pose")}
+    for topic, got in by_topic.items():
+        want = [m for m in originals if m.topic == topic]
+        assert [content(m) for m in got] == [content(m) for m in want], f"{topic} differs"
+        assert [m.seq for m in got] == list(range(FRAMES))
+    stamps = np.array([m.stamp_ns for m in by_topic["probe/image"]])
+    span_s = (stamps[-1] - stamps[0]) / 1e9
+    recorded_s = (FRAMES - 1) * PERIOD_NS / 1e9
+    assert recorded_s / 2 * 0.8 <= span_s <= recorded_s / 2 * 1.5, f"span {span_s:.3f} s at 2x"
+    assert abs(stamps[-1] / 1e9 - __import__("time").time()) < 60, "replayed frames are re-stamped"
+
+
+def test_two_lockstep_replays_produce_identical_outputs(
+    start_graph: Callable[..., GraphRun], tmp_path: Path, recording: tuple[Path, list[Message]]
+) -> None:
+    path, originals = recording
+    downstream = """name: downstream
+nodes:
+  - id: relay
+    uses: passthrough
+    inputs: {in: probe/image}
+  - id: relay2
+    uses: passthrough
+    inputs: {in: relay/out}
+"""
+    digests = []
+    for attempt in range(2):
+        out = tmp_path / f"lockstep-{attempt}.mcap"
+        text, _ = replay_graph(str(path), downstream, sorted(read_info(path).topics))
+        run = start_graph(with_recorder(text, str(out)), lockstep=True)
+        run_until_drained(run)
+        assert run.supervisor.ledger is not None and run.supervisor.ledger.released >= FRAMES
+        got = [m for topic, _, m in read_messages(out) if topic == "relay2/out"]
+        assert len(got) == FRAMES, f"lockstep lost messages: {len(got)} of {FRAMES}"
+        # Lockstep keeps the recorded capture stamps: outputs depend on the recording only.
+        assert [m.stamp_ns for m in got] == [m.stamp_ns for m in originals[::2]]
+        digest = hashlib.sha256()
+        for message in got:
+            digest.update(b"".join(bytes(f) for f in wire.encode(message.restamped(trace=[]))))
+        digests.append(digest.hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_replay_params_are_checked_before_anything_starts(
+    tmp_path: Path, recording: tuple[Path, list[Message]]
+) -> None:
+    path, _ = recording
+    base = "name: bad\nnodes:\n  - id: probe\n    uses: replay\n"
+    with pytest.raises(GraphError) as missing:
+        parse_graph(base + f"    params: {{path: {tmp_path / 'nope.mcap'}}}\n", "bad.yaml")
+    assert "bad.yaml:3:" in str(missing.value) and "nope.mcap: cannot read" in str(missing.value)
+    with pytest.raises(GraphError, match="no topic matching"):
+        parse_graph(base + f"    params: {{path: {path}, topics: ['xray/*']}}\n", "bad.yaml")
+    graph = parse_graph(base + f"    params: {{path: {path}}}\n", "ok.yaml")
+    assert set(graph.node("probe").outputs) == {"image", "pose", "status"}
+
+
+def igtflow(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_replay_inspect_and_recover(
+    tmp_path: Path, recording: tuple[Path, list[Message]]
+) -> None:
+    path, _ = recording
+    out = tmp_path / "cli.mcap"
+    done = igtflow("replay", str(path), "--alone", "--lockstep", "--record", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(igtflow("inspect", str(out), "--json").stdout)
+    assert summary["closed"] and summary["topics"]["probe/image"]["messages"] == FRAMES
+    assert summary["topics"]["probe/image"]["shape"] == "128×160 uint8"
+    assert summary["topics"]["probe/pose"]["missing_seq"] == 0
+
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    damaged = json.loads(igtflow("inspect", str(cut), "--json").stdout)
+    assert not damaged["closed"] and damaged["problems"]
+    fixed = tmp_path / "fixed.mcap"
+    recovered = igtflow("recover", str(cut), str(fixed), "--json")
+    assert recovered.returncode == 0, recovered.stderr
+    assert json.loads(recovered.stdout)["messages"] == damaged["messages"] > 0
+    assert json.loads(igtflow("inspect", str(fixed), "--json").stdout)["closed"]
+
+    bad = igtflow("inspect", str(tmp_path / "missing.mcap"))
+    assert bad.returncode == 2 and "missing.mcap: cannot read" in bad.stderr
