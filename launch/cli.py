@@ -384,5 +384,27 @@ def bench_transport(
         print_table(report, out)
 
 
+@bench_app.command("record")
+def bench_record(
+    duration: Annotated[float, typer.Option(help="seconds per paced case")] = 60.0,
+    saturated_s: Annotated[float, typer.Option(help="seconds per saturated case")] = 10.0,
+    recording: Annotated[
+        Path | None, typer.Option(help="recording for the lockstep replay (default: US sample)")
+    ] = None,
+    json_: JsonOpt = False,
+    output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+) -> None:
+    """Recorder headroom and loss at 30/60 fps, bytes per frame, lockstep replay speed-up."""
+    from igtflow.launch.bench_record import print_report, run_record_bench
+
+    report = run_record_bench(duration, saturated_s, recording, progress=err)
+    if output:
+        output.write_text(json.dumps(report, indent=2))
+    if json_:
+        _print_json(report)
+    else:
+        print_report(report, out)
+
+
 def main() -> None:
     app()
