@@ -113,12 +113,13 @@ class SceneRenderer:
                 "it needs EGL: install libegl1 libegl-mesa0 libgl1-mesa-dri (make system-deps)"
             ) from None
         self.view = view
+        self.text_scale = max(0.5, 0.8 * size[1] / 600)
         self.focus = np.asarray(focus, float) if len(focus) == 3 else None
         self.distance_mm = distance_mm
         self.stale_ms = stale_ms
         self.static = tuple(static)
         self.layers: dict[str, _Actor] = {}
-        self.camera_set = False
+        self.fitted: set[str] = set()
         self.text: Any = None
         self.banner: Any = None
 
@@ -219,15 +220,15 @@ class SceneRenderer:
         self.plotter.camera.SetPosition(*(focus + direction * max(distance, 50.0)))
         self.plotter.camera.SetViewUp(*up)
         self.plotter.renderer.ResetCameraClippingRange()
-        self.camera_set = True
+        self.fitted = set(self.layers)
 
     def render(self, now_ns: int) -> np.ndarray:
         """Draw the scene with each layer's age; an RGB uint8 array of the window."""
         import vedo
 
         freshness = self._freshness(now_ns)
-        if not self.camera_set and self.layers:
-            self._fit_camera()
+        if not set(self.layers) <= self.fitted:
+            self._fit_camera()  # fixed from now on, unless a new kind of content arrives
         lines = []
         stale = freshness is not None and freshness.stale
         if freshness is not None:
@@ -243,7 +244,7 @@ class SceneRenderer:
         self.text = vedo.Text2D(
             "\n".join(lines) or "waiting for data",
             pos="bottom-left",
-            s=0.8,
+            s=self.text_scale,
             c="tomato" if stale else "white",
             bg="black",
             alpha=0.6,
@@ -256,7 +257,12 @@ class SceneRenderer:
         if stale:
             assert freshness is not None
             self.banner = vedo.Text2D(
-                f" {freshness.banner()} ", pos="top-center", s=1.4, c="white", bg="red3", alpha=1
+                f" {freshness.banner()} ",
+                pos="top-center",
+                s=1.7 * self.text_scale,
+                c="white",
+                bg="red3",
+                alpha=1,
             )
             self.plotter.add(self.banner)
         self._grey(stale)
