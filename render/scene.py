@@ -153,12 +153,12 @@ class SceneRenderer:
 
     @staticmethod
     def _probe(matrix: np.ndarray) -> list[Any]:
-        """A small probe body with its axes (R, G, B = probe x, y, z), 25 mm long."""
+        """A small probe body with its axes (R, G, B = probe x, y, z), 20 mm long."""
         import vedo
 
-        body = vedo.Box(pos=(0, 0, 0), length=24, width=10, height=16).c("#d0d0d8")
+        body = vedo.Box(pos=(0, 0, 0), length=18, width=8, height=12).c("#d0d0d8")
         arrows = [
-            vedo.Arrow((0, 0, 0), tuple(25 * np.eye(3)[k]), s=0.2, c=c)
+            vedo.Arrow((0, 0, 0), tuple(20 * np.eye(3)[k]), s=0.15, c=c)
             for k, c in enumerate(("red", "green", "blue"))
         ]
         parts = [body, *arrows]
@@ -186,14 +186,7 @@ class SceneRenderer:
         parts = [
             textured_quad(corners, rgb),
             vedo.Line([*corners, corners[0]], c="yellow", lw=2),
-            vedo.Sphere(source, r=8, c="yellow"),
-            vedo.Text3D(
-                "X-ray source",
-                pos=source + np.array([0.0, 0.0, 14.0]),
-                s=10,
-                c="yellow",
-                justify="center",
-            ),
+            vedo.Sphere(source, r=15, c="yellow"),
         ]
         parts += [vedo.Line(source, c, c="yellow", lw=1, alpha=0.4) for c in corners]
         return parts
@@ -215,7 +208,7 @@ class SceneRenderer:
         focus = self.focus if self.focus is not None else (lo + hi) / 2
         direction, up = (np.asarray(v, float) for v in VIEWS[self.view])
         direction /= np.linalg.norm(direction)
-        distance = self.distance_mm or 1.9 * float(np.linalg.norm(hi - lo))
+        distance = self.distance_mm or 1.7 * float(np.linalg.norm(hi - lo))
         self.plotter.camera.SetFocalPoint(*focus)
         self.plotter.camera.SetPosition(*(focus + direction * max(distance, 50.0)))
         self.plotter.camera.SetViewUp(*up)
