@@ -61,6 +61,7 @@ nodes:
     assert differs.mean() > 0.1, "the scene is mostly empty"
     slice_pixels = rgb[grey_speckle(rgb)][:, 1].astype(float)
     assert slice_pixels.std() > 15, "the slice is flat, not textured with the speckle frame"
+    run.wait(lambda: len(list(snaps.glob("scene3d-1*.png"))) >= 4, 20, "four timed snapshots")
     run.stop()
     capture = cv2.VideoCapture(str(video))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) >= 3

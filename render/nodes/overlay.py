@@ -59,6 +59,10 @@ class Overlay(Source):
         snapshot_dir: folder for PNG snapshots; create snapshot.request there for one on demand
         snapshot_every_s: write a PNG snapshot this often (0 = only on request)
         """
+        if self.rate_hz <= 0:
+            raise ValueError(
+                f"rate_hz must be > 0 (the stale watchdog redraws), got {self.rate_hz}"
+            )
         unknown = sorted(set(static) - set(LAYERS))
         if unknown:
             raise ValueError(f"static names {unknown}, which are not layers ({', '.join(LAYERS)})")

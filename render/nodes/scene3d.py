@@ -54,6 +54,8 @@ class Scene3D(Source):
         snapshot_dir: folder for PNG snapshots; create snapshot.request there for one on demand
         snapshot_every_s: write a PNG snapshot this often (0 = only on request)
         """
+        if self.rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0 (renders per second), got {self.rate_hz}")
         if view not in VIEWS:
             raise ValueError(f"view {view!r} is not one of {', '.join(VIEWS)}")
         unknown = sorted(set(static) - set(LAYERS))
