@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
-# Shared libraries the wheels load at import: open3d needs libusb and libgomp, VTK/OpenCV X11/GL.
-SYSTEM_PACKAGES := libusb-1.0-0 libgomp1 libgl1 libegl1 libglib2.0-0 libx11-6 libxext6 libxrender1 libxt6
+# Shared libraries the wheels load at import: open3d needs libusb and libgomp, VTK/OpenCV X11/GL;
+# VTK renders offscreen (no display) through EGL on Mesa: libegl-mesa0 and libgl1-mesa-dri.
+SYSTEM_PACKAGES := libusb-1.0-0 libgomp1 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libx11-6 libxext6 libxrender1 libxt6
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench install system-deps clean
