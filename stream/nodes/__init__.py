@@ -5,4 +5,7 @@ NODES: dict[str, str] = {
     "passthrough": "igtflow.stream.nodes.passthrough:PassThrough",
     "stats": "igtflow.stream.nodes.stats:StatsSink",
     "record": "igtflow.stream.nodes.record:Record",
+    "video": "igtflow.stream.nodes.video:VideoSource",
+    "dicom": "igtflow.stream.nodes.dicom:DicomSource",
+    "plus-sequence": "igtflow.stream.nodes.plus_sequence:PlusSequenceSource",
 }
