@@ -62,8 +62,9 @@ nodes:
     wait_records(run, status, 1, "the end-of-file status")
     done = read_jsonl(status)[0]
     assert done["code"] == "end-of-file" and "sweep.seq.nrrd" in done["text"]
-    got_images = read_jsonl(images)
-    got_poses = read_jsonl(poses)
+    # Each sink is its own process: the last frames may land just after the status does.
+    got_images = wait_records(run, images, 7, "the 7 valid images")
+    got_poses = wait_records(run, poses, 16, "two poses for each of 8 frames")
 
     ok = content["image_ok"]
     assert [r["meta"]["frame_index"] for r in got_images] == [i for i in range(8) if ok[i]]
