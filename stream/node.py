@@ -91,6 +91,8 @@ class Source(Node):
 
     rate_hz: float = 30.0
     _finished: bool = False
+    # What rate_hz means for this source, as ``igtflow nodes`` shows it.
+    rate_hz_doc: ClassVar[str] = "ticks per second (0 = as fast as possible)"
 
     def tick(self) -> float | None:
         raise NotImplementedError
@@ -160,9 +162,7 @@ def node_params(cls: type[Node]) -> dict[str, Param]:
     docs = _param_docs(cls.setup.__doc__)
     params: dict[str, Param] = {}
     if issubclass(cls, Source):
-        params["rate_hz"] = Param(
-            "rate_hz", float, cls.rate_hz, "ticks per second (0 = as fast as possible)"
-        )
+        params["rate_hz"] = Param("rate_hz", float, cls.rate_hz, cls.rate_hz_doc)
     for name, p in signature.parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue

@@ -6,4 +6,7 @@ NODES: dict[str, str] = {
     "stats": "igtflow.stream.nodes.stats:StatsSink",
     "record": "igtflow.stream.nodes.record:Record",
     "replay": "igtflow.stream.nodes.replay:Replay",
+    "video": "igtflow.stream.nodes.video:VideoSource",
+    "dicom": "igtflow.stream.nodes.dicom:DicomSource",
+    "plus-sequence": "igtflow.stream.nodes.plus_sequence:PlusSequenceSource",
 }

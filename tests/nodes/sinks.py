@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
 import time
 
 import numpy as np
-from igtflow.stream.messages import Image, Message, Status
+from igtflow.stream.messages import Image, Message, Status, Transform
 from igtflow.stream.node import Node
 
 from tests.nodes.sources import expected_frame
@@ -20,6 +21,11 @@ def _maps_shared_memory(array: np.ndarray) -> bool:
     while isinstance(base, np.ndarray | memoryview):
         base = base.base if isinstance(base, np.ndarray) else base.obj
     return isinstance(base, mmap.mmap)
+
+
+def pixels_sha1(data: np.ndarray) -> str:
+    """A digest of a frame's pixels, so a test can match a frame to the file it came from."""
+    return hashlib.sha1(np.ascontiguousarray(data).tobytes()).hexdigest()
 
 
 class Recorder(Node):
@@ -49,7 +55,7 @@ class Recorder(Node):
             "stamp_ns": message.stamp_ns,
             "trace": message.trace,
         }
-        if isinstance(message, Image):
+        if isinstance(message, Image) and "n" in message.meta:
             n = int(message.meta["n"])
             record["n"] = n
             record["shape"] = list(message.data.shape)
@@ -57,9 +63,26 @@ class Recorder(Node):
                 np.array_equal(message.data, expected_frame(n, message.data.shape))
             )
             record["mapped"] = _maps_shared_memory(message.data)
+        elif isinstance(message, Image):  # frames from elsewhere (files): what they held
+            record.update(
+                shape=list(message.data.shape),
+                dtype=str(message.data.dtype),
+                sha1=pixels_sha1(message.data),
+                modality=message.modality,
+                spacing=list(message.spacing),
+                ijk_to_ras=message.ijk_to_ras.tolist(),
+                meta=message.meta,
+            )
+        if isinstance(message, Transform):
+            record.update(
+                name=message.name,
+                matrix=message.matrix.tolist(),
+                valid=message.valid,
+                meta=message.meta,
+            )
         if isinstance(message, Status):
             record.update(level=message.level, code=message.code, text=message.text)
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(json.dumps(record, default=str) + "\n")
         if self.sleep_ms:
             time.sleep(self.sleep_ms[self.handled % len(self.sleep_ms)] / 1000)
         self.handled += 1
