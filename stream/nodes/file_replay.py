@@ -56,7 +56,7 @@ class FileReplay(Source):
         self.path, self.frames, self.loop, self.speed = path, frames, loop, speed
         self.passes = 0
         self.sent = 0
-        self.finished = False
+        self.done = False
         self._open_pass()
         self.log.info(
             "replaying %s at %.2f frames/s (%s)%s",
@@ -84,7 +84,7 @@ class FileReplay(Source):
         if self.base is None:
             self.base = now
         for _ in range(MAX_BURST):
-            if self.finished:
+            if self.done:
                 return
             if self.pending is None:
                 self._end_of_pass()
@@ -103,10 +103,11 @@ class FileReplay(Source):
 
     def _end_of_pass(self) -> None:
         if self.in_pass == 0:
-            self.finished = True
+            self.done = True
             raise RuntimeError(f"{self.path}: no frames could be read")
         if not self.loop:
-            self.finished = True
+            self.done = True
+            self.finished()  # the launcher may stop once the graph has drained
             text = f"{self.path.name}: all {self.in_pass} frames replayed"
             self.log.info(text)
             self.emit("status", Status(level="ok", code="end-of-file", text=text))
