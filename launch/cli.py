@@ -384,6 +384,55 @@ def bench_transport(
         print_table(report, out)
 
 
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="file to convert", show_default=False)],
+    target: Annotated[Path, typer.Argument(help="file to write", show_default=False)],
+    node_id: Annotated[
+        str, typer.Option(help="into MCAP: the node id the topics are named after")
+    ] = "probe",
+    topic: Annotated[
+        str | None, typer.Option(help="out of MCAP: the image topic to export (default: first)")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Convert between frame files and recordings.
+
+    PLUS sequences (.seq.mha, .mha, .mhd, .seq.nrrd, .nrrd), DICOM cine and video → MCAP:
+    `igtflow convert case.seq.mha case.mcap`. MCAP → PLUS sequence for 3D Slicer's Sequences
+    module: `igtflow convert case.mcap case.seq.nrrd` (or .seq.mha), images plus every pose.
+    """
+    from igtflow.launch.convert import ConvertError, file_to_mcap, mcap_to_sequence
+    from igtflow.stream.recording_scan import RecordingError
+    from igtflow.stream.sources.errors import SourceFileError
+    from rich.progress import Progress
+
+    if target.resolve() == source.resolve():
+        _error(f"{target}: write to a new file; the source is kept as it is")
+        raise typer.Exit(2)
+    try:
+        if source.suffix.lower() == ".mcap":
+            result: dict[str, Any] = mcap_to_sequence(source, target, topic)
+        else:
+            with Progress(console=err, transient=True, disable=json_) as bar:
+                task = bar.add_task(f"converting {source.name}", total=None)
+                counts = file_to_mcap(
+                    source, target, node_id, progress=lambda n: bar.update(task, completed=n)
+                )
+            result = {"messages": counts}
+    except (ConvertError, RecordingError, SourceFileError) as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
+    result = {"source": str(source), "target": str(target), **result}
+    if json_:
+        _print_json(result)
+    else:
+        out.print(
+            f"wrote {target}: "
+            + json.dumps({k: v for k, v in result.items() if k not in ("source", "target")})
+        )
+
+
 @bench_app.command("record")
 def bench_record(
     duration: Annotated[float, typer.Option(help="seconds per paced case")] = 60.0,

@@ -1,0 +1,173 @@
+"""``igtflow convert``: frame files to MCAP recordings, and recordings to PLUS ``.seq.nrrd``.
+
+Into MCAP, the file's own source node (``plus-sequence``, ``dicom`` or ``video``) does the
+reading: it runs here with its emits going to a recording instead of a socket, so a converted
+file holds exactly the messages the node would send live, stamped with the file's own times.
+
+Out of MCAP, the images of one topic become the frames of a ``.seq.nrrd`` (or ``.seq.mha``), and
+every Transform recorded up to each frame becomes that frame's ``<From>To<To>Transform`` with its
+status, named as PLUS names them, so 3D Slicer's Sequences module opens the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from igtflow.launch.registry import load_node_class
+from igtflow.stream.messages import Image, Message, Transform
+from igtflow.stream.node import node_params
+from igtflow.stream.nodes.file_replay import FileReplay
+from igtflow.stream.recording import RecordingWriter, read_messages
+from igtflow.stream.recording_scan import ScanReport
+from igtflow.stream.sources.plus_writer import write_seq_mha, write_seq_nrrd
+
+PLUS_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+class ConvertError(Exception):
+    """A conversion that cannot be done; the message says which file and why."""
+
+
+def source_type(path: Path) -> str:
+    """The node type that reads ``path``: by extension, DICOM also by its preamble."""
+    name = path.name.lower()
+    if name.endswith(PLUS_SUFFIXES):
+        return "plus-sequence"
+    if name.endswith(DICOM_SUFFIXES):
+        return "dicom"
+    try:
+        with path.open("rb") as file:
+            if file.read(132)[128:132] == b"DICM":
+                return "dicom"
+    except OSError as exc:
+        raise ConvertError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return "video"
+
+
+class _RecordingEmitter:
+    """Takes a node's emits and writes them to a recording, as the runtime would stamp them."""
+
+    def __init__(self, writer: RecordingWriter, node_id: str) -> None:
+        self.writer = writer
+        self.node_id = node_id
+        self.seq: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def emit(self, output: str, message: Message) -> None:
+        seq = self.seq.get(output, 0)
+        self.seq[output] = seq + 1
+        topic = f"{self.node_id}/{output}"
+        stamp = message.stamp_ns
+        stamped = message.restamped(topic=topic, seq=seq, trace=[[self.node_id, stamp, stamp]])
+        self.writer.write(stamped, log_time_ns=stamp)
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
+
+
+def file_to_mcap(
+    source: Path,
+    target: Path,
+    node_id: str = "probe",
+    params: dict[str, Any] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Convert a PLUS sequence, DICOM cine or video into a recording; messages per topic.
+
+    Raises ``ConvertError`` (or the reader's ``SourceFileError``) naming the file and the fault.
+    """
+    if not source.exists():
+        raise ConvertError(f"{source}: no such file")
+    uses = source_type(source)
+    cls = load_node_class(uses)
+    assert issubclass(cls, FileReplay)
+    node = cls()
+    node.id = node_id
+    node.log = logging.getLogger(f"igtflow.convert.{node_id}")
+    node.rate_hz = 0.0
+    defaults = {n: p.default for n, p in node_params(cls).items() if not p.required}
+    params = {**defaults, "path": str(source), **(params or {})}
+    params.pop("rate_hz", None)
+    for name, value in params.items():
+        setattr(node, name, value)
+    graph = f"name: {source.stem}\nnodes:\n  - id: {node_id}\n    uses: {uses}\n"
+    graph += f"    params: {{path: {str(source)!r}}}\n"
+    with RecordingWriter(target, graph, {"converted_from": str(source), "reader": uses}) as out:
+        emitter = _RecordingEmitter(out, node_id)
+        node._emitter = emitter
+        try:
+            node.setup(**params)
+        except ValueError as exc:
+            raise ConvertError(f"{source}: {exc}") from None
+        period_ns = int(node.frame_period_s * 1e9)
+        for count, frame in enumerate(node.frames()):
+            time_s = frame.time_s
+            stamp = round(time_s * 1e9) if time_s is not None else frame.index * period_ns
+            node.emit_frame(frame, stamp, 0)
+            if progress is not None:
+                progress(count + 1)
+    return emitter.counts
+
+
+def _image_topic(path: Path, wanted: str | None) -> str:
+    from igtflow.stream.recording import read_info
+
+    topics = read_info(path).topics
+    if wanted:
+        if wanted not in topics:
+            raise ConvertError(f"{path}: no topic {wanted!r}; it has {', '.join(sorted(topics))}")
+        return wanted
+    images = sorted(t for t, kind in topics.items() if kind == "Image" and "truth" not in t)
+    if not images:
+        raise ConvertError(f"{path}: no Image topic to export")
+    return images[0]
+
+
+def mcap_to_sequence(source: Path, target: Path, image_topic: str | None = None) -> dict[str, Any]:
+    """Export one image topic of a recording, with every recorded pose, as a PLUS sequence."""
+    topic = _image_topic(source, image_topic)
+    report = ScanReport(str(source))
+    images: list[Image] = []
+    latest: dict[str, Transform] = {}
+    poses: list[dict[str, Transform]] = []
+    for message_topic, _, message in read_messages(source, report=report):
+        if isinstance(message, Transform):
+            name = f"{message.from_frame}To{message.to_frame}"
+            latest[name] = message
+        elif message_topic == topic and isinstance(message, Image):
+            if images and message.data.shape != images[0].data.shape:
+                raise ConvertError(
+                    f"{source}: {topic} changes size at seq {message.seq} "
+                    f"({images[0].data.shape} → {message.data.shape}); a sequence needs one size"
+                )
+            images.append(message)
+            poses.append(dict(latest))
+    if not images:
+        raise ConvertError(f"{source}: {topic} holds no images")
+    if images[0].data.ndim != 2:
+        raise ConvertError(
+            f"{source}: {topic} frames are {images[0].data.shape}; PLUS sequences hold H×W frames"
+        )
+    names = sorted({name for frame_poses in poses for name in frame_poses})
+    transforms = {}
+    for name in names:
+        matrices = np.stack([p[name].matrix if name in p else np.eye(4) for p in poses])
+        valid = np.array([name in p and p[name].valid for p in poses])
+        transforms[name] = (matrices, valid)
+    frames = np.stack([m.data for m in images])
+    stamps = np.array([m.stamp_ns for m in images], dtype=np.int64)
+    times = (stamps - stamps[0]) / 1e9
+    writer = write_seq_mha if target.name.lower().endswith((".mha", ".mhd")) else write_seq_nrrd
+    writer(target, frames, tuple(images[0].spacing), times, transforms)
+    return {
+        "frames": len(images),
+        "image_topic": topic,
+        "transforms": names,
+        "problems": report.problems,
+    }
