@@ -191,3 +191,34 @@ nodes:
     info = read_info(path)
     assert info.graph_yaml == text
     assert info.metadata["node_id"] == "rec"
+
+
+def test_a_slow_consumer_beside_the_recorder_costs_the_recording_nothing(
+    start_graph: Callable[[str], GraphRun], tmp_path: Path
+) -> None:
+    path = tmp_path / "beside-slow.mcap"
+    run = start_graph(f"""
+name: slow-neighbour
+nodes:
+  - id: probe
+    uses: synthetic-image
+    params: {{rate_hz: 60, width: 512, height: 512, dtype: uint16}}
+  - id: slow
+    uses: tests.nodes.sinks:Recorder
+    inputs: {{in: probe/image}}
+    params: {{out: "{tmp_path / "slow.jsonl"}", sleep_ms: [80]}}
+  - id: rec
+    uses: record
+    inputs: {{"*": {{from: "*", policy: queue, depth: 256}}}}
+    params: {{path: "{path}"}}
+""")
+    run.run_for(2.0)
+    run.supervisor.pause(True)
+    run.run_for(1.0)
+    sent = run.stats("probe")["sent"]
+    slow_seen = run.input_stats("slow")["received"]
+    run.stop()
+
+    images = [m for topic, _, m in read_messages(path) if topic == "probe/image"]
+    assert slow_seen < sent / 2, "the slow consumer should have skipped frames"
+    assert [m.seq for m in images] == list(range(sent)), "the recording lost frames"
