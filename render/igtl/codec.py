@@ -27,6 +27,16 @@ class Content(Protocol):
     def pack(self) -> list[Buffer]: ...
 
 
+@dataclass(frozen=True)
+class Query:
+    """A request with an empty body, such as ``GET_STATUS`` or ``GET_CAPABIL``."""
+
+    TYPE: str
+
+    def pack(self) -> list[Buffer]:
+        return []
+
+
 CONTENTS: dict[str, type] = {
     cls.TYPE: cls
     for cls in (
