@@ -649,8 +649,10 @@ class _Reader:
             if draft.cls is None:
                 continue
             names = [wire.name for wire in draft.inputs]
+            params = {n: p.default for n, p in draft.declared.items() if not p.required}
+            params.update(draft.params)
             try:
-                problems = draft.cls.check_wiring(dict(draft.params), names)
+                problems = draft.cls.check_wiring(params, names)
             except Exception as exc:  # a buggy check must not crash validation
                 problems = [f"checking its wiring failed: {type(exc).__name__}: {exc}"]
             for problem in problems:
