@@ -356,3 +356,18 @@ def test_encoding_a_message_shares_the_pixel_buffer() -> None:
         isinstance(b, memoryview) and b.obj is not None and b.nbytes == pixels.nbytes
         for b in buffers
     )
+
+
+def test_a_client_that_connects_late_gets_the_current_mesh_and_frame(
+    server_node: IgtlServerNode,
+) -> None:
+    vertices = np.array([[0, 0, 0], [10, 0, 0], [10, 10, 0]], np.float32)
+    server_node.on_message("Model", Mesh(vertices=vertices, faces=[[0, 1, 2]]))
+    server_node.on_message("Image", Image(data=np.full((4, 6), 7, np.uint8)))
+    server_node.on_message("ProbeToTracker", Transform(matrix=np.eye(4)))  # gone: not a frame
+    client = RawClient(server_of(server_node).port)
+    try:
+        got = sorted((r.type, r.device) for r in client.read(2))
+        assert got == [("IMAGE", "Image"), ("POLYDATA", "Model")]
+    finally:
+        client.close()

@@ -45,6 +45,7 @@ class Connector:
         self.connects = 0
         self.dropped = 0
         self.peer: Peer | None = None
+        self._current: dict[tuple[str, str], Outgoing] = {}
         self._stop = threading.Event()
         self._lost = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="igtl-connect", daemon=True)
@@ -57,6 +58,8 @@ class Connector:
 
     def publish(self, item: Outgoing) -> None:
         """Queue ``item`` for the peer; dropped (and counted) while there is none."""
+        if item.latest_only:  # sent again after a reconnect: the peer starts from the current frame
+            self._current[item.key] = item
         peer = self.peer
         if peer is None or peer.closed:
             self.dropped += 1
@@ -110,6 +113,8 @@ class Connector:
             greeting = self.hello() if self.hello is not None else None
             if greeting is not None:
                 peer.put(greeting)
+            for current in list(self._current.values()):
+                peer.put(current)
             self.peer = peer
             self._lost.wait()
             if not self._stop.is_set():

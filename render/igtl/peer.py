@@ -60,6 +60,7 @@ class Peer:
         self._on_closed = on_closed
         self._max_body_size = max_body_size
         self._closed = threading.Event()
+        self._close_lock = threading.Lock()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(stall_s)
         self._threads = [
@@ -81,9 +82,10 @@ class Peer:
             )
 
     def close(self, reason: str = "closed", level: int = logging.WARNING) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        with self._close_lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
         self.close_reason = reason
         self.log.log(level, "OpenIGTLink peer %s: %s", self.name, reason)
         self.outbox.close()

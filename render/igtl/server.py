@@ -53,6 +53,7 @@ class IgtlServer:
         self.host, self.port = self.listener.getsockname()[:2]
         self.accepted = 0
         self._peers: list[Peer] = []
+        self._current: dict[tuple[str, str], Outgoing] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, name="igtl-accept", daemon=True)
@@ -65,7 +66,11 @@ class IgtlServer:
 
     def publish(self, item: Outgoing) -> None:
         """Queue ``item`` for every client; never blocks on a slow one."""
-        for peer in self.peers:
+        with self._lock:
+            if item.latest_only:  # a client that connects later starts from the current frame
+                self._current[item.key] = item
+            peers = list(self._peers)
+        for peer in peers:
             peer.put(item)
 
     def close(self) -> None:
@@ -98,6 +103,9 @@ class IgtlServer:
             )
             with self._lock:
                 self._peers.append(peer)
+                current = list(self._current.values())
+            for item in current:
+                peer.put(item)
 
     def _forget(self, peer: Peer) -> None:
         with self._lock:

@@ -7,13 +7,13 @@ import time
 from collections import deque
 from typing import Literal
 
-from igtflow.render.igtl.codec import Query, decode
+from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.convert import image_from, points_from, status_from, transform_from
 from igtflow.render.igtl.image import ImageContent
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.point import PointContent
-from igtflow.render.igtl.protocol import Packet
+from igtflow.render.igtl.protocol import IgtlError, Packet
 from igtflow.render.igtl.text import StatusContent
 from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_client import parse_address
@@ -46,6 +46,7 @@ class IgtlSource(Source):
         self.ordered: deque[tuple[str, Message]] = deque()
         self.skipped_images = 0
         self.overflow = 0
+        self.refused: set[tuple[str, str]] = set()
         self.connector = Connector(
             host,
             port,
@@ -63,7 +64,16 @@ class IgtlSource(Source):
 
     def on_packet(self, packet: Packet) -> None:
         """Reader thread: decode, convert, park for the next tick (frames latest-only)."""
-        received = decode(packet)
+        try:
+            self._park(decode(packet))
+        except IgtlError as exc:
+            if (packet.type, packet.device) not in self.refused:
+                self.refused.add((packet.type, packet.device))
+                self.log.warning(
+                    "not reading %s %r (said once): %s", packet.type, packet.device, exc
+                )
+
+    def _park(self, received: Received) -> None:
         content = received.content
         if isinstance(content, ImageContent):
             image = image_from(received, content)
