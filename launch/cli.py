@@ -455,5 +455,23 @@ def bench_record(
         print_report(report, out)
 
 
+@bench_app.command("igtl")
+def bench_igtl(
+    quick: Annotated[bool, typer.Option(help="0.5 s per case (smoke test)")] = False,
+    json_: JsonOpt = False,
+    output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+) -> None:
+    """OpenIGTLink: igtl-server vs pyigtl's server, rate and send→receive p50/p99/max, stalls."""
+    from igtflow.launch.bench_igtl import print_table, run_igtl_bench
+
+    report = run_igtl_bench(quick=quick, progress=err)
+    if output:
+        output.write_text(json.dumps(report, indent=2))
+    if json_:
+        _print_json(report)
+    else:
+        print_table(report, out)
+
+
 def main() -> None:
     app()

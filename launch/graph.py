@@ -226,6 +226,7 @@ class _Reader:
                     )
         nodes = _unique(drafts)
         self._wire(drafts, nodes)
+        self._check_wiring(nodes)
         self._check_cycles(nodes)
         self._check_ports(nodes)
         if self.issues:
@@ -659,6 +660,21 @@ class _Reader:
                 f"input '*' of node {draft.label} reads {wire.ref!r}, which matches no "
                 f"{_kind_name(kind)} output",
             )
+
+    def _check_wiring(self, nodes: dict[str, _Draft]) -> None:
+        """The node types' own checks of their wiring (``Node.check_wiring``)."""
+        for draft in nodes.values():
+            if draft.cls is None:
+                continue
+            names = [wire.name for wire in draft.inputs]
+            params = {n: p.default for n, p in draft.declared.items() if not p.required}
+            params.update(draft.params)
+            try:
+                problems = draft.cls.check_wiring(params, names)
+            except Exception as exc:  # a buggy check must not crash validation
+                problems = [f"checking its wiring failed: {type(exc).__name__}: {exc}"]
+            for problem in problems:
+                self.issue(draft.line, f"node {draft.label} ({draft.uses}): {problem}")
 
     def _check_cycles(self, nodes: dict[str, _Draft]) -> None:
         edges = {i: {w.node for w in d.inputs if w.node in nodes} for i, d in nodes.items()}

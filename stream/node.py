@@ -54,6 +54,15 @@ class Node:
     def setup(self) -> None:
         """Called once in the node process with the graph's parameters."""
 
+    @classmethod
+    def check_wiring(cls, params: dict[str, Any], input_names: list[str]) -> list[str]:
+        """Problems only this node type can see in its wiring, found by ``igtflow validate``.
+
+        Called once the graph is wired, with the node's checked parameters and the names of its
+        inputs (wildcards expanded); each text returned is reported at the node's line.
+        """
+        return []
+
     def teardown(self) -> None:
         """Called once on a clean stop; release devices and files here."""
 

@@ -63,11 +63,31 @@ class FakeImageRecorder(Node):
     inputs = {WILDCARD: Image}
 
 
+class FakeNamedSink(Node):
+    """Checks its own wiring: input names must be short, and it needs at least one input."""
+
+    inputs = {WILDCARD: Image}
+
+    def setup(self, limit: int = 5) -> None:
+        """limit: longest input name"""
+
+    @classmethod
+    def check_wiring(cls, params: dict, input_names: list[str]) -> list[str]:
+        if not input_names:
+            return ["needs at least one input"]
+        return [
+            f"input {n!r} is over {params['limit']}"
+            for n in input_names
+            if len(n) > params["limit"]
+        ]
+
+
 FAKE_NODES = {
     "fake-segment": f"{__name__}:FakeSegment",
     "fake-tracker": f"{__name__}:FakeTracker",
     "fake-server": f"{__name__}:FakeServer",
     "fake-image-recorder": f"{__name__}:FakeImageRecorder",
+    "fake-named-sink": f"{__name__}:FakeNamedSink",
 }
 
 
@@ -896,3 +916,26 @@ def test_load_graph_reports_the_file_path(tmp_path: Path) -> None:
 def test_missing_graph_file_is_a_graph_error(tmp_path: Path) -> None:
     with pytest.raises(GraphError, match="cannot read graph file"):
         load_graph(tmp_path / "absent.yaml")
+
+
+def test_node_types_check_their_own_wiring_and_issues_land_on_the_node_line() -> None:
+    text = """\
+    name: own-checks
+    nodes:
+      - id: probe
+        uses: synthetic-image
+      - id: short                                   # 5
+        uses: fake-named-sink
+        inputs: {img: probe/image}
+      - id: long                                    # 8
+        uses: fake-named-sink
+        inputs: {a_long_name: probe/image}
+        params: {limit: 8}
+      - id: empty                                   # 12
+        uses: fake-named-sink
+    """
+    found = issues_of(text)
+    assert [(i.line, i.message) for i in found] == [
+        (8, "node 'long' (fake-named-sink): input 'a_long_name' is over 8"),
+        (12, "node 'empty' (fake-named-sink): needs at least one input"),
+    ]

@@ -3,4 +3,7 @@
 NODES: dict[str, str] = {
     "overlay": "igtflow.render.nodes.overlay:Overlay",
     "scene3d": "igtflow.render.nodes.scene3d:Scene3D",
+    "igtl-server": "igtflow.render.nodes.igtl_server:IgtlServerNode",
+    "igtl-client": "igtflow.render.nodes.igtl_client:IgtlClientNode",
+    "igtl-source": "igtflow.render.nodes.igtl_source:IgtlSource",
 }

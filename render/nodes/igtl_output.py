@@ -1,0 +1,114 @@
+"""What the OpenIGTLink server and client nodes share: turning graph messages into messages.
+
+Every input's name is the device name a viewer shows (``≤ 20`` ASCII characters, checked by
+``igtflow validate``); the header timestamp is the message's capture time (``stamp_ns``).
+Images and meshes are latest-only per client; transforms, points and status always go, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from igtflow.render.igtl.convert import (
+    image_content,
+    mesh_content,
+    points_content,
+    status_content,
+    status_text,
+    transform_content,
+)
+from igtflow.render.igtl.decimate import decimate, mesh_digest
+from igtflow.render.igtl.outbox import Outgoing
+from igtflow.render.igtl.protocol import device_name_problem
+from igtflow.render.igtl.text import StringContent
+from igtflow.stream.messages import Image, Mesh, Message, Points, Status, Transform
+from igtflow.stream.node import WILDCARD, Node
+
+
+class Transport(Protocol):
+    def publish(self, item: Outgoing) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _metadata(message: Message, **extra: Any) -> dict[str, str]:
+    """Header v2 metadata: where the message came from, for viewers that show it."""
+    data = {"Frame": message.frame, "Seq": str(message.seq), **extra}
+    return {k: str(v) for k, v in data.items() if v != ""}
+
+
+class IgtlOutput(Node):
+    """Base of igtl-server and igtl-client: any input, named by its OpenIGTLink device."""
+
+    inputs = {WILDCARD: Message}
+
+    transport: Transport
+    mesh_triangles: int = 20000
+
+    @classmethod
+    def check_wiring(cls, params: dict[str, Any], input_names: list[str]) -> list[str]:
+        return [
+            f"input {name!r} cannot be an OpenIGTLink device name: {problem}; rename the input "
+            "(its name is the device name viewers show)"
+            for name in input_names
+            if (problem := device_name_problem(name))
+        ]
+
+    def start(self, transport: Transport) -> None:
+        self.transport = transport
+        self.mesh_digests: dict[str, bytes] = {}
+        self.refused: set[str] = set()
+
+    def on_message(self, input_name: str, message: Message) -> None:
+        if input_name in self.refused:
+            return
+        problem = device_name_problem(input_name)
+        if problem:
+            self.refused.add(input_name)
+            self.log.error("input %r is not sent: %s", input_name, problem)
+            return
+        for item in self.outgoing(input_name, message):
+            self.transport.publish(item)
+
+    def outgoing(self, device: str, message: Message) -> list[Outgoing]:
+        """The OpenIGTLink messages ``message`` becomes (none for an unchanged mesh)."""
+        stamp = message.stamp_ns
+        if isinstance(message, Image):
+            meta = _metadata(message, Modality=message.modality)
+            return [Outgoing(device, image_content(message), stamp, meta, latest_only=True)]
+        if isinstance(message, Transform):
+            meta = _metadata(
+                message,
+                TransformStatus="OK" if message.valid else "INVALID",
+                ErrorMm=f"{message.error_mm:.3f}",
+            )
+            return [Outgoing(device, transform_content(message), stamp, meta)]
+        if isinstance(message, Mesh):
+            return self._mesh(device, message)
+        if isinstance(message, Points):
+            return [Outgoing(device, points_content(message, device), stamp, _metadata(message))]
+        if isinstance(message, Status):
+            meta = _metadata(message)
+            return [
+                Outgoing(device, status_content(message), stamp, meta),
+                Outgoing(device, StringContent(status_text(message)), stamp, meta),
+            ]
+        if device not in self.refused:
+            self.refused.add(device)
+            self.log.warning("input %r carries %s; OpenIGTLink cannot", device, message.KIND)
+        return []
+
+    def _mesh(self, device: str, mesh: Mesh) -> list[Outgoing]:
+        digest = mesh_digest(mesh.vertices, mesh.faces, mesh.scalars)
+        if self.mesh_digests.get(device) == digest:
+            return []
+        self.mesh_digests[device] = digest
+        vertices, faces, scalars = decimate(
+            mesh.vertices, mesh.faces, mesh.scalars, self.mesh_triangles
+        )
+        content = mesh_content(vertices, faces, scalars)
+        meta = _metadata(mesh, Triangles=str(len(faces)), SourceTriangles=str(len(mesh.faces)))
+        return [Outgoing(device, content, mesh.stamp_ns, meta, latest_only=True)]
+
+    def teardown(self) -> None:
+        self.transport.close()

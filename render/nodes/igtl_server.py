@@ -1,0 +1,33 @@
+"""The ``igtl-server`` node: Slicer, PLUS clients and AR headsets connect and receive the graph."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from igtflow.render.igtl.server import DEFAULT_PORT, IgtlServer
+from igtflow.render.nodes.igtl_output import IgtlOutput
+
+
+class IgtlServerNode(IgtlOutput):
+    """Serves images, transforms, meshes, points and status to any number of OpenIGTLink clients."""
+
+    def setup(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        header_version: Literal[0, 1, 2] = 0,
+        mesh_triangles: int = 20000,
+        queue_depth: int = 256,
+        stall_s: float = 5.0,
+    ) -> None:
+        """
+        host: address to listen on (0.0.0.0 for every interface)
+        port: TCP port (18944 is where Slicer's OpenIGTLinkIF looks for a PlusServer)
+        header_version: 0 = v1 until a client sends v2 (PlusServer's rule); 1 or 2 = always that
+        mesh_triangles: triangle budget of a mesh (Open3D quadric decimation above it)
+        queue_depth: transforms/points/status a client may lag behind before it is dropped
+        stall_s: a client whose socket takes nothing for this long is dropped
+        """
+        server = IgtlServer(host, port, self.log, queue_depth, header_version, stall_s)
+        self.log.info("OpenIGTLink server listening on %s:%d", server.host, server.port)
+        self.start(server)

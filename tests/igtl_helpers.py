@@ -1,0 +1,58 @@
+"""Small OpenIGTLink peers for tests: a raw-socket client that checks every CRC with our parser."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from igtflow.render.igtl.codec import Received, decode
+from igtflow.render.igtl.protocol import Parser
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RawClient:
+    """Connects, reads whole messages (CRC checked), can send raw bytes."""
+
+    def __init__(self, port: int, timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.parser = Parser()
+
+    def read(self, count: int = 1, timeout_s: float = 5.0) -> list[Received]:
+        got: list[Received] = []
+        deadline = time.monotonic() + timeout_s
+        while len(got) < count:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            n = self.sock.recv_into(self.parser.buffer())
+            if n == 0:
+                raise ConnectionError("server closed the connection")
+            packet = self.parser.advance(n)
+            if packet is not None:
+                got.append(decode(packet))
+        return got
+
+    def read_until(self, predicate, timeout_s: float = 5.0) -> list[Received]:
+        """Messages until one satisfies ``predicate`` (that one included)."""
+        got: list[Received] = []
+        deadline = time.monotonic() + timeout_s
+        while not got or not predicate(got[-1]):
+            got += self.read(1, max(0.01, deadline - time.monotonic()))
+        return got
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
