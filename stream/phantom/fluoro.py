@@ -180,16 +180,18 @@ class FluoroSim:
         eye = np.eye(3)
         bones = []
         spine = torso + np.array([0.0, -0.55 * b, 0.0])
+        # (offset from the body centre, semi-axes, density relative to MU_BONE)
+        parts = [
+            ((0.0, -38.0, -4.0), (4.0, 13.0, 9.0), 1.0),  # spinous process
+            *[((s * 14.0, -19.0, 2.0), (4.5, 9.0, 6.5), 1.2) for s in (-1.0, 1.0)],  # pedicles
+            *[((s * 27.0, -24.0, 2.0), (13.0, 5.0, 5.0), 1.0) for s in (-1.0, 1.0)],  # transverse
+        ]
         for z in np.arange(-200.0, 201.0, 33.0):
-            body = spine + [0.0, 0.0, z]
+            body = spine + np.array([0.0, 0.0, z])
             # Vertebral body as an upright elliptic cylinder: square end plates in the AP view.
             bones.append((body, np.array([21.0, 16.0, 12.5]), None, 0.6 * MU_BONE))
-            for side in (-1.0, 1.0):
-                bones.append(
-                    (body + [side * 14, -19, 2], np.array([5.5, 9.0, 7.0]), eye, 1.6 * MU_BONE)
-                )
-                bones.append((body + [side * 27, -24, 2], np.array([13.0, 5.0, 5.0]), eye, MU_BONE))
-            bones.append((body + [0, -38, -4], np.array([4.0, 13.0, 9.0]), eye, MU_BONE))
+            for offset, radii, density in parts:
+                bones.append((body + np.array(offset), np.array(radii), eye, density * MU_BONE))
         return bones
 
     def _ribs(self, torso: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -303,13 +305,13 @@ class FluoroSim:
         shift = 4
         poly = np.round(pts * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
         layer = np.zeros(mu.shape, np.float32)
-        cv2.polylines(layer, [poly], False, 1.0, max(int(round(width_px)), 1), cv2.LINE_AA, shift)
+        cv2.polylines(layer, [poly], False, 1.0, max(round(width_px), 1), cv2.LINE_AA, shift)
         layer = cv2.GaussianBlur(layer, (0, 0), 0.6)
         mu += layer * np.float32(MU_CATHETER * 2 * CATHETER_RADIUS_MM * 0.8)
         labels[layer > 0.5] = DEVICE
 
     def _depth_surface(self, mid: np.ndarray) -> np.ndarray:
-        """Smooth per-pixel reference depth: organ mid-depth, filled and blurred, pinned at targets."""
+        """Smooth per-pixel reference depth: organ mid-depth, filled, blurred, pinned at targets."""
         g = self.geometry
         iso_depth = g.sod_mm / (self._dirs @ g.rotation[:, 2])
         known = np.isfinite(mid)
