@@ -5,4 +5,6 @@ NODES: dict[str, str] = {
     "passthrough": "igtflow.stream.nodes.passthrough:PassThrough",
     "stats": "igtflow.stream.nodes.stats:StatsSink",
     "record": "igtflow.stream.nodes.record:Record",
+    "phantom-us": "igtflow.stream.nodes.phantom_us:PhantomUS",
+    "phantom-fluoro": "igtflow.stream.nodes.phantom_fluoro:PhantomFluoro",
 }

@@ -32,6 +32,7 @@ class Anatomy:
 
     seed: int
     labels: np.ndarray  # uint8 [i, j, k] = (R, A, S); see LABEL_NAMES
+    organ_mask: np.ndarray  # bool, the whole organ with the vessels and lesion inside it
     voxel_mm: float
     origin: np.ndarray  # RAS mm of voxel (0, 0, 0)
     organ_center: np.ndarray
@@ -208,7 +209,8 @@ def build_anatomy(seed: int) -> Anatomy:
         field += g[0][:, None, None] * g[1][None, :, None] * g[2][None, None, :]
     r = [np.sin(axes[d] / wavelength[d] + phase[d]).astype(np.float32) for d in range(3)]
     field *= 1.0 + ripple_amp * (r[0][:, None, None] * r[1][None, :, None] * r[2][None, None, :])
-    labels = (field > 0.5).astype(np.uint8)
+    organ_mask = field > 0.5
+    labels = organ_mask.astype(np.uint8)
     del field
 
     vessels, hilum = _vessel_tree(rng, organ_center)
@@ -238,9 +240,11 @@ def build_anatomy(seed: int) -> Anatomy:
     target_ids = ("lesion", "bifurcation")
     targets = np.stack([lesion_center, hilum])
     labels.setflags(write=False)
+    organ_mask.setflags(write=False)
     return Anatomy(
         seed=int(seed),
         labels=labels,
+        organ_mask=organ_mask,
         voxel_mm=VOXEL_MM,
         origin=origin,
         organ_center=organ_center,

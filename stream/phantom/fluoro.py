@@ -32,7 +32,7 @@ POLARITIES = ("fluoro", "radiograph")
 MU_SOFT = 0.02  # 1/mm, soft tissue at ~60 keV
 # Excess attenuation over soft tissue per label: organ, vessel, lesion (contrast: vessels +0.03).
 MU_LABEL = np.array([0.0, 0.0015, 0.0, 0.004, 0.0], dtype=np.float32)
-MU_CONTRAST = 0.03
+MU_CONTRAST = 0.12
 MU_BONE = 0.035
 MU_CATHETER = 0.8
 MARCH_STEP_MM = 0.5
@@ -107,6 +107,11 @@ def _cylinder_chords(
     lo = np.maximum(t0, np.minimum(z0, z1))
     hi = np.minimum(t1, np.maximum(z0, z1))
     return np.maximum(hi - lo, 0.0)
+
+
+def _unsharp(line_integrals: np.ndarray, sigma: float = 10.0, amount: float = 0.8) -> np.ndarray:
+    blurred = cv2.GaussianBlur(line_integrals, (0, 0), sigma)
+    return line_integrals + np.float32(amount) * (line_integrals - blurred)
 
 
 def _axis_rotation(tangent: np.ndarray) -> np.ndarray:
@@ -341,6 +346,9 @@ class FluoroSim:
         moving += self._moving_extras(dirs)
         self._draw_catheter(moving, labels)
         self._depth = self._depth_surface(mid)
+        # Unsharp masking, as fluoroscopy processing does, applied to the line integrals once
+        # per pose (it commutes with the smooth per-frame warp to a good approximation).
+        static, moving = _unsharp(static), _unsharp(moving)
         i0 = np.float32(self.config.dose)
         self._static_transmission = (i0 * np.exp(-static)).astype(np.float32)
         self._moving_transmission = np.exp(-moving).astype(np.float32)
