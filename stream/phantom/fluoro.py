@@ -353,6 +353,11 @@ class FluoroSim:
         self._static_transmission = (i0 * np.exp(-static)).astype(np.float32)
         self._moving_transmission = np.exp(-moving).astype(np.float32)
         self._ref_labels = labels
+        # Nested masks (label >= k), smoothed, warped bilinearly and cut at one half: label
+        # boundaries then move by sub-pixel amounts with the flow instead of whole-pixel jumps.
+        cover = np.stack([(labels >= k) for k in (1, 2, 3, 4)], axis=-1).astype(np.float32)
+        cover = cv2.GaussianBlur(cover, (0, 0), 1.0) * np.float32(255)
+        self._ref_cover = np.rint(cover).astype(np.uint8)
         u, v = np.meshgrid(np.arange(g.width), np.arange(g.height))
         cu, cv = g.principal_point
         radius = 0.5 * min(g.width, g.height) - 2.0
@@ -424,7 +429,11 @@ class FluoroSim:
         if self.config.collimate:
             image *= self._fov_u8
 
-        labels = cv2.remap(self._ref_labels, map_x, map_y, cv2.INTER_NEAREST)
+        cover = cv2.remap(self._ref_cover, map_x, map_y, cv2.INTER_LINEAR)
+        half = np.uint8(128)
+        labels = (cover[..., 0] >= half).view(np.uint8)
+        for k in (1, 2, 3):
+            labels += (cover[..., k] >= half).view(np.uint8)
         if self.config.collimate:
             labels *= self._fov_u8
         targets = self.motion.forward(self.anatomy.targets, t)

@@ -104,8 +104,8 @@ def make_motion(
     rng = np.random.default_rng([int(seed), 0x30])
     centers = organ_center + rng.uniform([-50, -30, -40], [50, 30, 40], (CONTROLS, 3))
     sigmas = rng.uniform(38.0, 55.0, CONTROLS)
-    # Mostly in the A-S plane: a sagittal ultrasound plane keeps the motion mostly in-plane.
-    vectors = rng.normal(size=(CONTROLS, 3)) * np.array([0.3, 1.0, 1.0])
+    # Mostly in the A-S plane (R-L weight 0.15): a sagittal US plane keeps the motion in-plane.
+    vectors = rng.normal(size=(CONTROLS, 3)) * np.array([0.15, 1.0, 1.0])
     vectors *= deformation_mm / np.linalg.norm(vectors, axis=1, keepdims=True)
     return Motion(
         amplitude_mm=amplitude_mm,
