@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -80,7 +79,9 @@ class Motion:
         """Where reference points are at time ``t``."""
         return x_ref + self.displacement(x_ref, t)
 
-    def inverse(self, x_t: np.ndarray, t: float, iterations: int = INVERSE_ITERATIONS) -> Any:
+    def inverse(
+        self, x_t: np.ndarray, t: float, iterations: int = INVERSE_ITERATIONS
+    ) -> np.ndarray:
         """Reference points that are at ``x_t`` at time ``t`` (error << 0.01 mm)."""
         shifted = x_t - self.breathing(t) * BREATHING_DIRECTION
         weights = self.weights(t)
