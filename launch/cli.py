@@ -473,5 +473,69 @@ def bench_igtl(
         print_table(report, out)
 
 
+phantom_app = typer.Typer(help="The synthetic phantom with ground truth: export its files.")
+app.add_typer(phantom_app, name="phantom")
+
+
+@phantom_app.command("export")
+def phantom_export(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write into", show_default=False)],
+    seed: Annotated[int, typer.Option(help="phantom seed")] = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """Write the phantom model (NRRD labels, VTK/STL meshes), truth JSON and a contact sheet."""
+    from igtflow.stream.phantom.export import ExportError, export_phantom
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("phantom", total=4)
+
+        def step(what: str) -> None:
+            progress.update(task, description=what, advance=1)
+
+        try:
+            written = export_phantom(out_dir, seed, step)
+        except (ExportError, OSError, ValueError) as exc:
+            err.print(str(exc), style="red", highlight=False, markup=False)
+            raise typer.Exit(1) from None
+    if json_:
+        _print_json(written)
+    else:
+        for what, path in written.items():
+            out.print(f"{what}: {path}", highlight=False)
+
+
+@bench_app.command("phantom")
+def bench_phantom(
+    duration: Annotated[float, typer.Option(help="seconds per renderer")] = 3.0,
+    seed: Annotated[int, typer.Option(help="phantom seed")] = 0,
+    json_: JsonOpt = False,
+) -> None:
+    """Phantom frames/s on one core: ultrasound 256x256 and fluoroscopy 512x512, p50/p99/max."""
+    from igtflow.stream.phantom.bench import run_phantom_bench
+
+    with err.status("rendering phantom frames on one core"):
+        report = run_phantom_bench(duration_s=duration, seed=seed)
+    if json_:
+        _print_json(report)
+        return
+    table = Table(title="phantom renderers, 1 thread")
+    for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):
+        table.add_column(column)
+    for name in ("us", "fluoro"):
+        r = report[name]
+        table.add_row(
+            name,
+            "x".join(map(str, r["size"])),
+            f"{r['fps']:.0f}",
+            f"{report['targets_fps'][name]:.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['max_ms']:.2f}",
+            str(r["frames"]),
+        )
+    out.print(table)
+
+
 def main() -> None:
     app()

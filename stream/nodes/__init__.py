@@ -9,4 +9,6 @@ NODES: dict[str, str] = {
     "video": "igtflow.stream.nodes.video:VideoSource",
     "dicom": "igtflow.stream.nodes.dicom:DicomSource",
     "plus-sequence": "igtflow.stream.nodes.plus_sequence:PlusSequenceSource",
+    "phantom-us": "igtflow.stream.nodes.phantom_us:PhantomUS",
+    "phantom-fluoro": "igtflow.stream.nodes.phantom_fluoro:PhantomFluoro",
 }

@@ -1,0 +1,254 @@
+"""The synthetic phantom: truth agrees with its images, runs repeat bit for bit, files read back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import nrrd
+import numpy as np
+import pytest
+import vedo
+from igtflow.launch.cli import app
+from igtflow.stream.phantom.anatomy import LESION, ORGAN, build_anatomy
+from igtflow.stream.phantom.carm import CArmGeometry
+from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
+from igtflow.stream.phantom.motion import BREATHING_DIRECTION, make_motion
+from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
+from typer.testing import CliRunner
+
+SEED = 0
+
+
+@pytest.fixture(scope="module")
+def us_static() -> UltrasoundSim:
+    return UltrasoundSim(SEED, UltrasoundConfig(path="static"))
+
+
+@pytest.fixture(scope="module")
+def fluoro() -> FluoroSim:
+    return FluoroSim(SEED)
+
+
+def pixel_ras(ijk_to_ras: np.ndarray, height: int, width: int) -> np.ndarray:
+    i, j = np.meshgrid(np.arange(width), np.arange(height))
+    ijk = np.stack([i, j, np.zeros_like(i), np.ones_like(i)], axis=-1).astype(np.float64)
+    return (ijk @ ijk_to_ras.T)[..., :3]
+
+
+def warp_to_key(current: np.ndarray, flow: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of ``label`` in current(x + flow(x)) on the key grid, and where x + flow(x) is inside.
+
+    The mask is interpolated linearly and cut at 0.5: one rounding less than nearest-neighbour.
+    """
+    h, w = flow.shape[:2]
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = u + flow[..., 0], v + flow[..., 1]
+    valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+    mask = (current == label).astype(np.float32) if label else (current > 0).astype(np.float32)
+    return cv2.remap(mask, mx, my, cv2.INTER_LINEAR) > 0.5, valid
+
+
+def dice(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    a, b = a & where, b & where
+    return 2.0 * np.sum(a & b) / max(np.sum(a) + np.sum(b), 1)
+
+
+@pytest.mark.parametrize("path", ["static", "sweep"])
+def test_us_labels_are_the_label_volume_resampled_at_the_probe_pose(path: str) -> None:
+    sim = UltrasoundSim(SEED, UltrasoundConfig(path=path))
+    frame = sim.render(47)
+    expected_ijk_to_ras = (
+        frame.probe_to_tracker @ frame.image_to_probe @ np.diag([*frame.spacing, 1.0, 1.0])
+    )
+    np.testing.assert_allclose(frame.ijk_to_ras, expected_ijk_to_ras, atol=1e-9)
+    h, w = frame.labels.shape
+    # Independently: pixel → RAS at time t → exact inverse motion → nearest voxel.
+    reference = sim.motion.inverse(pixel_ras(frame.ijk_to_ras, h, w), frame.time_s)
+    resampled = sim.anatomy.sample_nearest(reference)
+    agreement = np.mean(resampled == frame.labels)
+    assert agreement >= 0.99, f"only {agreement:.4f} of pixels agree with the label volume"
+    assert set(np.unique(frame.labels)) >= {0, ORGAN}
+
+
+def test_us_image_is_bright_where_the_lesion_is_and_shadowed_below(
+    us_static: UltrasoundSim,
+) -> None:
+    frame = us_static.render(0)
+    lesion = frame.labels == LESION
+    rows = np.nonzero(lesion.any(axis=1))[0]
+    cols = np.nonzero(lesion.any(axis=0))[0]
+    organ_mean = frame.image[frame.labels == ORGAN].mean()
+    below = frame.image[rows.max() + 10 :, cols.min() + 5 : cols.max() - 5]
+    assert frame.image[lesion].mean() > organ_mean + 15, "lesion should be hyperechoic"
+    assert below.mean() < organ_mean - 15, "no acoustic shadow behind the lesion"
+
+
+def test_fluoro_targets_project_onto_their_marked_pixels(fluoro: FluoroSim) -> None:
+    for index in (0, 47, 75):
+        frame = fluoro.render(index)
+        projection = np.array(frame.geometry.meta()["projection"])
+        h = np.c_[frame.targets_ras, np.ones(len(frame.targets_ras))] @ projection.T
+        pixels = h[:, :2] / h[:, 2:3]
+        assert np.max(np.abs(pixels - frame.target_pixels)) < 0.5
+        lesion_v, lesion_u = np.argwhere(frame.labels == LESION).mean(axis=0)
+        error = np.hypot(lesion_u - pixels[0, 0], lesion_v - pixels[0, 1])
+        assert error < 0.75, f"frame {index}: lesion label centroid {error:.2f} px off its target"
+
+
+def test_carm_projection_matches_detector_geometry() -> None:
+    g = CArmGeometry(lao_deg=30.0, cranial_deg=-15.0, isocenter=(4.0, -2.0, 7.0))
+    pixel = np.array([[100.0, 300.0]])
+    on_ray = g.source + 640.0 * g.ray_directions(pixel)
+    np.testing.assert_allclose(g.project(on_ray), pixel, atol=1e-9)
+    detector_point = (g.ijk_to_ras @ [100.0, 300.0, 0.0, 1.0])[:3]
+    np.testing.assert_allclose(g.project(detector_point[None]), pixel, atol=1e-9)
+    assert np.linalg.norm(detector_point - g.source) >= g.sid_mm - 1e-9
+
+
+def test_us_flow_maps_current_labels_back_onto_the_key_frame(us_static: UltrasoundSim) -> None:
+    for index in (47, 75):
+        frame = us_static.render(index)
+        key = us_static.render(frame.key_index)
+        assert frame.key_index < index and np.abs(frame.flow).max() > 2.0, "no motion to test"
+        for label in (ORGAN, LESION):
+            warped, valid = warp_to_key(frame.labels, frame.flow, label)
+            score = dice(warped, key.labels == label, valid)
+            assert score >= 0.98, f"US frame {index} label {label}: Dice {score:.4f}"
+        warped, valid = warp_to_key(frame.labels, frame.flow, 0)
+        assert dice(warped, key.labels > 0, valid) >= 0.98
+
+
+def test_fluoro_flow_maps_current_labels_back_onto_the_key_frame(fluoro: FluoroSim) -> None:
+    for index in (47, 75):
+        frame = fluoro.render(index)
+        key = fluoro.render(frame.key_index)
+        assert np.abs(frame.flow).max() > 2.0, "no motion to test"
+        for label in (ORGAN, LESION):
+            warped, valid = warp_to_key(frame.labels, frame.flow, label)
+            score = dice(warped, key.labels == label, valid)
+            assert score >= 0.98, f"fluoro frame {index} label {label}: Dice {score:.4f}"
+        warped, valid = warp_to_key(frame.labels, frame.flow, 0)
+        assert dice(warped, key.labels > 0, valid) >= 0.98
+
+
+def test_motion_inverse_undoes_forward() -> None:
+    motion = make_motion(SEED, np.zeros(3), deformation_mm=6.0)
+    points = np.random.default_rng(1).uniform(-80, 80, (500, 3))
+    for t in (0.3, 1.7, 5.2):
+        back = motion.inverse(motion.forward(points, t), t)
+        assert np.max(np.abs(back - points)) < 1e-3
+
+
+def test_breathing_amplitude_is_the_peak_to_peak_excursion() -> None:
+    motion = make_motion(SEED, np.zeros(3), amplitude_mm=7.0, period_s=4.0, deformation_mm=0.0)
+    times = np.linspace(0.0, 4.0, 401)
+    point = np.array([[10.0, 0.0, 5.0]])
+    path = np.array([motion.forward(point, t)[0] for t in times])
+    along = (path - point) @ BREATHING_DIRECTION
+    assert along.max() - along.min() == pytest.approx(7.0, rel=1e-3)
+    assert abs(BREATHING_DIRECTION[2]) > 0.9, "breathing should be mostly superior-inferior"
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: make_motion(0, np.zeros(3), amplitude_mm=-1.0), "breathing_amplitude_mm"),
+        (lambda: make_motion(0, np.zeros(3), deformation_mm=50.0), "deformation_mm"),
+        (lambda: UltrasoundConfig(width=0), "width"),
+        (lambda: UltrasoundConfig(path="zigzag"), "path"),
+        (lambda: UltrasoundConfig(key_every=0), "key_every"),
+        (lambda: CArmGeometry(height=0), "height"),
+        (lambda: CArmGeometry(sod_mm=1200.0), "sod_mm"),
+        (lambda: FluoroConfig(dose=-5.0), "dose"),
+        (lambda: build_anatomy(-1), "seed"),
+    ],
+)
+def test_bad_parameters_raise_errors_that_name_them(make, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+FRAME_HASHES = """
+import hashlib, sys
+from igtflow.stream.phantom.fluoro import FluoroSim
+from igtflow.stream.phantom.ultrasound import UltrasoundSim
+h = hashlib.sha256()
+us = UltrasoundSim(3)
+for i in (0, 17, 45):
+    f = us.render(i)
+    for a in (f.image, f.labels, f.flow):
+        h.update(a.tobytes())
+fl = FluoroSim(3)
+for i in (0, 31):
+    f = fl.render(i)
+    for a in (f.image, f.labels, f.flow):
+        h.update(a.tobytes())
+sys.stdout.write(h.hexdigest())
+"""
+
+
+def test_frames_are_bit_identical_across_processes() -> None:
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", FRAME_HASHES], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert len(digests[0]) == 64 and digests[0] == digests[1]
+
+
+def test_different_seeds_give_different_anatomy() -> None:
+    a, b = build_anatomy(0), build_anatomy(1)
+    assert not np.allclose(a.lesion_center, b.lesion_center)
+
+
+def test_export_writes_files_slicer_reads_back(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["phantom", "export", str(tmp_path), "--seed", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    anatomy = build_anatomy(0)
+
+    data, header = nrrd.read(written["labels"], index_order="F")
+    assert header["space"] == "right-anterior-superior"
+    np.testing.assert_allclose(header["space directions"], np.diag([0.5, 0.5, 0.5]))
+    np.testing.assert_allclose(header["space origin"], anatomy.origin)
+    assert data.shape == anatomy.shape and data.dtype == np.uint8
+    assert set(np.unique(data)) == {0, 1, 2, 3}, "preoperative labels: no catheter"
+
+    lo, hi = anatomy.bounds
+    for name in ("organ", "vessel", "lesion"):
+        for suffix in (".vtk", ".stl"):
+            path = tmp_path / f"{name}{suffix}"
+            assert path.stat().st_size > 1000
+            vertices = vedo.load(str(path)).vertices
+            assert len(vertices) > 100
+            assert np.all(vertices >= lo - 0.5) and np.all(vertices <= hi + 0.5), path
+
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert [t["id"] for t in truth["targets"]] == ["lesion", "bifurcation"]
+    np.testing.assert_allclose(truth["targets"][0]["ras"], anatomy.lesion_center)
+    assert len(truth["carm"]["projection"]) == 3
+
+    sheet = cv2.imread(written["contact_sheet"])
+    assert sheet is not None and sheet.shape[0] >= 256 and sheet.shape[1] >= 1024
+    assert sheet.std() > 20, "contact sheet is flat"
+    overlay_half = sheet[sheet.shape[0] // 2 :].astype(int)
+    coloured = np.abs(overlay_half[..., 1] - overlay_half[..., 2]) > 60
+    assert coloured.sum() > 500, "no truth contours drawn"
+
+
+def test_us_case_gives_frames_with_poses() -> None:
+    from igtflow.stream.phantom.export import us_case
+
+    frames, poses, image_to_probe, spacing, stamps = us_case(SEED, 4)
+    assert frames.shape == (4, 256, 256) and frames.dtype == np.uint8
+    assert poses.shape == (4, 4, 4) and image_to_probe.shape == (4, 4)
+    assert len(spacing) == 2 and np.all(np.diff(stamps) > 0)
+    assert not np.allclose(poses[0], poses[3]), "the sweep should move the probe"
+    digest = hashlib.sha256(frames.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(us_case(SEED, 4)[0].tobytes()).hexdigest()
