@@ -11,15 +11,13 @@ status, named as PLUS names them, so 3D Slicer's Sequences module opens the file
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from igtflow.launch.registry import load_node_class
-from igtflow.stream.messages import Image, Message, Transform
-from igtflow.stream.node import node_params
+from igtflow.launch.offline import RecordingEmitter, offline_node
+from igtflow.stream.messages import Image, Transform
 from igtflow.stream.nodes.file_replay import FileReplay
 from igtflow.stream.recording import RecordingWriter, read_messages
 from igtflow.stream.recording_scan import ScanReport
@@ -49,28 +47,6 @@ def source_type(path: Path) -> str:
     return "video"
 
 
-class _RecordingEmitter:
-    """Takes a node's emits and writes them to a recording, as the runtime would stamp them."""
-
-    def __init__(self, writer: RecordingWriter, node_id: str) -> None:
-        self.writer = writer
-        self.node_id = node_id
-        self.seq: dict[str, int] = {}
-        self.counts: dict[str, int] = {}
-
-    def emit(self, output: str, message: Message) -> None:
-        seq = self.seq.get(output, 0)
-        self.seq[output] = seq + 1
-        topic = f"{self.node_id}/{output}"
-        stamp = message.stamp_ns
-        stamped = message.restamped(topic=topic, seq=seq, trace=[[self.node_id, stamp, stamp]])
-        self.writer.write(stamped, log_time_ns=stamp)
-        self.counts[topic] = self.counts.get(topic, 0) + 1
-
-    def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        return np.empty(shape, dtype=dtype)
-
-
 def file_to_mcap(
     source: Path,
     target: Path,
@@ -85,26 +61,15 @@ def file_to_mcap(
     if not source.exists():
         raise ConvertError(f"{source}: no such file")
     uses = source_type(source)
-    cls = load_node_class(uses)
-    assert issubclass(cls, FileReplay)
-    node = cls()
-    node.id = node_id
-    node.log = logging.getLogger(f"igtflow.convert.{node_id}")
-    node.rate_hz = 0.0
-    defaults = {n: p.default for n, p in node_params(cls).items() if not p.required}
-    params = {**defaults, "path": str(source), **(params or {})}
-    params.pop("rate_hz", None)
-    for name, value in params.items():
-        setattr(node, name, value)
     graph = f"name: {source.stem}\nnodes:\n  - id: {node_id}\n    uses: {uses}\n"
     graph += f"    params: {{path: {str(source)!r}}}\n"
     with RecordingWriter(target, graph, {"converted_from": str(source), "reader": uses}) as out:
-        emitter = _RecordingEmitter(out, node_id)
-        node._emitter = emitter
+        emitter = RecordingEmitter(out, node_id)
         try:
-            node.setup(**params)
+            node = offline_node(uses, node_id, {"path": str(source), **(params or {})}, emitter)
         except ValueError as exc:
             raise ConvertError(f"{source}: {exc}") from None
+        assert isinstance(node, FileReplay)
         period_ns = int(node.frame_period_s * 1e9)
         for count, frame in enumerate(node.frames()):
             time_s = frame.time_s

@@ -106,7 +106,8 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     for key, value in summary["metadata"].items():
         console.print(f"  {key}: {value}", highlight=False)
     table = Table(title="topics", title_justify="left")
-    for column in ("topic", "kind", "shape", "msgs", "Hz", "KB/msg", "missing", "max gap ms"):
+    table.add_column("topic", no_wrap=True)
+    for column in ("kind", "shape", "msgs", "Hz", "KB/msg", "missing", "max gap ms"):
         table.add_column(
             column, justify="left" if column in ("topic", "kind", "shape") else "right"
         )
