@@ -334,22 +334,53 @@ def nodes(json_: JsonOpt = False) -> None:
 
 @app.command()
 def demo(
-    duration: Annotated[float, typer.Option(help="seconds to run")] = 5.0,
+    duration: Annotated[float, typer.Option(help="seconds to run")] = 10.0,
+    port: Annotated[int, typer.Option(help="OpenIGTLink port for 3D Slicer")] = 18944,
+    log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run the built-in synthetic graph end to end (no hardware needed)."""
-    from igtflow.launch.graph import parse_graph
+    """Run the synthetic case end to end (no hardware): phantom ultrasound, live overlay,
+    3D scene, OpenIGTLink server for 3D Slicer, and a recording of it all.
+    """
+    import time
+
+    from igtflow.launch.graph_edit import with_recorder
     from igtflow.launch.launcher import run_graph
+
+    log_dir = log_dir or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    text = resources.files("igtflow.launch").joinpath("graphs/demo.yaml").read_text()
+    recording = log_dir / "demo.mcap"
+    overrides = [
+        f"overlay.video={log_dir / 'overlay.mp4'}",
+        f"overlay.snapshot_dir={log_dir / 'overlay'}",
+        f"scene.snapshot_dir={log_dir / 'scene'}",
+        f"slicer.port={port}",
+    ]
+    spec = _parse(with_recorder(text, str(recording)), "graphs/demo.yaml", overrides)
+    err.print(
+        f"demo: phantom ultrasound for {duration:.0f} s; 3D Slicer can connect to "
+        f"127.0.0.1:{port} (OpenIGTLinkIF, client) while it runs"
+    )
+    result = run_graph(spec, log_dir=log_dir, duration_s=duration, console=err)
+    written = {
+        "recording": str(recording),
+        "overlay_video": str(log_dir / "overlay.mp4"),
+        "overlay_snapshots": sorted(str(p) for p in (log_dir / "overlay").glob("*.png")),
+        "scene_snapshots": sorted(str(p) for p in (log_dir / "scene").glob("*.png")),
+    }
+    if json_:
+        _print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
+        raise typer.Exit(result.exit_code)
     from igtflow.launch.status import status_table
 
-    text = resources.files("igtflow.launch").joinpath("graphs/demo.yaml").read_text()
-    spec = parse_graph(text, path="graphs/demo.yaml")
-    result = run_graph(spec, duration_s=duration, console=err)
-    if json_:
-        _print_json({"exit_code": result.exit_code, "nodes": result.rows})
-    else:
-        err.print(status_table(spec.name, result.rows, duration))
-        err.print(f"logs: {result.log_dir}")
+    err.print(status_table(spec.name, result.rows, duration))
+    err.print(f"logs: {result.log_dir}")
+    err.print(f"recording: {recording}  (try: igtflow inspect {recording})")
+    err.print(f"overlay video: {written['overlay_video']}")
+    if written["overlay_snapshots"]:
+        err.print(
+            f"snapshots: {written['overlay_snapshots'][-1]}, {len(written['scene_snapshots'])} 3D"
+        )
     raise typer.Exit(result.exit_code)
 
 

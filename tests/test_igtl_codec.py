@@ -416,6 +416,8 @@ def test_large_meshes_are_decimated_to_the_budget_and_keep_their_scalars() -> No
     vertices = np.asarray(sphere.vertices, np.float32)
     faces = np.asarray(sphere.triangles, np.int32)
     scalars = vertices[:, 2].copy()
+    for array in (vertices, faces, scalars):
+        array.flags.writeable = False  # as in a received message
     small_v, small_f, small_s = decimate(vertices, faces, scalars, 500)
     assert len(faces) > 3000 and len(small_f) <= 500
     assert small_s is not None and small_s.shape == (len(small_v),)

@@ -83,6 +83,8 @@ nodes:
         assert flow.meta["key_seq"] == index - index % 5
         assert isinstance(targets, Points) and targets.labels == ["lesion", "bifurcation"]
         assert len(targets.meta["pixels"]) == 2
+        stamps = {m.stamp_ns for m in (image, pose, calib, labels, flow, targets)}
+        assert len(stamps) == 1, "a frame and its truth share one capture time"
 
     xa_images = topics["xa/image"]
     assert {"xa/carm_pose", "xa/truth_labels", "xa/truth_flow", "xa/truth_targets"} <= set(topics)

@@ -35,9 +35,10 @@ def decimate(
         return vertices, faces, scalars
     import open3d as o3d  # heavy: only imported when a mesh is over budget
 
+    # np.array copies: Open3D refuses the read-only arrays a received message holds.
     mesh = o3d.geometry.TriangleMesh(
-        o3d.utility.Vector3dVector(np.asarray(vertices, dtype=np.float64)),
-        o3d.utility.Vector3iVector(np.asarray(faces, dtype=np.int32)),
+        o3d.utility.Vector3dVector(np.array(vertices, dtype=np.float64)),
+        o3d.utility.Vector3iVector(np.array(faces, dtype=np.int32)),
     )
     columns = 0
     if scalars is not None:

@@ -11,4 +11,5 @@ NODES: dict[str, str] = {
     "plus-sequence": "igtflow.stream.nodes.plus_sequence:PlusSequenceSource",
     "phantom-us": "igtflow.stream.nodes.phantom_us:PhantomUS",
     "phantom-fluoro": "igtflow.stream.nodes.phantom_fluoro:PhantomFluoro",
+    "phantom-model": "igtflow.stream.nodes.phantom_model:PhantomModel",
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from igtflow.stream.messages import Image, Points, Transform
 from igtflow.stream.node import Source
@@ -85,6 +87,7 @@ class PhantomFluoro(Source):
         self.index = 0
 
     def tick(self) -> None:
+        stamp = time.time_ns()  # one capture time for the frame and all its truth
         g = self.sim.geometry
         frame = self.new_frame("image", (g.height, g.width), np.uint8)
         f = self.sim.render(self.index, out=frame, truth=self.truth)
@@ -93,6 +96,7 @@ class PhantomFluoro(Source):
         self.emit(
             "image",
             Image(
+                stamp_ns=stamp,
                 data=frame,
                 spacing=self.spacing,
                 ijk_to_ras=ijk_to_ras,
@@ -103,13 +107,20 @@ class PhantomFluoro(Source):
         )
         self.emit(
             "carm_pose",
-            Transform(matrix=g.carm_to_ras, from_frame="CArm", to_frame="Tracker", meta=meta),
+            Transform(
+                stamp_ns=stamp,
+                matrix=g.carm_to_ras,
+                from_frame="CArm",
+                to_frame="Tracker",
+                meta=meta,
+            ),
         )
         if self.truth:
             truth_meta = {**meta, "key_seq": f.key_index}
             self.emit(
                 "truth_labels",
                 Image(
+                    stamp_ns=stamp,
                     data=f.labels,
                     spacing=self.spacing,
                     ijk_to_ras=ijk_to_ras,
@@ -121,6 +132,7 @@ class PhantomFluoro(Source):
             self.emit(
                 "truth_flow",
                 Image(
+                    stamp_ns=stamp,
                     data=f.flow,
                     spacing=self.spacing,
                     ijk_to_ras=ijk_to_ras,
@@ -132,6 +144,7 @@ class PhantomFluoro(Source):
             self.emit(
                 "truth_targets",
                 Points(
+                    stamp_ns=stamp,
                     points=f.targets_ras,
                     labels=list(f.target_ids),
                     frame="Tracker",

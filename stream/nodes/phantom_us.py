@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from igtflow.stream.messages import Image, Points, Transform
 from igtflow.stream.node import Source
@@ -69,6 +71,7 @@ class PhantomUS(Source):
         self.index = 0
 
     def tick(self) -> None:
+        stamp = time.time_ns()  # one capture time for the frame and all its truth
         cfg = self.sim.config
         frame = self.new_frame("image", (cfg.height, cfg.width), np.uint8)
         f = self.sim.render(self.index, out=frame, truth=self.truth)
@@ -76,6 +79,7 @@ class PhantomUS(Source):
         self.emit(
             "image",
             Image(
+                stamp_ns=stamp,
                 data=frame,
                 spacing=f.spacing,
                 ijk_to_ras=f.ijk_to_ras,
@@ -86,17 +90,30 @@ class PhantomUS(Source):
         )
         self.emit(
             "probe_to_tracker",
-            Transform(matrix=f.probe_to_tracker, from_frame="Probe", to_frame="Tracker", meta=meta),
+            Transform(
+                stamp_ns=stamp,
+                matrix=f.probe_to_tracker,
+                from_frame="Probe",
+                to_frame="Tracker",
+                meta=meta,
+            ),
         )
         self.emit(
             "image_to_probe",
-            Transform(matrix=f.image_to_probe, from_frame="Image", to_frame="Probe", meta=meta),
+            Transform(
+                stamp_ns=stamp,
+                matrix=f.image_to_probe,
+                from_frame="Image",
+                to_frame="Probe",
+                meta=meta,
+            ),
         )
         if self.truth:
             truth_meta = {**meta, "key_seq": f.key_index}
             self.emit(
                 "truth_labels",
                 Image(
+                    stamp_ns=stamp,
                     data=f.labels,
                     spacing=f.spacing,
                     ijk_to_ras=f.ijk_to_ras,
@@ -108,6 +125,7 @@ class PhantomUS(Source):
             self.emit(
                 "truth_flow",
                 Image(
+                    stamp_ns=stamp,
                     data=f.flow,
                     spacing=f.spacing,
                     ijk_to_ras=f.ijk_to_ras,
@@ -119,6 +137,7 @@ class PhantomUS(Source):
             self.emit(
                 "truth_targets",
                 Points(
+                    stamp_ns=stamp,
                     points=f.targets_ras,
                     labels=list(f.target_ids),
                     frame="Tracker",

@@ -49,14 +49,19 @@ def write_label_volume(anatomy: Anatomy, path: Path) -> Path:
     return path
 
 
-def structure_mesh(anatomy: Anatomy, label: int, target_faces: int = 20000) -> Any:
-    """A smoothed, decimated surface (vedo Mesh, RAS mm) of one structure by marching cubes."""
+def structure_mesh(anatomy: Anatomy, label: int, target_faces: int = 20000, stride: int = 1) -> Any:
+    """A smoothed, decimated surface (vedo Mesh, RAS mm) of one structure by marching cubes.
+
+    ``stride`` 2 samples the label volume at every other voxel (1 mm for the 0.5 mm phantom):
+    the surface of a CT-like preoperative model, made about 8 times faster.
+    """
     import vedo
 
     labels = anatomy.preoperative_labels()
     mask = anatomy.organ_mask if label == ORGAN else labels == label
+    mask = mask[::stride, ::stride, ::stride]
     volume = vedo.Volume(
-        mask.astype(np.float32), spacing=[anatomy.voxel_mm] * 3, origin=anatomy.origin
+        mask.astype(np.float32), spacing=[anatomy.voxel_mm * stride] * 3, origin=anatomy.origin
     )
     mesh = volume.isosurface(0.5).smooth(niter=15)
     if mesh.ncells > target_faces:
