@@ -241,6 +241,11 @@ def test_export_writes_files_slicer_reads_back(tmp_path: Path) -> None:
     coloured = np.abs(overlay_half[..., 1] - overlay_half[..., 2]) > 60
     assert coloured.sum() > 500, "no truth contours drawn"
 
+    sweep, header = nrrd.read(written["us_sweep"], index_order="C")
+    assert sweep.shape == (60, 1, 256, 256) and header["kinds"][-1] == "list"
+    pose = np.array(header["Seq_Frame0030_ProbeToTrackerTransform"].split(), float).reshape(4, 4)
+    assert np.allclose(pose[3], [0, 0, 0, 1]) and "Seq_Frame0059_ImageToProbeTransform" in header
+
 
 def test_us_case_gives_frames_with_poses() -> None:
     from igtflow.stream.phantom.export import us_case

@@ -142,6 +142,23 @@ def us_case(
     return np.stack(frames), np.stack(poses), sim.image_to_probe, sim.config.spacing, stamps
 
 
+def write_us_sequence(path: Path, seed: int, n_frames: int = 60, rate_hz: float = 15.0) -> Path:
+    """A short tracked sweep as a PLUS ``.seq.nrrd`` that 3D Slicer's Sequences module plays,
+    with ``ImageToProbe`` and ``ProbeToTracker`` per frame, so the slice moves in 3D.
+    """
+    from igtflow.stream.sources.plus_writer import write_seq_nrrd
+
+    frames, probe_to_tracker, image_to_probe, spacing, stamps = us_case(
+        seed, n_frames, path="sweep", rate_hz=rate_hz
+    )
+    valid = np.ones(n_frames, dtype=bool)
+    transforms = {
+        "ProbeToTracker": (probe_to_tracker, valid),
+        "ImageToProbe": (np.repeat(image_to_probe[None], n_frames, axis=0), valid),
+    }
+    return write_seq_nrrd(path, frames, spacing, stamps, transforms)
+
+
 def export_phantom(
     out_dir: Path, seed: int = 0, step: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
@@ -165,6 +182,8 @@ def export_phantom(
     truth_path = out_dir / "truth.json"
     truth_path.write_text(json.dumps(truth_dict(anatomy, us, carm), indent=2))
     written["truth"] = str(truth_path)
+    say("ultrasound sweep")
+    written["us_sweep"] = str(write_us_sequence(out_dir / "us_sweep.seq.nrrd", seed))
     sheet_path = out_dir / "contact_sheet.png"
     write_png(sheet_path, contact_sheet(seed))
     written["contact_sheet"] = str(sheet_path)
