@@ -32,9 +32,19 @@ class Transport(Protocol):
 
 
 def _metadata(message: Message, **extra: Any) -> dict[str, str]:
-    """Header v2 metadata: where the message came from, for viewers that show it."""
-    data = {"Frame": message.frame, "Seq": str(message.seq), **extra}
+    """Header v2 metadata: where the message came from, for viewers that show it, plus the
+    message's own plain meta values (e.g. an overlay's ``stale``); nested values stay out.
+    """
+    plain = {
+        str(k): v
+        for k, v in message.meta.items()
+        if isinstance(v, str | int | float | bool) and len(str(v)) <= MAX_META_TEXT
+    }
+    data = {**plain, "Frame": message.frame, "Seq": str(message.seq), **extra}
     return {k: str(v) for k, v in data.items() if v != ""}
+
+
+MAX_META_TEXT = 256
 
 
 class IgtlOutput(Node):
