@@ -23,7 +23,8 @@ from igtflow.launch.graph import (
 from igtflow.stream.messages import Image, Status, Transform
 from igtflow.stream.node import WILDCARD, Node, Source
 
-DEMO = Path(__file__).resolve().parents[1] / "launch" / "graphs" / "demo.yaml"
+GRAPHS = Path(__file__).resolve().parents[1] / "launch" / "graphs"
+SYNTHETIC = GRAPHS / "synthetic.yaml"
 
 
 class FakeSegment(Node):
@@ -300,8 +301,13 @@ def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
     assert (graph.name, graph.path) == ("bench", str(path))
 
 
-def test_demo_graph_is_valid_source_to_passthrough_to_stats() -> None:
-    graph = load_graph(DEMO)
+@pytest.mark.parametrize("path", sorted(GRAPHS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_graph_is_valid(path: Path) -> None:
+    assert load_graph(path).nodes
+
+
+def test_synthetic_graph_is_valid_source_to_passthrough_to_stats() -> None:
+    graph = load_graph(SYNTHETIC)
     assert [(n.id, n.uses) for n in graph.topo_order()] == [
         ("probe", "synthetic-image"),
         ("relay", "passthrough"),
