@@ -54,6 +54,18 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
         raise typer.Exit(2) from None
 
 
+def _bench_report(
+    report: dict[str, Any], json_: bool, output: Path | None, printer: Any
+) -> None:
+    """A benchmark's report: saved as JSON if asked, then JSON or a table on stdout."""
+    if output:
+        output.write_text(json.dumps(report, indent=2))
+    if json_:
+        _print_json(report)
+    else:
+        printer(report, out)
+
+
 def _error(problem: object) -> None:
     """One problem on stderr, unwrapped, so it can be read and searched for whole."""
     err.print(str(problem), style="red", markup=False, highlight=False, soft_wrap=True)
@@ -407,12 +419,7 @@ def bench_transport(
     report = run_transport_bench(
         duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err
     )
-    if output:
-        output.write_text(json.dumps(report, indent=2))
-    if json_:
-        _print_json(report)
-    else:
-        print_table(report, out)
+    _bench_report(report, json_, output, print_table)
 
 
 @app.command()
@@ -478,12 +485,7 @@ def bench_record(
     from igtflow.launch.bench_record import print_report, run_record_bench
 
     report = run_record_bench(duration, saturated_s, recording, progress=err)
-    if output:
-        output.write_text(json.dumps(report, indent=2))
-    if json_:
-        _print_json(report)
-    else:
-        print_report(report, out)
+    _bench_report(report, json_, output, print_report)
 
 
 @bench_app.command("igtl")
@@ -496,12 +498,7 @@ def bench_igtl(
     from igtflow.launch.bench_igtl import print_table, run_igtl_bench
 
     report = run_igtl_bench(quick=quick, progress=err)
-    if output:
-        output.write_text(json.dumps(report, indent=2))
-    if json_:
-        _print_json(report)
-    else:
-        print_table(report, out)
+    _bench_report(report, json_, output, print_table)
 
 
 phantom_app = typer.Typer(help="The synthetic phantom with ground truth: export its files.")

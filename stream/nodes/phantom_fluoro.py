@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from igtflow.stream.messages import Image, Points, Transform
+from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Source
+from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
 
@@ -17,9 +18,7 @@ class PhantomFluoro(Source):
     outputs = {
         "image": Image,
         "carm_pose": Transform,
-        "truth_labels": Image,
-        "truth_flow": Image,
-        "truth_targets": Points,
+        **TRUTH_OUTPUTS,
     }
 
     def setup(
@@ -116,39 +115,7 @@ class PhantomFluoro(Source):
             ),
         )
         if self.truth:
-            truth_meta = {**meta, "key_seq": f.key_index}
-            self.emit(
-                "truth_labels",
-                Image(
-                    stamp_ns=stamp,
-                    data=f.labels,
-                    spacing=self.spacing,
-                    ijk_to_ras=ijk_to_ras,
-                    modality="LABELS",
-                    frame="Detector",
-                    meta=truth_meta,
-                ),
-            )
-            self.emit(
-                "truth_flow",
-                Image(
-                    stamp_ns=stamp,
-                    data=f.flow,
-                    spacing=self.spacing,
-                    ijk_to_ras=ijk_to_ras,
-                    modality="FIELD",
-                    frame="Detector",
-                    meta=truth_meta,
-                ),
-            )
-            self.emit(
-                "truth_targets",
-                Points(
-                    stamp_ns=stamp,
-                    points=f.targets_ras,
-                    labels=list(f.target_ids),
-                    frame="Tracker",
-                    meta={**meta, "pixels": f.target_pixels.tolist()},
-                ),
-            )
+            target_meta = {"pixels": f.target_pixels.tolist()}
+            geometry = (self.spacing, ijk_to_ras, "Detector")
+            emit_truth(self, f, stamp, meta, geometry, target_meta)
         self.index += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from igtflow.stream.messages import Image, Points, Transform
+from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Source
+from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 
 
@@ -17,9 +18,7 @@ class PhantomUS(Source):
         "image": Image,
         "probe_to_tracker": Transform,
         "image_to_probe": Transform,
-        "truth_labels": Image,
-        "truth_flow": Image,
-        "truth_targets": Points,
+        **TRUTH_OUTPUTS,
     }
 
     def setup(
@@ -109,43 +108,10 @@ class PhantomUS(Source):
             ),
         )
         if self.truth:
-            truth_meta = {**meta, "key_seq": f.key_index}
-            self.emit(
-                "truth_labels",
-                Image(
-                    stamp_ns=stamp,
-                    data=f.labels,
-                    spacing=f.spacing,
-                    ijk_to_ras=f.ijk_to_ras,
-                    modality="LABELS",
-                    frame="Image",
-                    meta=truth_meta,
-                ),
-            )
-            self.emit(
-                "truth_flow",
-                Image(
-                    stamp_ns=stamp,
-                    data=f.flow,
-                    spacing=f.spacing,
-                    ijk_to_ras=f.ijk_to_ras,
-                    modality="FIELD",
-                    frame="Image",
-                    meta=truth_meta,
-                ),
-            )
-            self.emit(
-                "truth_targets",
-                Points(
-                    stamp_ns=stamp,
-                    points=f.targets_ras,
-                    labels=list(f.target_ids),
-                    frame="Tracker",
-                    meta={
-                        **meta,
-                        "pixels": f.target_pixels.tolist(),
-                        "out_of_plane_mm": f.target_out_of_plane_mm.tolist(),
-                    },
-                ),
-            )
+            target_meta = {
+                "pixels": f.target_pixels.tolist(),
+                "out_of_plane_mm": f.target_out_of_plane_mm.tolist(),
+            }
+            geometry = (f.spacing, f.ijk_to_ras, "Image")
+            emit_truth(self, f, stamp, meta, geometry, target_meta)
         self.index += 1
