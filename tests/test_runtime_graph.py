@@ -1,4 +1,4 @@
-"""A running graph end to end: transports, trace hops, logs, thread budgets and the demo."""
+"""A running graph end to end: transports, trace hops, logs, thread budgets and the synthetic graph."""
 
 from __future__ import annotations
 
@@ -130,12 +130,15 @@ def test_thread_budget_is_set_in_each_node(
         assert report["cv2"] == threads
 
 
+SYNTHETIC = Path(__file__).resolve().parents[1] / "launch" / "graphs" / "synthetic.yaml"
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, dict], Path]:
-    """One ``igtflow demo --duration 3 --json``: exit code, rows by node, working folder."""
-    cwd = tmp_path_factory.mktemp("demo")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, dict], Path]:
+    """One ``igtflow run synthetic.yaml --duration 3 --json``: exit code, rows, working folder."""
+    cwd = tmp_path_factory.mktemp("synthetic")
     done = subprocess.run(
-        [str(IGTFLOW), "demo", "--duration", "3", "--json"],
+        [str(IGTFLOW), "run", str(SYNTHETIC), "--duration", "3", "--json"],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -147,8 +150,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, dict]
     return done.returncode, {row["node"]: row for row in report["nodes"]}, cwd
 
 
-def test_demo_runs(demo: tuple[int, dict[str, dict], Path]) -> None:
-    code, rows, cwd = demo
+def test_synthetic_graph_runs(synthetic: tuple[int, dict[str, dict], Path]) -> None:
+    code, rows, cwd = synthetic
     assert code == 0
     assert set(rows) == {"probe", "relay", "stats"}
     for node, row in rows.items():
@@ -157,10 +160,10 @@ def test_demo_runs(demo: tuple[int, dict[str, dict], Path]) -> None:
     assert rows["relay"]["received"] > 30 and rows["relay"]["sent"] > 30
     assert rows["stats"]["received"] > 60, "stats reads both probe/image and relay/out"
     assert rows["stats"]["rate_in_hz"] > 40
-    assert list(cwd.glob("runs/demo-*/stats.log"))
+    assert list(cwd.glob("runs/synthetic-*/stats.log"))
 
 
-def test_demo_drops_nothing(demo: tuple[int, dict[str, dict], Path]) -> None:
-    _, rows, _ = demo
+def test_synthetic_graph_drops_nothing(synthetic: tuple[int, dict[str, dict], Path]) -> None:
+    _, rows, _ = synthetic
     for node, row in rows.items():
         assert (row["drops"], row["lost"], row["alarms"]) == (0, 0, 0), node
