@@ -537,13 +537,23 @@ def phantom_export(
 def bench_phantom(
     duration: Annotated[float, typer.Option(help="seconds per renderer")] = 3.0,
     seed: Annotated[int, typer.Option(help="phantom seed")] = 0,
+    truth_seed: Annotated[
+        list[int] | None, typer.Option(help="held-out seed for truth consistency (repeatable)")
+    ] = None,
+    truth_frames: Annotated[int, typer.Option(help="frames per seed for truth consistency")] = 12,
     json_: JsonOpt = False,
 ) -> None:
-    """Phantom frames/s on one core: ultrasound 256x256 and fluoroscopy 512x512, p50/p99/max."""
-    from igtflow.stream.phantom.bench import run_phantom_bench
+    """Phantom frames/s on one core (US 256x256, fluoro 512x512) and truth consistency."""
+    from igtflow.stream.phantom.bench import TRUTH_SEEDS, consistency_rows, run_phantom_bench
+    from rich.progress import Progress
 
-    with err.status("rendering phantom frames on one core"):
-        report = run_phantom_bench(duration_s=duration, seed=seed)
+    seeds = tuple(truth_seed or TRUTH_SEEDS)
+    frames = tuple(range(7, 7 + 10 * truth_frames, 10))  # never a key frame (key_every 30)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("fps, then truth consistency", total=len(seeds) * len(frames))
+        report = run_phantom_bench(
+            duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
+        )
     if json_:
         _print_json(report)
         return
@@ -563,6 +573,17 @@ def bench_phantom(
             str(r["frames"]),
         )
     out.print(table)
+    if report["consistency"]:
+        c = report["consistency"]
+        title = f"truth consistency (min median max), seeds {c['seeds']} x {len(frames)} frames"
+        table = Table(title=title)
+        for column in ("metric", "US", "fluoro", "target"):
+            table.add_column(column)
+        for row in consistency_rows(c):
+            table.add_row(*row)
+        out.print(table)
+        if c["failed"]:
+            out.print(f"outside target: {', '.join(c['failed'])}", style="red", highlight=False)
 
 
 def main() -> None:

@@ -16,6 +16,14 @@ import vedo
 from igtflow.launch.cli import app
 from igtflow.stream.phantom.anatomy import LESION, ORGAN, build_anatomy
 from igtflow.stream.phantom.carm import CArmGeometry
+from igtflow.stream.phantom.consistency import (
+    FOREGROUND,
+    contract_ijk_to_ras,
+    flow_dice,
+    fluoro_target_reprojection_px,
+    lesion_centroid_px,
+    us_label_agreement,
+)
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
 from igtflow.stream.phantom.motion import BREATHING_DIRECTION, make_motion
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
@@ -34,43 +42,13 @@ def fluoro() -> FluoroSim:
     return FluoroSim(SEED)
 
 
-def pixel_ras(ijk_to_ras: np.ndarray, height: int, width: int) -> np.ndarray:
-    i, j = np.meshgrid(np.arange(width), np.arange(height))
-    ijk = np.stack([i, j, np.zeros_like(i), np.ones_like(i)], axis=-1).astype(np.float64)
-    return (ijk @ ijk_to_ras.T)[..., :3]
-
-
-def warp_to_key(current: np.ndarray, flow: np.ndarray, label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mask of ``label`` in current(x + flow(x)) on the key grid, and where x + flow(x) is inside.
-
-    The mask is interpolated linearly and cut at 0.5: one rounding less than nearest-neighbour.
-    """
-    h, w = flow.shape[:2]
-    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx, my = u + flow[..., 0], v + flow[..., 1]
-    valid = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-    mask = (current == label).astype(np.float32) if label else (current > 0).astype(np.float32)
-    return cv2.remap(mask, mx, my, cv2.INTER_LINEAR) > 0.5, valid
-
-
-def dice(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    a, b = a & where, b & where
-    return 2.0 * np.sum(a & b) / max(np.sum(a) + np.sum(b), 1)
-
-
 @pytest.mark.parametrize("path", ["static", "sweep"])
 def test_us_labels_are_the_label_volume_resampled_at_the_probe_pose(path: str) -> None:
     sim = UltrasoundSim(SEED, UltrasoundConfig(path=path))
     frame = sim.render(47)
-    expected_ijk_to_ras = (
-        frame.probe_to_tracker @ frame.image_to_probe @ np.diag([*frame.spacing, 1.0, 1.0])
-    )
-    np.testing.assert_allclose(frame.ijk_to_ras, expected_ijk_to_ras, atol=1e-9)
-    h, w = frame.labels.shape
+    np.testing.assert_allclose(frame.ijk_to_ras, contract_ijk_to_ras(frame), atol=1e-9)
     # Independently: pixel → RAS at time t → exact inverse motion → nearest voxel.
-    reference = sim.motion.inverse(pixel_ras(frame.ijk_to_ras, h, w), frame.time_s)
-    resampled = sim.anatomy.sample_nearest(reference)
-    agreement = np.mean(resampled == frame.labels)
+    agreement = us_label_agreement(sim, frame)
     assert agreement >= 0.99, f"only {agreement:.4f} of pixels agree with the label volume"
     assert set(np.unique(frame.labels)) >= {0, ORGAN}
 
@@ -91,12 +69,8 @@ def test_us_image_is_bright_where_the_lesion_is_and_shadowed_below(
 def test_fluoro_targets_project_onto_their_marked_pixels(fluoro: FluoroSim) -> None:
     for index in (0, 47, 75):
         frame = fluoro.render(index)
-        projection = np.array(frame.geometry.meta()["projection"])
-        h = np.c_[frame.targets_ras, np.ones(len(frame.targets_ras))] @ projection.T
-        pixels = h[:, :2] / h[:, 2:3]
-        assert np.max(np.abs(pixels - frame.target_pixels)) < 0.5
-        lesion_v, lesion_u = np.argwhere(frame.labels == LESION).mean(axis=0)
-        error = np.hypot(lesion_u - pixels[0, 0], lesion_v - pixels[0, 1])
+        assert fluoro_target_reprojection_px(frame) < 0.5
+        error = lesion_centroid_px(frame)
         assert error < 0.75, f"frame {index}: lesion label centroid {error:.2f} px off its target"
 
 
@@ -115,12 +89,9 @@ def test_us_flow_maps_current_labels_back_onto_the_key_frame(us_static: Ultrasou
         frame = us_static.render(index)
         key = us_static.render(frame.key_index)
         assert frame.key_index < index and np.abs(frame.flow).max() > 2.0, "no motion to test"
-        for label in (ORGAN, LESION):
-            warped, valid = warp_to_key(frame.labels, frame.flow, label)
-            score = dice(warped, key.labels == label, valid)
-            assert score >= 0.98, f"US frame {index} label {label}: Dice {score:.4f}"
-        warped, valid = warp_to_key(frame.labels, frame.flow, 0)
-        assert dice(warped, key.labels > 0, valid) >= 0.98
+        scores = flow_dice(frame.labels, key.labels, frame.flow, (ORGAN, LESION, FOREGROUND))
+        for structure, score in scores.items():
+            assert score >= 0.98, f"US frame {index} {structure}: Dice {score:.4f}"
 
 
 def test_fluoro_flow_maps_current_labels_back_onto_the_key_frame(fluoro: FluoroSim) -> None:
@@ -128,12 +99,9 @@ def test_fluoro_flow_maps_current_labels_back_onto_the_key_frame(fluoro: FluoroS
         frame = fluoro.render(index)
         key = fluoro.render(frame.key_index)
         assert np.abs(frame.flow).max() > 2.0, "no motion to test"
-        for label in (ORGAN, LESION):
-            warped, valid = warp_to_key(frame.labels, frame.flow, label)
-            score = dice(warped, key.labels == label, valid)
-            assert score >= 0.98, f"fluoro frame {index} label {label}: Dice {score:.4f}"
-        warped, valid = warp_to_key(frame.labels, frame.flow, 0)
-        assert dice(warped, key.labels > 0, valid) >= 0.98
+        scores = flow_dice(frame.labels, key.labels, frame.flow, (ORGAN, LESION, FOREGROUND))
+        for structure, score in scores.items():
+            assert score >= 0.98, f"fluoro frame {index} {structure}: Dice {score:.4f}"
 
 
 def test_motion_inverse_undoes_forward() -> None:
@@ -257,3 +225,35 @@ def test_us_case_gives_frames_with_poses() -> None:
     assert not np.allclose(poses[0], poses[3]), "the sweep should move the probe"
     digest = hashlib.sha256(frames.tobytes()).hexdigest()
     assert digest == hashlib.sha256(us_case(SEED, 4)[0].tobytes()).hexdigest()
+
+
+def test_bench_phantom_reports_truth_consistency_on_held_out_seeds() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from igtflow.launch.cli import main; main()",
+            "bench",
+            "phantom",
+            "--duration",
+            "0.2",
+            "--truth-seed",
+            "1001",
+            "--truth-frames",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["us_fps"] > 0 and report["fluoro_fps"] > 0
+    c = report["consistency"]
+    assert c["seeds"] == [1001] and c["frames"] == [7, 17]
+    assert c["passes"], c["failed"]
+    assert c["us_label_agreement"]["n"] == 2 and c["us_label_agreement"]["min"] >= 0.99
+    assert c["fluoro_target_px"]["max"] < 0.5
+    assert set(c["fluoro_flow_dice"]["per_structure"]) >= {"organ", "lesion", "foreground"}
+    assert c["us_flow_dice"]["min"] >= 0.98 and c["fluoro_flow_dice"]["min"] >= 0.98
