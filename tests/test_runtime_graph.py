@@ -1,4 +1,4 @@
-"""A running graph end to end: transports, trace hops, logs, thread budgets and the synthetic graph."""
+"""A running graph end to end: transports, trace hops, logs, thread budgets, the CLI run."""
 
 from __future__ import annotations
 
