@@ -54,9 +54,7 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def _bench_report(
-    report: dict[str, Any], json_: bool, output: Path | None, printer: Any
-) -> None:
+def _bench_report(report: dict[str, Any], json_: bool, output: Path | None, printer: Any) -> None:
     """A benchmark's report: saved as JSON if asked, then JSON or a table on stdout."""
     if output:
         output.write_text(json.dumps(report, indent=2))
