@@ -12,7 +12,7 @@ from igtflow.stream.messages import Status
 from igtflow.stream.node import Source
 from igtflow.stream.sources.frames import FileFrame
 
-# Ticks run at twice the frame rate so a frame goes out at most half a frame late.
+# The tick rate the runtime falls back to; a tick returns the exact delay to the next frame.
 TICKS_PER_FRAME = 2.0
 MAX_TICK_HZ = 500.0
 # Frames sent in one tick at most: a stalled process catches up without a long burst.
@@ -79,20 +79,21 @@ class FileReplay(Source):
             return self.in_pass * self.frame_period_s
         return max(0.0, frame.time_s - self.first_time_s) / self.speed
 
-    def tick(self) -> None:
+    def tick(self) -> float | None:
+        """Send every frame now due; return the time until the next one (exact pacing)."""
         now = time.monotonic()
         if self.base is None:
             self.base = now
         for _ in range(MAX_BURST):
             if self.done:
-                return
+                return None
             if self.pending is None:
                 self._end_of_pass()
                 continue
             offset = self._offset_s(self.pending)
             due = self.base + offset
             if due > now:
-                return
+                return due - now
             if now - due > MAX_LAG_S:
                 self.base += now - due
             self.emit_frame(self.pending, time.time_ns(), self.passes)
@@ -100,6 +101,7 @@ class FileReplay(Source):
             self.in_pass += 1
             self.last_offset = offset
             self.pending = next(self.iterator, None)
+        return 0.0  # a burst was cut short: come back at once for the rest
 
     def _end_of_pass(self) -> None:
         if self.in_pass == 0:
