@@ -28,6 +28,7 @@ from rich.table import Table
 
 CASES = {
     "transform": {"rate_hz": 1000.0},
+    "transform_5k": {"rate_hz": 5000.0},  # headroom: five times the 1000 Hz target
     "image512": {"rate_hz": 60.0, "shape": (512, 512), "dtype": np.uint8},
     "image1024": {"rate_hz": 30.0, "shape": (1024, 1024), "dtype": np.uint16},
 }
@@ -97,8 +98,9 @@ class Receiver:
 
 
 def _paced(rate_hz: float, duration_s: float, send: Callable[[], None]) -> tuple[int, float]:
-    """Call ``send`` ``rate_hz`` times a second for ``duration_s``; (calls, seconds taken)."""
-    period = 1.0 / rate_hz
+    """Call ``send`` ``rate_hz`` times a second (0 = back to back) for ``duration_s``;
+    (calls, seconds taken)."""
+    period = 1.0 / rate_hz if rate_hz > 0 else 0.0
     start = time.perf_counter()
     next_at = start
     count = 0
@@ -144,7 +146,7 @@ def _ours(case_name: str, duration_s: float) -> dict[str, Any]:
     receiver = Receiver(server.port)  # type: ignore[attr-defined]
     try:
         _wait(lambda: server.peers, 10, "the receiver to connect")  # type: ignore[attr-defined]
-        if case_name == "transform":
+        if case_name.startswith("transform"):
             matrix = np.eye(4)
 
             def send() -> None:
@@ -173,7 +175,7 @@ def _pyigtl(case_name: str, duration_s: float) -> dict[str, Any]:
     receiver = Receiver(port)
     try:
         _wait(server.is_connected, 10, "the receiver to connect to pyigtl")
-        if case_name == "transform":
+        if case_name.startswith("transform"):
             matrix = np.eye(4)
 
             def send() -> None:
