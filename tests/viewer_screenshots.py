@@ -1,6 +1,7 @@
-"""Writes the viewer screenshots of docs/slicer.md with the nodes' own drawing code.
+"""Writes the viewer screenshots of README.md and docs/slicer.md with the nodes' own drawing code.
 
-``python -m tests.viewer_screenshots docs/images`` (frames from ``tests.frames``; no display).
+``python -m tests.viewer_screenshots docs/images``: frames, truth and the preoperative model come
+from the phantom's own nodes (seed 0), run offline; no display needed.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from igtflow.launch.offline import offline_node
 from igtflow.render.overlay_compose import OverlayComposer
 from igtflow.render.scene import SceneRenderer, prepare_offscreen
+from igtflow.stream.messages import Message
 
-from tests.frames import Scene, us_scene, xa_scene
+from tests.frames import Scene
 
 MS = 1_000_000
 
 
 def overlay(scene: Scene, age_ms: float, confidence: float) -> np.ndarray:
-    composer = OverlayComposer()
+    composer = OverlayComposer(static=["model"])
     composer.set_labels(scene.labels)
     composer.set_targets(scene.targets)
     composer.set_model(scene.model)
@@ -33,7 +36,8 @@ def scene3d(scene: Scene, view: str) -> np.ndarray:
     renderer = SceneRenderer((720, 540), view=view, offscreen=prepare_offscreen(False))
     renderer.update("model", scene.model)
     shifted = scene.model.vertices + np.array([2.0, 0.0, 1.5], np.float32)
-    renderer.update("deformed", scene.model.replace(vertices=shifted))
+    deformed = scene.model.replace(vertices=shifted).restamped(stamp_ns=scene.image.stamp_ns)
+    renderer.update("deformed", deformed)
     renderer.update("image", scene.image)
     if scene.probe is not None:
         renderer.update("probe", scene.probe)
@@ -43,10 +47,41 @@ def scene3d(scene: Scene, view: str) -> np.ndarray:
     return rgb
 
 
+class _Collect:
+    def __init__(self) -> None:
+        self.last: dict[str, Message] = {}
+
+    def emit(self, output: str, message: Message) -> None:
+        self.last[output] = message
+
+    def new_frame(self, output: str, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
+
+
+def phantom_scene(uses: str, params: dict, frame: int, model: Message) -> Scene:
+    """The phantom's own frame ``frame`` with its truth, as the overlay receives it."""
+    sink = _Collect()
+    node = offline_node(uses, "probe", params, sink)
+    for _ in range(frame + 1):
+        node.tick()
+    got = {k: m.restamped(seq=frame) for k, m in sink.last.items()}
+    probe = got.get("probe_to_tracker")
+    none = (0, 0)
+    return Scene(
+        got["image"], got["truth_labels"], got["truth_targets"], model, probe,
+        none, none, (0.0, 0.0), (0.0, 0.0), 0.0,
+    )  # fmt: skip
+
+
 def main(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    us, xa = us_scene(400, seed=3), xa_scene(400, seed=3)
+    sink = _Collect()
+    offline_node("phantom-model", "model", {"seed": 0}, sink).tick()
+    model = sink.last["model"]
+    us_params = {"seed": 0, "path": "static", "width": 400, "height": 400}
+    us = phantom_scene("phantom-us", us_params, 40, model)
+    xa = phantom_scene("phantom-fluoro", {"seed": 0, "lao_deg": 20.0}, 40, model)
     shots = {
         "overlay-us.png": overlay(us, 38, 0.86),
         "overlay-us-stale.png": overlay(us, 412, 0.86),
