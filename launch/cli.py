@@ -541,7 +541,8 @@ def bench_phantom(
     truth_frames: Annotated[int, typer.Option(help="frames per seed for truth consistency")] = 12,
     json_: JsonOpt = False,
 ) -> None:
-    """Phantom frames/s on one core (US 256x256, fluoro 512x512) and truth consistency."""
+    """Phantom frames/s on one core (US 256x256 linear and convex, fluoro 512x512) and truth
+    consistency."""
     from igtflow.stream.phantom.bench import TRUTH_SEEDS, consistency_rows, run_phantom_bench
     from rich.progress import Progress
 
@@ -558,7 +559,7 @@ def bench_phantom(
     table = Table(title="phantom renderers, 1 thread")
     for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):
         table.add_column(column)
-    for name in ("us", "fluoro"):
+    for name in ("us", "us_curvilinear", "fluoro"):
         r = report[name]
         table.add_row(
             name,

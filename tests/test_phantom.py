@@ -42,15 +42,95 @@ def fluoro() -> FluoroSim:
     return FluoroSim(SEED)
 
 
-@pytest.mark.parametrize("path", ["static", "sweep"])
-def test_us_labels_are_the_label_volume_resampled_at_the_probe_pose(path: str) -> None:
-    sim = UltrasoundSim(SEED, UltrasoundConfig(path=path))
+@pytest.mark.parametrize(
+    ("path", "probe"), [("static", "linear"), ("sweep", "linear"), ("sweep", "curvilinear")]
+)
+def test_us_labels_are_the_label_volume_resampled_at_the_probe_pose(path: str, probe: str) -> None:
+    sim = UltrasoundSim(SEED, UltrasoundConfig(path=path, probe=probe))
     frame = sim.render(47)
     np.testing.assert_allclose(frame.ijk_to_ras, contract_ijk_to_ras(frame), atol=1e-9)
-    # Independently: pixel → RAS at time t → exact inverse motion → nearest voxel.
+    # Independently: pixel → RAS at time t → exact inverse motion → nearest voxel (in the FOV).
     agreement = us_label_agreement(sim, frame)
     assert agreement >= 0.99, f"only {agreement:.4f} of pixels agree with the label volume"
-    assert set(np.unique(frame.labels)) >= {0, ORGAN}
+    assert set(np.unique(frame.labels[sim.fov])) >= {0, ORGAN}
+    assert not frame.labels[~sim.fov].any(), "labels outside the field of view"
+
+
+@pytest.fixture(scope="module")
+def convex() -> UltrasoundSim:
+    return UltrasoundSim(SEED, UltrasoundConfig(path="static", probe="curvilinear", depth_mm=100))
+
+
+def apex_polar(sim: UltrasoundSim, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) from the virtual apex, R above the probe origin, and angle (deg) from the
+    probe axis of pixels (u, v), through the contract ImageToProbe."""
+    cfg = sim.config
+    probe = sim.image_to_probe @ np.diag([*cfg.spacing, 1.0, 1.0])
+    x = probe[0, 0] * u + probe[0, 3]
+    y = probe[1, 1] * v + probe[1, 3] + cfg.radius_mm
+    return np.hypot(x, y), np.degrees(np.arctan2(x, y))
+
+
+def test_curvilinear_frame_is_black_outside_its_sector_with_speckle_inside(
+    convex: UltrasoundSim,
+) -> None:
+    cfg = convex.config
+    frame = convex.render(40)
+    v, u = np.mgrid[0 : cfg.height, 0 : cfg.width]
+    r, angle = apex_polar(convex, u, v)
+    margin = 1.0  # mm / degrees: scan conversion blends the edge pixels
+    outside = (r < cfg.radius_mm - margin) | (r > cfg.radius_mm + cfg.depth_mm + margin)
+    outside |= np.abs(angle) > 0.5 * cfg.sector_deg + margin
+    inside = (r > cfg.radius_mm + 15) & (r < cfg.radius_mm + cfg.depth_mm - margin)
+    inside &= np.abs(angle) < 0.5 * cfg.sector_deg - margin
+    assert outside.mean() > 0.2 and inside.mean() > 0.4, "not a sector"
+    assert not frame.image[outside].any(), "image outside the sector should be black"
+    assert not frame.labels[outside].any()
+    assert np.all(convex.fov[inside]) and not np.any(convex.fov[outside])
+    # Speckle: organ grey levels vary strongly from pixel to pixel, and rarely drop to black.
+    organ = frame.image[inside & (frame.labels == ORGAN)]
+    assert organ.mean() > 50 and organ.std() > 20
+    assert np.mean(frame.image[inside] == 0) < 0.02, "black holes inside the sector"
+    # The probe origin (pixel 0 at the middle of the top row) is the middle of the array surface.
+    origin = convex.image_to_probe @ [0.5 * (cfg.width - 1) * cfg.spacing[0], 0.0, 0.0, 1.0]
+    np.testing.assert_allclose(origin[:3], 0.0, atol=1e-9)
+    assert frame.image[:4, cfg.width // 2 - 2 : cfg.width // 2 + 3].mean() > 100, "no skin line"
+
+
+class ShiftedProbe(UltrasoundSim):
+    """The static probe slid 45 mm along its lateral axis: the lesion is seen ~25° off-axis."""
+
+    def probe_to_tracker(self, index: int) -> np.ndarray:
+        pose = super().probe_to_tracker(index)
+        pose[:3, 3] += 45.0 * pose[:3, 0]
+        return pose
+
+
+def test_curvilinear_shadow_lies_along_the_beam_from_the_apex_through_the_lesion() -> None:
+    sim = ShiftedProbe(SEED, UltrasoundConfig(path="static", probe="curvilinear", depth_mm=120))
+    frame = sim.render(0)
+    v, u = np.mgrid[0 : sim.config.height, 0 : sim.config.width]
+    r, angle = apex_polar(sim, u, v)
+    lesion = frame.labels == LESION
+    lesion_angle = float(np.median(angle[lesion]))
+    assert abs(lesion_angle) > 15, "lesion should be off-axis, where beams and columns differ"
+    far = float(r[lesion].max())
+    organ_mean = frame.image[frame.labels == ORGAN].mean()
+    for band in ((far + 10, far + 25), (far + 25, far + 40)):
+        # Darkest 2° wedge in a ring of organ behind the lesion: the shadow's direction.
+        ring = (r >= band[0]) & (r < band[1]) & (frame.labels == ORGAN)
+        bins = np.arange(-34.0, 34.01, 1.0)
+        means = [
+            frame.image[ring & (angle >= lo) & (angle < lo + 2.0)].mean()
+            if np.any(ring & (angle >= lo) & (angle < lo + 2.0))
+            else np.inf
+            for lo in bins
+        ]
+        darkest = bins[int(np.argmin(means))] + 1.0
+        assert abs(darkest - lesion_angle) < 2.5, (
+            f"shadow at {darkest:.1f}°, lesion {lesion_angle:.1f}°"
+        )
+        assert min(means) < organ_mean - 15, "no acoustic shadow behind the lesion"
 
 
 def test_us_image_is_bright_where_the_lesion_is_and_shadowed_below(
@@ -130,6 +210,9 @@ def test_breathing_amplitude_is_the_peak_to_peak_excursion() -> None:
         (lambda: UltrasoundConfig(width=0), "width"),
         (lambda: UltrasoundConfig(path="zigzag"), "path"),
         (lambda: UltrasoundConfig(key_every=0), "key_every"),
+        (lambda: UltrasoundConfig(probe="phased"), "probe"),
+        (lambda: UltrasoundConfig(radius_mm=-5.0), "radius_mm"),
+        (lambda: UltrasoundConfig(sector_deg=200.0), "sector_deg"),
         (lambda: CArmGeometry(height=0), "height"),
         (lambda: CArmGeometry(sod_mm=1200.0), "sod_mm"),
         (lambda: FluoroConfig(dose=-5.0), "dose"),
@@ -144,13 +227,14 @@ def test_bad_parameters_raise_errors_that_name_them(make, name: str) -> None:
 FRAME_HASHES = """
 import hashlib, sys
 from igtflow.stream.phantom.fluoro import FluoroSim
-from igtflow.stream.phantom.ultrasound import UltrasoundSim
+from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 h = hashlib.sha256()
 us = UltrasoundSim(3)
+convex = UltrasoundSim(3, UltrasoundConfig(probe="curvilinear"), anatomy=us.anatomy)
 for i in (0, 17, 45):
-    f = us.render(i)
-    for a in (f.image, f.labels, f.flow):
-        h.update(a.tobytes())
+    for f in (us.render(i), convex.render(i)):
+        for a in (f.image, f.labels, f.flow):
+            h.update(a.tobytes())
 fl = FluoroSim(3)
 for i in (0, 31):
     f = fl.render(i)
@@ -254,6 +338,8 @@ def test_bench_phantom_reports_truth_consistency_on_held_out_seeds() -> None:
     assert c["seeds"] == [1001] and c["frames"] == [7, 17]
     assert c["passes"], c["failed"]
     assert c["us_label_agreement"]["n"] == 2 and c["us_label_agreement"]["min"] >= 0.99
+    assert c["us_curvilinear_label_agreement"]["min"] >= 0.99
+    assert report["us_curvilinear_fps"] > 0
     assert c["fluoro_target_px"]["max"] < 0.5
     assert set(c["fluoro_flow_dice"]["per_structure"]) >= {"organ", "lesion", "foreground"}
     assert c["us_flow_dice"]["min"] >= 0.98 and c["fluoro_flow_dice"]["min"] >= 0.98

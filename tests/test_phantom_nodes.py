@@ -110,3 +110,48 @@ nodes:
     for image in xa_images[:3]:
         expected = xa_sim.render(image.meta["index"]).image
         assert np.array_equal(image.data, expected), f"XA frame {image.meta['index']} differs"
+
+
+def test_curvilinear_phantom_us_marks_its_sector_and_the_targets_inside_it(
+    start_graph: Callable[[str], GraphRun], tmp_path: Path
+) -> None:
+    path = tmp_path / "convex.mcap"
+    run = start_graph(
+        f"""
+name: convex
+nodes:
+  - id: us
+    uses: phantom-us
+    params: {{rate_hz: 10, seed: 2, path: static, probe: curvilinear, radius_mm: 45,
+              sector_deg: 65, depth_mm: 100}}
+  - id: rec
+    uses: record
+    inputs: {{"*": {{from: "*", policy: queue, depth: 64}}}}
+    params: {{path: "{path}"}}
+"""
+    )
+    run.run_for(1.5)
+    run.stop()
+    topics = by_topic(path)
+    config = UltrasoundConfig(
+        path="static", rate_hz=10, probe="curvilinear", radius_mm=45, sector_deg=65, depth_mm=100
+    )
+    sim = UltrasoundSim(2, config)
+    assert len(topics["us/image"]) >= 3
+    for image, labels, targets in zip(
+        topics["us/image"], topics["us/truth_labels"], topics["us/truth_targets"], strict=False
+    ):
+        fov = image.meta["fov"]
+        assert image.meta["probe"] == "curvilinear" and fov["shape"] == "sector"
+        assert fov["radius_mm"] == 45 and fov["sector_deg"] == 65 and fov["depth_mm"] == 100
+        expected = sim.render(image.meta["index"])
+        assert np.array_equal(image.data, expected.image)
+        assert np.array_equal(labels.data, expected.labels)
+        # The sector rebuilt from meta alone: apex pixel, radius and angle in mm.
+        v, u = np.mgrid[0 : image.data.shape[0], 0 : image.data.shape[1]]
+        x = (u - fov["apex_px"][0]) * image.spacing[0]
+        y = (v - fov["apex_px"][1]) * image.spacing[1]
+        r, angle = np.hypot(x, y), np.degrees(np.arctan2(x, y))
+        outside = (r < 44) | (r > 146) | (np.abs(angle) > 33.5)
+        assert not image.data[outside].any() and not labels.data[outside].any()
+        assert targets.meta["in_fov"] == [True, True], "both targets lie in the static sector"

@@ -30,14 +30,16 @@ def contract_ijk_to_ras(frame: UsFrame) -> np.ndarray:
 
 
 def us_label_agreement(sim: UltrasoundSim, frame: UsFrame) -> float:
-    """Fraction of pixels whose label equals the label volume resampled at the probe pose.
+    """Fraction of pixels in the field of view whose label equals the label volume resampled at
+    the probe pose (a curvilinear probe's labels are 0 outside its sector: nothing is imaged).
 
     Pixel → RAS at time t (contract matrices) → exact inverse motion → nearest voxel; the renderer
     instead interpolates reference positions from a coarse grid, so boundaries may differ.
     """
     h, w = frame.labels.shape
     reference = sim.motion.inverse(pixel_ras(contract_ijk_to_ras(frame), h, w), frame.time_s)
-    return float(np.mean(sim.anatomy.sample_nearest(reference) == frame.labels))
+    agree = sim.anatomy.sample_nearest(reference) == frame.labels
+    return float(np.mean(agree[sim.fov]))
 
 
 def us_target_reprojection_px(frame: UsFrame) -> float:

@@ -23,12 +23,21 @@ class CoarseGrid:
         self._map_x = (fx / step).astype(np.float32)
         self._map_y = (fy / step).astype(np.float32)
 
-    def upsample(self, coarse: np.ndarray) -> np.ndarray:
-        """Bilinear interpolation of a ny×nx×C (C <= 4) field to height×width×C float32."""
+    def maps_at(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``upsample`` maps that evaluate the field at arbitrary pixel positions (…×2, (u, v))."""
+        scaled = (pixels / self.step).astype(np.float32)
+        return np.ascontiguousarray(scaled[..., 0]), np.ascontiguousarray(scaled[..., 1])
+
+    def upsample(
+        self, coarse: np.ndarray, maps: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Bilinear interpolation of a ny×nx×C (C <= 4) field to height×width×C float32
+        (or to the positions of ``maps`` from ``maps_at``)."""
+        map_x, map_y = maps if maps is not None else (self._map_x, self._map_y)
         out = cv2.remap(
             np.ascontiguousarray(coarse, dtype=np.float32),
-            self._map_x,
-            self._map_y,
+            map_x,
+            map_y,
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )

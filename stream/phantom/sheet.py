@@ -28,7 +28,10 @@ def _in_view(frame: object) -> np.ndarray:
     """Target pixels of the targets that the frame shows (ultrasound: near the image plane)."""
     off = getattr(frame, "target_out_of_plane_mm", None)
     pixels = frame.target_pixels  # type: ignore[attr-defined]
-    return pixels if off is None or len(off) == 0 else pixels[np.abs(off) < 3.0]
+    if off is None or len(off) == 0:
+        return pixels
+    in_fov = getattr(frame, "target_in_fov", np.ones(len(off), bool))
+    return pixels[(np.abs(off) < 3.0) & in_fov]
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, target_pixels: np.ndarray) -> np.ndarray:
@@ -47,17 +50,28 @@ def overlay(image: np.ndarray, labels: np.ndarray, target_pixels: np.ndarray) ->
     return out
 
 
-def _cell(image: np.ndarray, title: str) -> np.ndarray:
+def _cell(image: np.ndarray, title: str, aspect: float | None = None) -> np.ndarray:
+    """A CELL×CELL tile; with ``aspect`` (width / height in mm) true to scale, padded black."""
     colour = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    cell = cv2.resize(colour, (CELL, CELL), interpolation=cv2.INTER_AREA)
+    if aspect is None:
+        cell = cv2.resize(colour, (CELL, CELL), interpolation=cv2.INTER_AREA)
+    else:
+        w, h = (CELL, round(CELL / aspect)) if aspect >= 1 else (round(CELL * aspect), CELL)
+        cell = np.zeros((CELL, CELL, 3), np.uint8)
+        top, left = (CELL - h) // 4, (CELL - w) // 2  # a little above centre: room for the title
+        cell[top : top + h, left : left + w] = cv2.resize(
+            colour, (w, h), interpolation=cv2.INTER_AREA
+        )
     cv2.putText(cell, title, (4, CELL - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 255, 255), 1)
     return cell
 
 
 def contact_sheet(seed: int = 0) -> np.ndarray:
-    """Two US frames (static, sweep) and two fluoro frames (AP, LAO 25 with contrast), BGR."""
+    """Two US frames (linear static, curvilinear sweep) and two fluoro frames (AP, LAO 25 with
+    contrast), BGR; the curvilinear frame is shown true to scale."""
     static = UltrasoundSim(seed, UltrasoundConfig(path="static"))
-    sweep = UltrasoundSim(seed, UltrasoundConfig(path="sweep"), anatomy=static.anatomy)
+    convex = UltrasoundConfig(path="sweep", probe="curvilinear", depth_mm=110.0, sector_deg=60.0)
+    sweep = UltrasoundSim(seed, convex, anatomy=static.anatomy)
     ap = FluoroSim(seed, anatomy=static.anatomy)
     lao = FluoroSim(
         seed,
@@ -67,13 +81,16 @@ def contact_sheet(seed: int = 0) -> np.ndarray:
     )
     frames = [
         ("US static", static.render(40)),
-        ("US sweep", sweep.render(75)),
+        ("US convex sweep", sweep.render(75)),
         ("XA AP", ap.render(40)),
         ("XA LAO25 CRA10 contrast", lao.render(70)),
     ]
-    raw = [_cell(f.image, title) for title, f in frames]
+    sx, sy = convex.spacing
+    aspects = [None, convex.width * sx / (convex.height * sy), None, None]
+    raw = [_cell(f.image, title, a) for (title, f), a in zip(frames, aspects, strict=True)]
     truth = [
-        _cell(overlay(f.image, f.labels, _in_view(f)), title + " + truth") for title, f in frames
+        _cell(overlay(f.image, f.labels, _in_view(f)), title + " + truth", a)
+        for (title, f), a in zip(frames, aspects, strict=True)
     ]
     return np.vstack([np.hstack(raw), np.hstack(truth)])
 

@@ -1,14 +1,19 @@
-"""A tracked linear ultrasound probe over the phantom: B-mode-like frames with their ground truth.
+"""A tracked ultrasound probe over the phantom: B-mode-like frames with their ground truth.
 
-The probe lies on the anterior skin in a sagittal (longitudinal) plane, image columns going
-inferior and rows going posterior, so breathing moves the liver mostly within the image. It is
-either static over the lesion or sweeps left-right across the organ.
+The probe (linear, or curvilinear: a convex array whose beams fan out from a virtual apex) lies
+on the anterior skin in a sagittal (longitudinal) plane, image columns going inferior and rows
+going posterior, so breathing moves the liver mostly within the image. It is either static over
+the lesion or sweeps left-right across the organ.
 
 Rendering, per pixel: reference position x_ref = motion.inverse(pixel in RAS, t) → tissue label →
 scatterer amplitude from a hash of the reference cell (speckle bound to tissue: it moves with it)
 plus specular echoes at label boundaries → anisotropic Gaussian point-spread function on the
 complex field → envelope → depth attenuation along each beam (lesion and catheter shadow, fluid
 enhancement behind vessels) with time-gain compensation → electronic noise → log compression.
+A linear probe's beams are the image columns. A curvilinear probe forms the echo on its beam grid
+(beams × samples, see convex.py), so speckle, attenuation, shadows and gain follow the radial
+beams, then scan-converts it onto the pixel grid; outside the sector the image is black and
+the labels are 0 (nothing is imaged there), while flow and targets stay defined everywhere.
 Frame content depends on (seed, parameters, frame index) only.
 """
 
@@ -19,10 +24,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from igtflow.stream.phantom.anatomy import Anatomy, build_anatomy, sample_labels
+from igtflow.stream.phantom.convex import SectorGeometry, sector_width_mm
 from igtflow.stream.phantom.grid import CoarseGrid
 from igtflow.stream.phantom.motion import Motion, check_range, make_motion
 
 PATHS = ("sweep", "static")
+PROBES = ("linear", "curvilinear")
 SCATTER_CELL_MM = 0.2
 # Per label (background, organ, vessel, lesion, device): scatterer amplitude, specular
 # impedance, amplitude attenuation per mm (two-way).
@@ -51,6 +58,9 @@ class UltrasoundConfig:
     sweep_range_mm: float = 50.0
     rate_hz: float = 30.0
     key_every: int = 30
+    probe: str = "linear"
+    radius_mm: float = 50.0  # curvilinear only: radius of the convex array
+    sector_deg: float = 70.0  # curvilinear only: angle between the outermost beams
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -66,11 +76,38 @@ class UltrasoundConfig:
             raise ValueError(f"path must be one of {PATHS}, got {self.path!r}")
         if not isinstance(self.key_every, int) or self.key_every < 1:
             raise ValueError(f"key_every must be a whole number >= 1, got {self.key_every!r}")
+        if self.probe not in PROBES:
+            raise ValueError(f"probe must be one of {PROBES}, got {self.probe!r}")
+        check_range("radius_mm", self.radius_mm, 10.0, 200.0, " mm")
+        check_range("sector_deg", self.sector_deg, 10.0, 150.0, "°")
+
+    @property
+    def lateral_mm(self) -> float:
+        """Image width in mm: the aperture (linear) or the sector's widest chord (curvilinear)."""
+        if self.probe == "curvilinear":
+            return sector_width_mm(self.radius_mm, self.depth_mm, self.sector_deg)
+        return self.width_mm
 
     @property
     def spacing(self) -> tuple[float, float]:
         """(column, row) pixel size in mm."""
-        return (self.width_mm / self.width, self.depth_mm / self.height)
+        return (self.lateral_mm / self.width, self.depth_mm / self.height)
+
+    @property
+    def sector(self) -> SectorGeometry | None:
+        """The curvilinear probe's beam geometry, one beam per column and sample per row."""
+        if self.probe != "curvilinear":
+            return None
+        return SectorGeometry(
+            self.radius_mm,
+            self.depth_mm,
+            self.sector_deg,
+            self.width,
+            self.height,
+            self.spacing,
+            n_beams=self.width,
+            n_samples=self.height,
+        )
 
 
 @dataclass
@@ -91,6 +128,7 @@ class UsFrame:
     targets_ras: np.ndarray  # N×3 at time t
     target_pixels: np.ndarray  # N×2 (u, v)
     target_out_of_plane_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    target_in_fov: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # in-plane
 
 
 _CORNERS = np.array(list(np.ndindex(2, 2, 2)), dtype=np.int32)
@@ -151,7 +189,25 @@ class UltrasoundSim:
         self.image_to_probe[0, 3] = -0.5 * (cfg.width - 1) * sx  # image centre line = probe axis
         self._pixel_to_probe = self.image_to_probe @ np.diag([sx, sy, 1.0, 1.0])
         self._skin_y = self._skin_height()
-        depth = (np.arange(cfg.height, dtype=np.float32) + 0.5) * np.float32(sy)
+        self.sector = cfg.sector
+        # The echo is formed on the beam grid: rows are samples along a beam, columns are beams.
+        if self.sector is None:
+            depth = (np.arange(cfg.height, dtype=np.float32) + 0.5) * np.float32(sy)
+            # Point-spread function: ~0.8 mm laterally, ~0.3 mm axially (sigmas in pixels).
+            self._psf = (max(0.8 / sx, 0.5), max(0.3 / sy, 0.5))
+            self._sample_mm = np.float32(sy)
+            self.fov = np.ones((cfg.height, cfg.width), bool)
+        else:
+            sector = self.sector
+            depth = sector.sample_depths()
+            # A convex array's beams are ~0.8 mm wide at mid-depth, wider deeper (sigmas in
+            # beams and samples).
+            mid_mm = (sector.radius_mm + 0.5 * sector.depth_mm) * sector.beam_step
+            self._psf = (max(0.8 / mid_mm, 0.5), max(0.3 / sector.sample_mm, 0.5))
+            self._sample_mm = np.float32(sector.sample_mm)
+            self._beam_maps = self.grid.maps_at(sector.beam_pixels())
+            self._scan_maps = sector.scan_conversion_maps()
+            self.fov = sector.fov()
         self._depth_mm = depth
         # Time-gain compensation undoes the organ's mean attenuation, leaving a gentle fall-off.
         self._tgc = np.exp(0.85 * ATTENUATION[1] * depth).astype(np.float32)[:, None]
@@ -160,8 +216,6 @@ class UltrasoundSim:
         wall = np.where(depth < 1.2, 3.0, np.where(depth < 7.0, 0.45, wall))
         self._wall = np.where(depth < 14.0, wall, 1.0).astype(np.float32)[:, None]
         self._wall_rows = int(np.searchsorted(depth, 14.0))
-        # Point-spread function: ~0.8 mm laterally, ~0.3 mm axially (sigmas in pixels).
-        self._psf = (max(0.8 / sx, 0.5), max(0.3 / sy, 0.5))
         # Blurred white noise of variance 1/3 has this rms; dividing by it makes 0 dB = SCATTER 1.
         self._gain = np.float32(np.sqrt(4 * np.pi * self._psf[0] * self._psf[1] * 3.0))
         self._key_cache: tuple[int, np.ndarray] | None = None
@@ -173,7 +227,7 @@ class UltrasoundSim:
     def _skin_height(self) -> float:
         """Anterior skin plane: a little above the organ's top anywhere the probe may go."""
         a = self.anatomy
-        half = 0.5 * self.config.sweep_range_mm + 0.5 * self.config.width_mm
+        half = 0.5 * self.config.sweep_range_mm + 0.5 * self.config.lateral_mm
         lo = a.lesion_center - half
         hi = a.lesion_center + half
         ii = np.arange(a.shape[0])
@@ -226,21 +280,67 @@ class UltrasoundSim:
         """Reference RAS (H×W×3 float32) of every pixel of frame ``index``."""
         return self.grid.upsample(self._reference_coarse(index))
 
-    def _reference_and_texture(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel reference RAS and slow tissue texture, upsampled together in one remap."""
+    def _coarse_tissue(self, index: int) -> np.ndarray:
+        """Reference RAS and slow tissue texture on the coarse grid (ny×nx×4), to upsample."""
         coarse = self._reference_coarse(index)
         texture = _value_noise(coarse, TEXTURE_CELL_MM)
-        fine = self.grid.upsample(np.concatenate([coarse, texture[..., None]], axis=-1))
-        return fine[..., :3], fine[..., 3]
+        return np.concatenate([coarse, texture[..., None]], axis=-1)
 
     def render(self, index: int, out: np.ndarray | None = None, truth: bool = True) -> UsFrame:
         """Frame ``index``: the B-mode image (into ``out`` when given) and, with ``truth``, flow."""
         cfg = self.config
         a = self.anatomy
         t = self.time_of(index)
-        x_ref, texture = self._reference_and_texture(index)
+        coarse = self._coarse_tissue(index)
+        fine = self.grid.upsample(coarse)
+        x_ref = fine[..., :3]
         labels = sample_labels(a.labels, a.origin, a.voxel_mm, x_ref)
+        image = out if out is not None else np.empty((cfg.height, cfg.width), np.uint8)
+        if self.sector is None:
+            np.copyto(image, self._echo(index, labels, x_ref, fine[..., 3]), casting="unsafe")
+        else:
+            beam = self.grid.upsample(coarse, self._beam_maps)
+            beam_labels = sample_labels(a.labels, a.origin, a.voxel_mm, beam[..., :3])
+            echo = self._echo(index, beam_labels, beam[..., :3], beam[..., 3])
+            # Scan conversion: pixels off the sector read the constant border, i.e. black.
+            shown = cv2.remap(echo, *self._scan_maps, cv2.INTER_LINEAR, borderValue=0)
+            np.copyto(image, shown, casting="unsafe")
+            labels[~self.fov] = 0
 
+        probe_to_tracker = self.probe_to_tracker(index)
+        ijk_to_ras = probe_to_tracker @ self._pixel_to_probe
+        targets = self.motion.forward(a.targets, t)
+        ijk = np.linalg.solve(ijk_to_ras, np.c_[targets, np.ones(len(targets))].T).T
+        if self.sector is None:
+            in_fov = (ijk[:, 0] >= -0.5) & (ijk[:, 0] <= cfg.width - 0.5)
+            in_fov &= (ijk[:, 1] >= -0.5) & (ijk[:, 1] <= cfg.height - 0.5)
+        else:
+            in_fov = self.sector.inside(ijk[:, 0], ijk[:, 1])
+        key = self.key_of(index)
+        flow = self.flow(key, index) if truth else np.zeros((0, 0, 2), np.float32)
+        return UsFrame(
+            index=index,
+            time_s=t,
+            image=image,
+            labels=labels,
+            flow=flow,
+            key_index=key,
+            probe_to_tracker=probe_to_tracker,
+            image_to_probe=self.image_to_probe.copy(),
+            ijk_to_ras=ijk_to_ras,
+            spacing=cfg.spacing,
+            target_ids=a.target_ids,
+            targets_ras=targets,
+            target_pixels=ijk[:, :2],
+            target_out_of_plane_mm=ijk[:, 2],
+            target_in_fov=in_fov,
+        )
+
+    def _echo(
+        self, index: int, labels: np.ndarray, x_ref: np.ndarray, texture: np.ndarray
+    ) -> np.ndarray:
+        """Display grey levels (float32, 0..255) on the beam grid: rows are samples along a beam,
+        columns are beams, with the tissue's labels, reference RAS and texture there."""
         cells = np.floor(x_ref * np.float32(1 / SCATTER_CELL_MM)).astype(np.int32)
         re, im = _hash_pair(cells)
         amp = SCATTER[labels] * (np.float32(1) + PATCHINESS[labels] * texture)
@@ -259,45 +359,20 @@ class UltrasoundSim:
         env = cv2.magnitude(re, im)
         env *= self._gain
 
-        # Attenuation along each beam (columns): absorption plus what strong reflectors take away.
-        loss = ATTENUATION[labels] * np.float32(cfg.spacing[1]) + spec * np.float32(0.25)
+        # Attenuation along each beam: absorption plus what strong reflectors take away.
+        loss = ATTENUATION[labels] * self._sample_mm + spec * np.float32(0.25)
         # Column sums of an integral image: an order of magnitude faster than np.cumsum(axis=0).
         integral = cv2.integral(loss, sdepth=cv2.CV_32F)
         loss = integral[1:, 1:] - integral[1:, :-1]
         env *= np.exp(-loss) * self._tgc
 
         rng = np.random.default_rng([self.seed, 0x05, index])
-        noise = rng.standard_normal((2, cfg.height, cfg.width), dtype=np.float32)
+        noise = rng.standard_normal((2, *env.shape), dtype=np.float32)
         env = cv2.magnitude(env + noise[0] * np.float32(0.02), noise[1] * np.float32(0.02))
         db = np.log10(env + np.float32(1e-6)) * np.float32(20.0)
         # 0 dB = rms echo of SCATTER 1; map [floor, floor + DR] dB to 0..255.
         scale = 255.0 / DYNAMIC_RANGE_DB
-        image = out if out is not None else np.empty((cfg.height, cfg.width), np.uint8)
-        np.clip((db - np.float32(DISPLAY_FLOOR_DB)) * np.float32(scale), 0, 255, out=db)
-        np.copyto(image, db, casting="unsafe")
-
-        probe_to_tracker = self.probe_to_tracker(index)
-        ijk_to_ras = probe_to_tracker @ self._pixel_to_probe
-        targets = self.motion.forward(a.targets, t)
-        ijk = np.linalg.solve(ijk_to_ras, np.c_[targets, np.ones(len(targets))].T).T
-        key = self.key_of(index)
-        flow = self.flow(key, index) if truth else np.zeros((0, 0, 2), np.float32)
-        return UsFrame(
-            index=index,
-            time_s=t,
-            image=image,
-            labels=labels,
-            flow=flow,
-            key_index=key,
-            probe_to_tracker=probe_to_tracker,
-            image_to_probe=self.image_to_probe.copy(),
-            ijk_to_ras=ijk_to_ras,
-            spacing=cfg.spacing,
-            target_ids=a.target_ids,
-            targets_ras=targets,
-            target_pixels=ijk[:, :2],
-            target_out_of_plane_mm=ijk[:, 2],
-        )
+        return np.clip((db - np.float32(DISPLAY_FLOOR_DB)) * np.float32(scale), 0, 255, out=db)
 
     def flow(self, key: int, index: int) -> np.ndarray:
         """In-plane displacement (pixels) from frame ``key`` to frame ``index`` on the key grid.
