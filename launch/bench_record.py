@@ -184,7 +184,7 @@ nodes:
     try:
         supervisor.start()
         start = time.monotonic()
-        while not supervisor.drained and time.monotonic() - start < 600:
+        while not supervisor.drained() and time.monotonic() - start < 600:
             supervisor.poll(0.01)
         wall_s = time.monotonic() - start
         supervisor.poll(1.0)  # one more heartbeat, so the relay's count is current

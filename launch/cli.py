@@ -219,7 +219,7 @@ def replay(
         downstream = info.graph_yaml
     params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
     try:
-        text, _ = replay_graph(
+        text, replay_id = replay_graph(
             str(recording), downstream, sorted(info.topics), topics or [], params
         )
     except ValueError as exc:
@@ -234,7 +234,7 @@ def replay(
         duration_s=duration,
         console=err,
         lockstep=lockstep,
-        until_drained=not loop,
+        until_drained=False if loop else [replay_id],
     )
     _report_run(spec.name, result, duration or 0, json_)
 

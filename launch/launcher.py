@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,14 @@ def run_graph(
     console: Console | None = None,
     live: bool | None = None,
     lockstep: bool = False,
-    until_drained: bool = False,
+    until_drained: bool | Iterable[str] = False,
 ) -> RunResult:
     """Start ``graph``, show its status until Ctrl-C/SIGTERM or ``duration_s``, stop it cleanly.
 
-    ``until_drained``: also stop once every source has sent everything and the graph handled it
-    (a replay without ``loop``). ``lockstep``: see ``Supervisor``. In the live view, space pauses
-    and resumes the sources. Exit code is non-zero when a node failed for good.
+    ``until_drained``: also stop once every source (or the sources named) has sent everything
+    and the graph has handled it (a replay without ``loop``). ``lockstep``: see ``Supervisor``.
+    In the live view, space pauses and resumes the sources. Exit code is non-zero when a node
+    failed for good.
     """
     console = console or Console(stderr=True)
     log_dir = log_dir or default_log_dir(graph)
@@ -71,7 +73,8 @@ def run_graph(
         def keep_going() -> bool:
             if signals or (deadline is not None and time.monotonic() >= deadline):
                 return False
-            if until_drained and supervisor.drained:
+            named = None if isinstance(until_drained, bool) else until_drained
+            if until_drained is not False and supervisor.drained(named):
                 return False
             states = [n.state for n in supervisor.nodes.values()]
             return any(s not in ("failed", "finished") for s in states)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -431,16 +431,21 @@ class Supervisor:
                 self._send(state.spec.id, control.PAUSE if paused else control.RESUME)
         self._event("sources paused" if paused else "sources resumed")
 
-    @property
-    def drained(self) -> bool:
-        """Every source has sent everything and the graph has handled it (lockstep: exactly;
-        otherwise after ``DRAIN_GRACE_S`` of quiet, since live queues cannot be seen).
+    def drained(self, sources: Iterable[str] | None = None) -> bool:
+        """Every source (or those named) has sent everything and the graph has handled it:
+        exactly in lockstep, otherwise after ``DRAIN_GRACE_S`` of quiet (live queues cannot be
+        seen). Sources that never end (a live phantom beside a replay) are left out by naming.
         """
-        sources = [s for s in self.nodes.values() if not s.spec.inputs]
-        if not sources:
+        wanted = set(sources) if sources is not None else None
+        states = [
+            s
+            for s in self.nodes.values()
+            if not s.spec.inputs and (wanted is None or s.spec.id in wanted)
+        ]
+        if not states:
             return False
         ends = []
-        for state in sources:
+        for state in states:
             if state.sent_all_at is not None:
                 ends.append(state.sent_all_at)
             elif state.state not in ("failed", "finished"):

@@ -78,7 +78,7 @@ def content(message: Message) -> bytes:
 
 
 def run_until_drained(run: GraphRun, timeout_s: float = 30) -> None:
-    run.wait(lambda: run.supervisor.drained, timeout_s, "the replay to finish")
+    run.wait(lambda: run.supervisor.drained(), timeout_s, "the replay to finish")
     run.stop()
 
 
