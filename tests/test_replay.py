@@ -237,3 +237,23 @@ nodes:
     run.wait(lambda: len(read_jsonl(out)) >= held + 3, 10, "poses after resume")
     seqs = [r["seq"] for r in read_jsonl(out)]
     assert seqs == list(range(len(seqs))), "pausing must not skip messages"
+
+
+def test_cli_replay_stops_at_the_end_beside_a_source_that_never_ends(
+    tmp_path: Path, recording: tuple[Path, list[Message]]
+) -> None:
+    path, _ = recording
+    graph = tmp_path / "beside.yaml"
+    graph.write_text("""name: beside
+nodes:
+  - id: endless
+    uses: synthetic-image
+    params: {rate_hz: 10, width: 32, height: 32}
+  - id: stats
+    uses: stats
+    inputs: {"*": {from: "*", policy: queue}}
+""")
+    done = igtflow("replay", str(path), "--graph", str(graph), "--rate", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["node"]: row for row in json.loads(done.stdout)["nodes"]}
+    assert rows["probe"]["sent"] == 2 * FRAMES and rows["endless"]["sent"] > 0
