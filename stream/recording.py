@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import mcap.writer
 import zstandard
-from igtflow.stream import wire
+from igtflow.stream import recording_scan, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.recording_scan import RawMessage, RecordingError, ScanReport, scan
 from mcap.reader import make_reader
@@ -41,7 +41,7 @@ from mcap.writer import CompressionType, Writer
 
 from igtflow import __version__
 
-MESSAGE_ENCODING = "igtflow-msgpack"
+MESSAGE_ENCODING = recording_scan.MESSAGE_ENCODING
 PROFILE = "igtflow"
 GRAPH_ATTACHMENT = "graph.yaml"
 METADATA_NAME = "igtflow"

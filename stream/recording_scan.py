@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import msgpack
 from mcap.data_stream import ReadDataStream
 from mcap.exceptions import McapError
 from mcap.opcode import Opcode
@@ -24,6 +25,7 @@ from mcap.records import Message as McapMessage
 from mcap.stream_reader import breakup_chunk
 
 MAGIC = b"\x89MCAP0\r\n"
+MESSAGE_ENCODING = "igtflow-msgpack"
 _RECORD_HEAD = struct.Struct("<BQ")
 
 
@@ -196,10 +198,11 @@ def _raw(
     wanted: set[str] | None,
     report: ScanReport,
 ) -> RawMessage | None:
-    channel = channels.get(message.channel_id)
+    channel = channels.get(message.channel_id) or _channel_from_message(message, report)
     if channel is None:
         report.note(f"message on unknown channel {message.channel_id} skipped")
         return None
+    channels[message.channel_id] = channel
     if wanted is not None and channel.topic not in wanted:
         return None
     report.messages += 1
@@ -211,4 +214,35 @@ def _raw(
         publish_time_ns=message.publish_time,
         sequence=message.sequence,
         data=message.data,
+    )
+
+
+def _channel_from_message(message: McapMessage, report: ScanReport) -> Channel | None:
+    """The channel of a message whose Channel record was lost (it lives only in the first chunk
+    that used it): every igtflow message names its own topic (frame 0) and kind (header).
+    """
+    try:
+        data = memoryview(message.data)
+        (count,) = struct.unpack_from("<I", data, 0)
+        (topic_len,) = struct.unpack_from("<I", data, 4)
+        topic = bytes(data[8 : 8 + topic_len]).decode()
+        (header_len,) = struct.unpack_from("<I", data, 8 + topic_len)
+        start = 12 + topic_len
+        header = msgpack.unpackb(bytes(data[start : start + header_len]), raw=False)
+        kind = header["kind"] if count >= 2 and isinstance(header, dict) else None
+    except (struct.error, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(kind, str) or not topic:
+        return None
+    report.note(
+        f"channel {message.channel_id} ({topic}) was described only in a damaged chunk; "
+        "its later messages are read by the topic and kind they carry"
+    )
+    report.channels.setdefault(topic, kind)
+    return Channel(
+        id=message.channel_id,
+        topic=topic,
+        message_encoding=MESSAGE_ENCODING,
+        metadata={"kind": kind},
+        schema_id=0,
     )

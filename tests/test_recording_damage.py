@@ -155,3 +155,24 @@ nodes:
     fixed = tmp_path / "fixed.mcap"
     recover(path, fixed)
     assert len([1 for topic, _, _ in read_messages(fixed) if topic == "probe/image"]) == len(images)
+
+
+def test_damage_to_the_first_chunk_keeps_every_later_message(tmp_path: Path) -> None:
+    """The first chunk alone describes the channels; messages still name their own topic."""
+    path = tmp_path / "first.mcap"
+    write_frames(path, 40)
+    data = bytearray(path.read_bytes())
+    offset = 8
+    while data[offset] != 0x06:  # walk the records to the first chunk
+        offset += 9 + int.from_bytes(data[offset + 1 : offset + 9], "little")
+    length = int.from_bytes(data[offset + 1 : offset + 9], "little")
+    data[offset + 9 + length // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    report = ScanReport(str(path))
+    got = [m.seq for _, _, m in read_messages(path, report=report)]
+    assert report.bad_chunks == 1
+    assert got and got[-1] == 39 and got == sorted(got)
+    fixed = tmp_path / "fixed.mcap"
+    assert recover(path, fixed).messages == len(got)
+    assert read_info(fixed).topics == {"probe/image": "Image"}

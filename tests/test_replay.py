@@ -11,6 +11,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def test_live_replay_gives_back_every_message_with_scaled_timing(
     span_s = (stamps[-1] - stamps[0]) / 1e9
     recorded_s = (FRAMES - 1) * PERIOD_NS / 1e9
     assert recorded_s / 2 * 0.8 <= span_s <= recorded_s / 2 * 1.5, f"span {span_s:.3f} s at 2x"
-    assert abs(stamps[-1] / 1e9 - __import__("time").time()) < 60, "replayed frames are re-stamped"
+    assert abs(stamps[-1] / 1e9 - time.time()) < 60, "replayed frames are re-stamped"
 
 
 def test_two_lockstep_replays_produce_identical_outputs(
@@ -257,3 +258,32 @@ nodes:
     assert done.returncode == 0, done.stderr
     rows = {row["node"]: row for row in json.loads(done.stdout)["nodes"]}
     assert rows["probe"]["sent"] == 2 * FRAMES and rows["endless"]["sent"] > 0
+
+
+def test_live_replay_keeps_the_lag_of_a_layer_behind_its_frame(
+    start_graph: Callable[..., GraphRun], tmp_path: Path
+) -> None:
+    """A label that reached the recorder 300 ms after its frame must stay 300 ms behind it."""
+    source = tmp_path / "lagging.mcap"
+    with RecordingWriter(source, "", {}) as writer:
+        for i in range(15):
+            stamp = 1_700_000_000_000_000_000 + i * 50_000_000
+            pixels = np.zeros((8, 8), np.uint8)
+            frame = Image(topic="probe/image", seq=i, stamp_ns=stamp, data=pixels)
+            writer.write(frame, log_time_ns=stamp + 1_000_000)
+            if i >= 6:  # the label of frame i - 6 arrives with frame i
+                label_stamp = stamp - 6 * 50_000_000
+                labels = Image(topic="seg/labels", seq=i - 6, stamp_ns=label_stamp, data=frame.data)
+                writer.write(labels, log_time_ns=stamp + 2_000_000)
+    out = tmp_path / "lagging-again.mcap"
+    text, _ = replay_graph(str(source), None, ["probe/image", "seg/labels"], ["*"])
+    started = time.monotonic()
+    run_until_drained(start_graph(with_recorder(text, str(out))))
+    assert time.monotonic() - started < 10, "replay took far longer than the recording"
+    got = [m for _, _, m in read_messages(out)]
+    frames = {m.meta.get("i", m.seq): m.stamp_ns for m in got if m.topic.endswith("probe.image")}
+    labels = [m for m in got if m.topic.endswith("seg.labels")]
+    assert len(frames) == 15 and len(labels) == 9
+    for label in labels:
+        lag_ms = (frames[label.seq + 6] - label.stamp_ns) / 1e6
+        assert abs(lag_ms - 300) < 1, f"label {label.seq} lags its frame by {lag_ms:.1f} ms"

@@ -4,8 +4,9 @@ Each recorded topic becomes an output. A topic ``probe/image`` is the output ``i
 replay node whose id is ``probe``, so a replay can take the place of the node that recorded and
 nothing downstream changes; topics of other nodes keep their producer as ``probe.image``.
 
-Live (default): messages leave with their recorded spacing divided by ``rate``, stamped with the
-time they leave, so ages and stale limits downstream mean what they mean live. Lockstep: one
+Live (default): messages leave in the order and with the spacing the recorder received them,
+divided by ``rate``; every capture stamp moves by one offset to the replay's clock, so ages and
+the lag of a layer behind its frame mean downstream what they meant live. Lockstep: one
 message per step, as fast as the graph handles it, with the recorded stamps, so that two replays
 produce the same outputs.
 """
@@ -91,22 +92,23 @@ class Replay(Source):
             for topic in select_topics(sorted(read_info(path).topics), list(topics), self.id)
         }
         self.played = 0
-        self._pending: Message | None = None
+        self._pending: tuple[int, Message] | None = None
         self._messages = self._play()
-        self._anchor: tuple[float, int] | None = None  # (monotonic s, recorded stamp ns)
+        # (monotonic s, recorded receive time ns, wall clock ns) of the message the clock starts at
+        self._anchor: tuple[float, int, int] | None = None
 
-    def _play(self) -> Iterator[Message]:
-        """Recorded messages from ``start_s`` on, again and again if ``loop``."""
+    def _play(self) -> Iterator[tuple[int, Message]]:
+        """``(receive time, message)`` from ``start_s`` on, again and again if ``loop``."""
         while True:
             report = ScanReport(str(self.path))
-            first_stamp: int | None = None
+            first: int | None = None
             sent = 0
-            for _, _, message in read_messages(self.path, self.topics, report):
-                first_stamp = message.stamp_ns if first_stamp is None else first_stamp
-                if message.stamp_ns - first_stamp < self.start_s * 1e9:
+            for _, received_ns, message in read_messages(self.path, self.topics, report):
+                first = received_ns if first is None else first
+                if received_ns - first < self.start_s * 1e9:
                     continue
                 sent += 1
-                yield message
+                yield received_ns, message
             for problem in report.problems:
                 self.log.warning("%s: %s", self.path, problem)
             if not self.loop or not sent:
@@ -115,24 +117,31 @@ class Replay(Source):
             self.log.info("%s: from the start again", self.path)
 
     def tick(self) -> float | None:
-        message = self._pending or next(self._messages, None)
+        item = self._pending or next(self._messages, None)
         self._pending = None
-        if message is None:
+        if item is None:
             self.finished()
             return None
+        received_ns, message = item
         if self.lockstep:
             self._send(message, message.stamp_ns)
             return 0.0
+        # Messages leave in the order and with the spacing the recorder received them (a label
+        # that came 400 ms after its frame comes 400 ms after it again), and every stamp moves
+        # by the same amount, so the lag of a layer behind its frame is what it was live.
         now = time.monotonic()
         if self._anchor is None:
-            self._anchor = (now, message.stamp_ns)
-        due = self._anchor[0] + (message.stamp_ns - self._anchor[1]) / 1e9 / self.rate
+            self._anchor = (now, received_ns, time.time_ns())
+        start, recorded_start, wall_start = self._anchor
+        due = start + (received_ns - recorded_start) / 1e9 / self.rate
         if due > now:
-            self._pending = message
+            self._pending = item
             return due - now
-        if now - due > LATE_REANCHOR_S:
-            self._anchor = (now, message.stamp_ns)  # paused or overloaded: no burst of old frames
-        self._send(message, time.time_ns())
+        if now - due > LATE_REANCHOR_S:  # paused or overloaded: no burst of old frames
+            self._anchor = (now, received_ns, time.time_ns())
+            start, recorded_start, wall_start = self._anchor
+        stamp = wall_start + round((message.stamp_ns - recorded_start) / self.rate)
+        self._send(message, stamp)
         return 0.0
 
     def _send(self, message: Message, stamp_ns: int) -> None:
