@@ -50,6 +50,15 @@ class LockstepLedger:
         else:
             del self.open[delivery]
 
+    def forget(self, node_id: str) -> str | None:
+        """``node_id`` died: drop the deliveries it was to handle and its place in the queue;
+        returns the source to release if that leaves the graph idle."""
+        for delivery in [d for d in self.open if d[0] == node_id]:
+            del self.open[delivery]
+        if node_id in self.waiting:
+            self.waiting.remove(node_id)
+        return self.release()
+
     @property
     def idle(self) -> bool:
         return not self.open

@@ -345,9 +345,7 @@ class Supervisor:
             state.last_alarm = str(message.get("text", "failed"))
         elif kind == control.DONE and self.ledger is not None:
             self.ledger.done(node_id, message.get("handled"), message.get("emitted") or [])
-            source = self.ledger.release()
-            if source is not None:
-                self._send(source + control.LOCKSTEP_SUFFIX, control.NEXT)
+            self._release(self.ledger.release())
         elif kind == control.EOS:
             state.sent_all_at = now
             self._event(f"{node_id} has sent everything it had")
@@ -383,6 +381,9 @@ class Supervisor:
     def _on_exit(self, state: NodeState, code: int, now: float) -> None:
         state.exit_code = code
         spec = state.spec
+        if self.ledger is not None:
+            # What it was handling is gone with it; waiting for it would hang the replay.
+            self._release(self.ledger.forget(spec.id))
         if code == 0:
             state.state = "finished"
             self._event(f"{spec.id} finished")
@@ -422,6 +423,11 @@ class Supervisor:
         self.router.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _release(self, source: str | None) -> None:
+        """Let a lockstep source send its next message."""
+        if source is not None:
+            self._send(source + control.LOCKSTEP_SUFFIX, control.NEXT)
 
     def pause(self, paused: bool) -> None:
         """Hold (or let go) every source; the rest of the graph drains what is in flight."""

@@ -17,6 +17,7 @@ from igtflow.render.igtl.protocol import MAX_BODY_SIZE, Packet
 
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+CONNECT_TIMEOUT_S = 1.0  # short, so that close() never waits long on a connect in progress
 
 
 class Connector:
@@ -69,7 +70,7 @@ class Connector:
     def close(self) -> None:
         self._stop.set()
         self._lost.set()
-        self._thread.join(2.0)
+        self._thread.join(CONNECT_TIMEOUT_S + 0.2)
         peer = self.peer
         if peer is not None:
             peer.close("stopped", logging.INFO)
@@ -80,7 +81,7 @@ class Connector:
         failures = 0
         while not self._stop.is_set():
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=BACKOFF_MAX_S)
+                sock = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S)
             except OSError as exc:
                 if failures == 0:
                     self.log.warning(
@@ -95,6 +96,9 @@ class Connector:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
+            if self._stop.is_set():  # close() came while we were connecting: keep nothing open
+                sock.close()
+                return
             self.connects += 1
             self.log.info("connected to OpenIGTLink peer %s:%d", self.host, self.port)
             failures, backoff = 0, BACKOFF_START_S
@@ -116,6 +120,9 @@ class Connector:
             for current in list(self._current.values()):
                 peer.put(current)
             self.peer = peer
+            if self._stop.is_set():  # close() ran before the peer was published
+                peer.close("stopped", logging.INFO)
+                return
             self._lost.wait()
             if not self._stop.is_set():
                 self._stop.wait(backoff)

@@ -152,3 +152,8 @@ class Peer:
                     self._on_packet(packet)
                 except IgtlError as exc:
                     self.log.warning("peer %s: dropped %s: %s", self.name, packet.type, exc)
+                except Exception as exc:  # content we decode but cannot use: drop it, stay alive
+                    self.log.warning(
+                        "peer %s: dropped %s (%s: %s)", self.name, packet.type,
+                        type(exc).__name__, exc,
+                    )  # fmt: skip
