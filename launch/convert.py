@@ -11,6 +11,9 @@ status, named as PLUS names them, so 3D Slicer's Sequences module opens the file
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,9 +64,11 @@ def file_to_mcap(
     if not source.exists():
         raise ConvertError(f"{source}: no such file")
     uses = source_type(source)
-    graph = f"name: {source.stem}\nnodes:\n  - id: {node_id}\n    uses: {uses}\n"
-    graph += f"    params: {{path: {str(source)!r}}}\n"
-    with RecordingWriter(target, graph, {"converted_from": str(source), "reader": uses}) as out:
+    # A DICOM file's path often holds the patient's name: the recording keeps its hash instead.
+    origin = _file_hash(source) if uses == "dicom" else str(source)
+    graph = f"name: converted\nnodes:\n  - id: {node_id}\n    uses: {uses}\n"
+    graph += f"    params: {{path: {json.dumps(origin)}}}\n"
+    with RecordingWriter(target, graph, {"converted_from": origin, "reader": uses}) as out:
         emitter = RecordingEmitter(out, node_id)
         try:
             node = offline_node(uses, node_id, {"path": str(source), **(params or {})}, emitter)
@@ -80,6 +85,14 @@ def file_to_mcap(
     return emitter.counts
 
 
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def _image_topic(path: Path, wanted: str | None) -> str:
     from igtflow.stream.recording import read_info
 
@@ -94,17 +107,28 @@ def _image_topic(path: Path, wanted: str | None) -> str:
     return images[0]
 
 
+def _poses_at(recorded: list[Transform], images: list[Image]) -> tuple[np.ndarray, np.ndarray]:
+    """For each image, the latest pose captured at or before it (by stamp, as PLUS pairs
+    them); identity and INVALID where none was yet."""
+    recorded = sorted(recorded, key=lambda m: m.stamp_ns)
+    stamps = [m.stamp_ns for m in recorded]
+    matrices, valid = [], []
+    for image in images:
+        index = bisect.bisect_right(stamps, image.stamp_ns) - 1
+        matrices.append(recorded[index].matrix if index >= 0 else np.eye(4))
+        valid.append(index >= 0 and recorded[index].valid)
+    return np.stack(matrices), np.array(valid)
+
+
 def mcap_to_sequence(source: Path, target: Path, image_topic: str | None = None) -> dict[str, Any]:
     """Export one image topic of a recording, with every recorded pose, as a PLUS sequence."""
     topic = _image_topic(source, image_topic)
     report = ScanReport(str(source))
     images: list[Image] = []
-    latest: dict[str, Transform] = {}
-    poses: list[dict[str, Transform]] = []
+    poses: dict[str, list[Transform]] = {}
     for message_topic, _, message in read_messages(source, report=report):
         if isinstance(message, Transform):
-            name = f"{message.from_frame}To{message.to_frame}"
-            latest[name] = message
+            poses.setdefault(f"{message.from_frame}To{message.to_frame}", []).append(message)
         elif message_topic == topic and isinstance(message, Image):
             if images and message.data.shape != images[0].data.shape:
                 raise ConvertError(
@@ -112,19 +136,14 @@ def mcap_to_sequence(source: Path, target: Path, image_topic: str | None = None)
                     f"({images[0].data.shape} → {message.data.shape}); a sequence needs one size"
                 )
             images.append(message)
-            poses.append(dict(latest))
     if not images:
         raise ConvertError(f"{source}: {topic} holds no images")
     if images[0].data.ndim != 2:
         raise ConvertError(
             f"{source}: {topic} frames are {images[0].data.shape}; PLUS sequences hold H×W frames"
         )
-    names = sorted({name for frame_poses in poses for name in frame_poses})
-    transforms = {}
-    for name in names:
-        matrices = np.stack([p[name].matrix if name in p else np.eye(4) for p in poses])
-        valid = np.array([name in p and p[name].valid for p in poses])
-        transforms[name] = (matrices, valid)
+    names = sorted(poses)
+    transforms = {name: _poses_at(poses[name], images) for name in names}
     frames = np.stack([m.data for m in images])
     stamps = np.array([m.stamp_ns for m in images], dtype=np.int64)
     times = (stamps - stamps[0]) / 1e9

@@ -90,10 +90,9 @@ class OverlayComposer:
             labels.stamp_ns, draw.label_contours(grid), labels.ijk_to_ras, grid.shape[:2]
         )
         self.stamps["labels"] = labels.stamp_ns
-        if self.confidence is None or "confidence" not in self.stamps:
+        if "confidence" not in self.stamps:  # no confidence input: the labels' own, or none
             value = labels.meta.get("confidence")
-            if isinstance(value, int | float):
-                self.confidence = float(value)
+            self.confidence = float(value) if isinstance(value, int | float) else None
 
     def set_targets(self, targets: Points) -> None:
         self.targets = targets

@@ -81,6 +81,9 @@ def test_dicom_cine_to_mcap_keeps_no_patient_data(tmp_path: Path) -> None:
     assert [m.topic for m in images] == ["carm/image"] * 5
     assert np.array_equal(np.stack([m.data for m in images]), frames)
     assert all(ff.PATIENT not in json.dumps(m.meta, default=str) for m in images)
+    info = read_info(recording)  # the path may name the patient: only a hash is kept
+    assert "run.dcm" not in (info.graph_yaml or "") and "run.dcm" not in str(info.metadata)
+    assert info.metadata["converted_from"].startswith("sha256:")
     steps = np.diff([m.stamp_ns for m in images]) / 1e6
     assert np.allclose(steps, 66.7, atol=0.01)
 

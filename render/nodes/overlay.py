@@ -72,6 +72,7 @@ class Overlay(Source):
         )
         self.frame: Image | None = None
         self.last_render = 0.0
+        self.drawn_stale = False
         self.was_stale = False
         self.render_ms: list[float] = []
 
@@ -91,11 +92,30 @@ class Overlay(Source):
     def on_confidence(self, message: Message) -> None:
         self.composer.set_confidence(message)
 
-    def tick(self) -> None:
-        """Redraw the last frame when no new one came for a tick: a frozen feed goes stale."""
+    def tick(self) -> float:
+        """Redraw the last frame when no new one came for a tick, and at the very moment
+        something drawn crosses ``stale_ms``: a frozen feed never looks live past its limit.
+        """
         period = 1.0 / self.rate_hz if self.rate_hz > 0 else 0.1
-        if self.frame is not None and time.monotonic() - self.last_render >= period:
+        if self.frame is None:
+            return period
+        until_stale = self._seconds_until_stale()
+        overdue = time.monotonic() - self.last_render >= period
+        if overdue or (until_stale <= 0 and not self.drawn_stale):
             self.render(self.frame)
+            until_stale = self._seconds_until_stale()
+        waits = [period - (time.monotonic() - self.last_render)]
+        if until_stale > 0:
+            waits.append(until_stale)
+        return max(0.0, min(waits))
+
+    def _seconds_until_stale(self) -> float:
+        """Seconds until the frame or a live layer is ``stale_ms`` old (<= 0: it already is)."""
+        stamps = [self.frame.stamp_ns] if self.frame is not None else []
+        static = set(self.composer.static)
+        stamps += [s for name, s in self.composer.stamps.items() if name not in static]
+        limit_ns = min(stamps) + self.composer.stale_ms * 1e6
+        return (limit_ns - time.time_ns()) / 1e9
 
     def render(self, frame: Image) -> None:
         t0 = time.perf_counter()
@@ -106,6 +126,7 @@ class Overlay(Source):
         if len(self.render_ms) > 1000:
             del self.render_ms[:500]
         self.last_render = time.monotonic()
+        self.drawn_stale = freshness.stale
         self.emit(
             "overlay",
             frame.with_data(
