@@ -30,6 +30,7 @@ VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] 
 MODEL_RGB = (0.75, 0.75, 0.8)
 DEFORMED_RGB = (1.0, 0.59, 0.0)
 TARGET_RGB = (1.0, 0.0, 1.0)
+STALE_ALPHA = 0.25
 STALE_GREY = (0.55, 0.55, 0.55)
 LAYERS = ("model", "deformed", "image", "probe", "targets")
 
@@ -271,6 +272,13 @@ class SceneRenderer:
             colour = STALE_GREY if stale else (DEFORMED_RGB if name == "deformed" else TARGET_RGB)
             for actor in entry.actors:
                 actor.c(colour)
+        # The slice and the probe keep their own colours, so a stale one fades instead.
+        for name in ("image", "probe"):
+            entry = self.layers.get(name)
+            for actor in entry.actors if entry is not None else ():
+                if not hasattr(actor, "fresh_alpha"):
+                    actor.fresh_alpha = actor.alpha()  # its own, e.g. 0.4 for beam lines
+                actor.alpha(actor.fresh_alpha * (STALE_ALPHA if stale else 1.0))
 
     def close(self) -> None:
         self.plotter.close()
