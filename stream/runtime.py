@@ -28,6 +28,7 @@ from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output,
 
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
+RECONNECT_MS = 10
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,8 @@ class NodeRuntime:
         # Ready only once our consumers listen: a relay must not forward frames to nobody.
         deadline = time.monotonic() + SUBSCRIBER_WAIT_S
         while not self.stopping and not self._subscribers_ready(deadline):
+            for inp in self.inputs:
+                _ = inp.connected  # connect our own inputs meanwhile: a chain starts together
             time.sleep(0.002)
         self.control.send(control.READY)
         code = 0
@@ -290,6 +293,9 @@ class NodeRuntime:
         for out in self.outputs.values():
             poller.register(out.socket, zmq.POLLIN)
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
+        # zmq's poller reports a plain file (a packet link or hub) by its fd, not its object
+        fd_handles = [s for s in [*by_socket, *outputs_by_socket] if not isinstance(s, zmq.Socket)]
+        by_fd: dict[int, Any] | None = {} if fd_handles else None
         lockstep_socket = self.lockstep.socket if self.lockstep is not None else None
         if lockstep_socket is not None:
             poller.register(lockstep_socket, zmq.POLLIN)
@@ -309,9 +315,16 @@ class NodeRuntime:
             timeout = POLL_MAX_MS
             if ticking:
                 timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+            if not all(inp.connected for inp in self.inputs):
+                timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
-            for sock, _ in poller.poll(timeout):
+            ready = poller.poll(timeout)
+            if ready and by_fd is not None:
+                by_fd = {h.fileno(): h for h in fd_handles}  # a link's fd changes on reconnect
+            for sock, _ in ready:
+                if by_fd is not None and isinstance(sock, int):
+                    sock = by_fd[sock]
                 if sock in by_socket:
                     by_socket[sock].receive()
                 elif sock is lockstep_socket:
