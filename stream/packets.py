@@ -202,9 +202,11 @@ class PacketLink:
         self.path = path
         self.sock = self._fresh()
         self.connected = False
+        self.on_change: Callable[[], None] | None = None  # told when ``fileno()`` changes
         self._next_try = 0.0
         self._buffer = bytearray(RECV_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
+        self._waiting = select.poll()  # "is another packet there?" without raising EAGAIN
         self.connect()
 
     @staticmethod
@@ -233,7 +235,19 @@ class PacketLink:
             self.sock = self._fresh()
             return False
         self.connected = True
+        self._waiting = select.poll()
+        self._waiting.register(self.sock, select.POLLIN)
+        if self.on_change is not None:
+            self.on_change()
         return True
+
+    def _hang_up(self) -> None:
+        """The producer stopped (or restarted): reconnect to its next incarnation."""
+        self.sock.close()
+        self.sock = self._fresh()
+        self.connected = False
+        if self.on_change is not None:
+            self.on_change()
 
     def recv(self) -> bytes | None:
         """The next packet, or None when nothing is waiting (or the producer went away)."""
@@ -245,12 +259,34 @@ class PacketLink:
             return None
         except OSError:
             n = 0
-        if n == 0:  # the producer stopped (or restarted): reconnect to its next incarnation
-            self.sock.close()
-            self.sock = self._fresh()
-            self.connected = False
+        if n == 0:
+            self._hang_up()
             return None
         return bytes(self._view[:n])
+
+    def more(self) -> bool:
+        """Whether another packet is waiting (a hang-up counts: ``recv`` then notices it)."""
+        return self.connected and bool(self._waiting.poll(0))
+
+    def drain(self, limit: int, newest_only: bool = False) -> tuple[list[bytes], int]:
+        """Up to ``limit`` waiting packets, oldest first; with ``newest_only`` just the newest
+        one, and how many were read before it. Asks ``more()`` between reads rather than
+        reading until EAGAIN: an exception per drain costs more than a poll.
+        """
+        packets: list[bytes] = []
+        skipped = 0
+        while len(packets) < limit or (newest_only and packets):
+            packet = self.recv()  # the first read follows a poll that said one is there
+            if packet is None:
+                break
+            if newest_only and packets:
+                skipped += 1
+                packets[0] = packet
+            else:
+                packets.append(packet)
+            if not self.more():
+                break
+        return packets, skipped
 
     def poll(self, timeout_ms: int = 0) -> bool:
         """Whether a packet is waiting (waits up to ``timeout_ms``)."""

@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import logging
 import math
+import select
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import zmq
 from igtflow.stream import control
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import Node, Source, all_outputs, load_class, node_params
+from igtflow.stream.packets import PacketLink
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats, NodeStats
 from igtflow.stream.threads import apply_thread_budget
@@ -58,6 +60,46 @@ class NodeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class Waiter:
+    """Waits on all of a node's sockets at once and says which are ready.
+
+    With only plain files (packet links and hubs: every local graph) this is ``select.poll``,
+    which runs far less code per wake-up than ZeroMQ's poller; a ZeroMQ socket (tcp, lockstep)
+    needs ``zmq.Poller``. A link's file changes when it (re)connects: the set is rebuilt then.
+    """
+
+    def __init__(self, handles: list[Any]) -> None:
+        self.handles = handles
+        self.uses_zmq = any(isinstance(h, zmq.Socket) for h in handles)
+        self.by_fd: dict[int, Any] = {}
+        self.poller: Any = None
+        for handle in handles:
+            if isinstance(handle, PacketLink):
+                handle.on_change = self._changed
+
+    def _changed(self) -> None:
+        self.poller = None
+
+    def _build(self) -> Any:
+        files = [h for h in self.handles if not isinstance(h, zmq.Socket)]
+        self.by_fd = {h.fileno(): h for h in files}
+        if self.uses_zmq:
+            self.poller = zmq.Poller()
+            for handle in self.handles:
+                self.poller.register(handle, zmq.POLLIN)
+        else:
+            self.poller = select.poll()
+            for fd in self.by_fd:
+                self.poller.register(fd, select.POLLIN)
+        return self.poller
+
+    def wait(self, timeout_ms: float) -> list[Any]:
+        """The handles ready within ``timeout_ms`` (truncated to whole ms, as ZeroMQ does)."""
+        poller = self.poller or self._build()
+        by_fd = self.by_fd
+        return [by_fd[s] if s.__class__ is int else s for s, _ in poller.poll(int(timeout_ms))]
 
 
 class NodeRuntime:
@@ -285,20 +327,11 @@ class NodeRuntime:
         node = self.node
         is_source = isinstance(node, Source)
         period = 1.0 / node.rate_hz if is_source and node.rate_hz > 0 else 0.0
-        poller = zmq.Poller()
-        by_socket: dict[Any, Input] = {}
-        for inp in self.inputs:
-            poller.register(inp.socket, zmq.POLLIN)
-            by_socket[inp.socket] = inp
-        for out in self.outputs.values():
-            poller.register(out.socket, zmq.POLLIN)
+        by_socket: dict[Any, Input] = {inp.socket: inp for inp in self.inputs}
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
-        # zmq's poller reports a plain file (a packet link or hub) by its fd, not its object
-        fd_handles = [s for s in [*by_socket, *outputs_by_socket] if not isinstance(s, zmq.Socket)]
-        by_fd: dict[int, Any] | None = {} if fd_handles else None
         lockstep_socket = self.lockstep.socket if self.lockstep is not None else None
-        if lockstep_socket is not None:
-            poller.register(lockstep_socket, zmq.POLLIN)
+        handles = [*by_socket, *outputs_by_socket]
+        waiter = Waiter(handles if lockstep_socket is None else [*handles, lockstep_socket])
         started = False
         next_tick = 0.0
         subscriber_deadline: float | None = None
@@ -319,12 +352,7 @@ class NodeRuntime:
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
-            ready = poller.poll(timeout)
-            if ready and by_fd is not None:
-                by_fd = {h.fileno(): h for h in fd_handles}  # a link's fd changes on reconnect
-            for sock, _ in ready:
-                if by_fd is not None and isinstance(sock, int):
-                    sock = by_fd[sock]
+            for sock in waiter.wait(timeout):
                 if sock in by_socket:
                     by_socket[sock].receive()
                 elif sock is lockstep_socket:

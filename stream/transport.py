@@ -127,13 +127,15 @@ class Output:
             self.pool.close(unlink=True)
 
 
-@dataclass(frozen=True)
 class Arrival:
     """A decoded message and what was taken off the socket but not delivered before it."""
 
-    message: Message
-    accounted: int  # skipped, overwritten or malformed since the previous delivery
-    overwritten: int  # of which frames reused by their producer: a real loss for a queue
+    __slots__ = ("accounted", "message", "overwritten")
+
+    def __init__(self, message: Message, accounted: int, overwritten: int) -> None:
+        self.message = message
+        self.accounted = accounted  # skipped, overwritten or malformed since the last delivery
+        self.overwritten = overwritten  # of which frames reused by their producer: a real loss
 
 
 class Input:
@@ -203,22 +205,18 @@ class Input:
         self._accounted += 1
         return None
 
-    def _drain(self, limit: int) -> list[Any]:
-        """Up to ``limit`` waiting messages, undecoded (packets, or ZeroMQ frame lists)."""
-        batches: list[Any] = []
+    def _drain(self, limit: int, newest_only: bool = False) -> tuple[list[Any], int]:
+        """Up to ``limit`` waiting messages, undecoded (packets, or ZeroMQ frame lists), and
+        how many were read and passed over before them (only with ``newest_only``)."""
         if self.link is not None:
-            while len(batches) < limit:
-                packet = self.link.recv()
-                if packet is None:
-                    break
-                batches.append(packet)
-            return batches
+            return self.link.drain(limit, newest_only)
+        batches: list[Any] = []
         while len(batches) < limit:
             try:
                 batches.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
-        return batches
+        return batches, 0
 
     def _deliver(self, message: Message) -> None:
         self.pending.append(Arrival(message, self._accounted, self._overwritten))
@@ -228,11 +226,11 @@ class Input:
     def receive(self) -> int:
         """Read what is waiting into ``pending``; returns how many new messages are queued."""
         if self.config.policy == LATEST:
-            batches = self._drain(1 << 16)
+            batches, passed = self._drain(1 << 16, newest_only=True)
             if not batches:
                 return 0
             # Only the newest is decoded: skipped frames are never mapped, let alone held.
-            skipped = len(batches) - 1 + len(self.pending)
+            skipped = passed + len(batches) - 1 + len(self.pending)
             for replaced in self.pending:  # delivered to nobody: fold into the next delivery
                 self._accounted += replaced.accounted
                 self._overwritten += replaced.overwritten
@@ -247,7 +245,7 @@ class Input:
         # queue: decode (and so hold shared-memory frames) as soon as they arrive
         room = self.config.depth - len(self.pending)
         added = 0
-        for frames in self._drain(max(room, 0)):
+        for frames in self._drain(max(room, 0))[0]:
             message = self._decode(frames)
             if message is not None:
                 self._deliver(message)
