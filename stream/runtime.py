@@ -7,6 +7,7 @@ sequence numbers, trace hops, pacing, stats and the supervisor's commands.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import logging
 import math
@@ -262,6 +263,10 @@ class NodeRuntime:
             for inp in self.inputs:
                 _ = inp.connected  # connect our own inputs meanwhile: a chain starts together
             time.sleep(0.002)
+        # What setup built (modules, models) lives for good: keep it out of every collection,
+        # so a full collection is short and never lands on a message as a millisecond stall.
+        gc.collect()
+        gc.freeze()
         self.control.send(control.READY)
         code = 0
         try:
