@@ -7,9 +7,11 @@ sequence numbers, trace hops, pacing, stats and the supervisor's commands.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import logging
 import math
+import select
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import zmq
 from igtflow.stream import control
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import Node, Source, all_outputs, load_class, node_params
+from igtflow.stream.packets import PacketLink
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats, NodeStats
 from igtflow.stream.threads import apply_thread_budget
@@ -28,6 +31,7 @@ from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output,
 
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
+RECONNECT_MS = 10
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,46 @@ class NodeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+class Waiter:
+    """Waits on all of a node's sockets at once and says which are ready.
+
+    With only plain files (packet links and hubs: every local graph) this is ``select.poll``,
+    which runs far less code per wake-up than ZeroMQ's poller; a ZeroMQ socket (tcp, lockstep)
+    needs ``zmq.Poller``. A link's file changes when it (re)connects: the set is rebuilt then.
+    """
+
+    def __init__(self, handles: list[Any]) -> None:
+        self.handles = handles
+        self.uses_zmq = any(isinstance(h, zmq.Socket) for h in handles)
+        self.by_fd: dict[int, Any] = {}
+        self.poller: Any = None
+        for handle in handles:
+            if isinstance(handle, PacketLink):
+                handle.on_change = self._changed
+
+    def _changed(self) -> None:
+        self.poller = None
+
+    def _build(self) -> Any:
+        files = [h for h in self.handles if not isinstance(h, zmq.Socket)]
+        self.by_fd = {h.fileno(): h for h in files}
+        if self.uses_zmq:
+            self.poller = zmq.Poller()
+            for handle in self.handles:
+                self.poller.register(handle, zmq.POLLIN)
+        else:
+            self.poller = select.poll()
+            for fd in self.by_fd:
+                self.poller.register(fd, select.POLLIN)
+        return self.poller
+
+    def wait(self, timeout_ms: float) -> list[Any]:
+        """The handles ready within ``timeout_ms`` (truncated to whole ms, as ZeroMQ does)."""
+        poller = self.poller or self._build()
+        by_fd = self.by_fd
+        return [by_fd[s] if s.__class__ is int else s for s, _ in poller.poll(int(timeout_ms))]
 
 
 class NodeRuntime:
@@ -216,7 +260,13 @@ class NodeRuntime:
         # Ready only once our consumers listen: a relay must not forward frames to nobody.
         deadline = time.monotonic() + SUBSCRIBER_WAIT_S
         while not self.stopping and not self._subscribers_ready(deadline):
+            for inp in self.inputs:
+                _ = inp.connected  # connect our own inputs meanwhile: a chain starts together
             time.sleep(0.002)
+        # What setup built (modules, models) lives for good: keep it out of every collection,
+        # so a full collection is short and never lands on a message as a millisecond stall.
+        gc.collect()
+        gc.freeze()
         self.control.send(control.READY)
         code = 0
         try:
@@ -255,11 +305,13 @@ class NodeRuntime:
                 f"input {inp.config.name!r} lost {lost} message(s) before seq {message.seq} "
                 f"(depth {inp.config.depth}); the node is not keeping up",
             )
+        self.handlers[inp.config.name](message)
+        done = time.time_ns()
+        # Bookkeeping after the handler: whatever it emitted is already on its way.
         age_ms = (now - message.stamp_ns) / 1e6
         inp.stats.ages_ms.append(age_ms)
         self.stats.ages_ms.append(age_ms)
-        self.handlers[inp.config.name](message)
-        self.stats.handler_ms.append((time.time_ns() - now) / 1e6)
+        self.stats.handler_ms.append((done - now) / 1e6)
         self.t_in_ns = None
         if self.lockstep is not None:
             self.lockstep.done([inp.config.name, message.topic, message.seq], self.emitted)
@@ -282,17 +334,11 @@ class NodeRuntime:
         node = self.node
         is_source = isinstance(node, Source)
         period = 1.0 / node.rate_hz if is_source and node.rate_hz > 0 else 0.0
-        poller = zmq.Poller()
-        by_socket: dict[Any, Input] = {}
-        for inp in self.inputs:
-            poller.register(inp.socket, zmq.POLLIN)
-            by_socket[inp.socket] = inp
-        for out in self.outputs.values():
-            poller.register(out.socket, zmq.POLLIN)
+        by_socket: dict[Any, Input] = {inp.socket: inp for inp in self.inputs}
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
         lockstep_socket = self.lockstep.socket if self.lockstep is not None else None
-        if lockstep_socket is not None:
-            poller.register(lockstep_socket, zmq.POLLIN)
+        handles = [*by_socket, *outputs_by_socket]
+        waiter = Waiter(handles if lockstep_socket is None else [*handles, lockstep_socket])
         started = False
         next_tick = 0.0
         subscriber_deadline: float | None = None
@@ -309,9 +355,11 @@ class NodeRuntime:
             timeout = POLL_MAX_MS
             if ticking:
                 timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+            if not all(inp.connected for inp in self.inputs):
+                timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
-            for sock, _ in poller.poll(timeout):
+            for sock in waiter.wait(timeout):
                 if sock in by_socket:
                     by_socket[sock].receive()
                 elif sock is lockstep_socket:

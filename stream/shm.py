@@ -87,6 +87,7 @@ class SlotPool:
         self.slots: list[_Slot] = []
         self.published = 0
         self.inline_fallbacks = 0
+        self._owners: dict[int, _Slot] = {}  # id of a writable frame's owner array → its slot
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _grow(self, fd: int, nbytes: int) -> bool:
@@ -168,10 +169,14 @@ class SlotPool:
         owner = np.frombuffer(slot.mapping, dtype=dtype, count=count, offset=HEADER_BYTES)
         # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
         lease = slot.lease  # this frame's lease, not whatever the slot holds when it fires
-        _on_collect(owner, lambda: self._release_unpublished(slot, lease))
+        key = id(owner)
+        self._owners[key] = slot
+        _on_collect(owner, lambda: self._release_unpublished(slot, lease, key))
         return owner.reshape(shape)
 
-    def _release_unpublished(self, slot: _Slot, lease: int) -> None:
+    def _release_unpublished(self, slot: _Slot, lease: int, key: int) -> None:
+        if self._owners.get(key) is slot:
+            del self._owners[key]
         if slot.locked and slot.lease == lease:
             self.release(slot)
 
@@ -184,6 +189,11 @@ class SlotPool:
 
     def owned_slot(self, array: np.ndarray) -> _Slot | None:
         """The locked slot whose payload starts at ``array`` (a frame made by ``writable``)."""
+        base = array.base
+        slot = self._owners.get(id(base)) if base is not None else None
+        # The whole frame as ``writable`` made it (the usual case), found without an address.
+        if slot is not None and slot.locked and array.nbytes == base.nbytes:
+            return slot if array.flags.c_contiguous else None
         address = _address(array)
         for slot in self.slots:
             if (
@@ -232,6 +242,12 @@ class _HeldFile:
     holds: int = 0
     gen: int = 0
     ino: int = 0
+    readonly: memoryview | None = None  # of ``mapping``: arrays made from it are read-only
+
+    def view(self) -> memoryview:
+        if self.readonly is None or self.readonly.obj is not self.mapping:
+            self.readonly = memoryview(self.mapping).toreadonly()
+        return self.readonly
 
 
 @dataclass
@@ -240,6 +256,8 @@ class SlotReader:
 
     root: Path
     files: dict[str, _HeldFile] = field(default_factory=dict)
+    # id of a held frame's owner array → (path, file, offset): how ``locate`` finds it fast
+    owners: dict[int, tuple[str, _HeldFile, int]] = field(default_factory=dict)
 
     def _file(self, path: str, needed: int, ino: int | None) -> _HeldFile | None:
         held = self.files.get(path)
@@ -306,15 +324,18 @@ class SlotReader:
                 fcntl.flock(held.fd, fcntl.LOCK_UN)
             return None
         held.holds += 1
-        owner = np.frombuffer(
-            held.mapping, dtype=dtype, count=nbytes // dtype.itemsize, offset=HEADER_BYTES + offset
-        )
-        owner.flags.writeable = False
+        start = HEADER_BYTES + offset
+        # Read-only through the view (no flags call); shaped in place (no second array object).
+        owner = np.frombuffer(held.view()[start : start + nbytes], dtype=dtype)
+        owner.shape = shape
+        key = id(owner)
+        self.owners[key] = (path, held, offset)
         # Every view of the frame keeps ``owner`` as its base, so this fires after the last one.
-        _on_collect(owner, lambda: self._release(path))
-        return owner.reshape(shape)
+        _on_collect(owner, lambda: self._release(path, key))
+        return owner
 
-    def _release(self, path: str) -> None:
+    def _release(self, path: str, key: int) -> None:
+        self.owners.pop(key, None)
         held = self.files.get(path)
         if held is None:
             return
@@ -324,6 +345,13 @@ class SlotReader:
 
     def locate(self, array: np.ndarray) -> dict[str, Any] | None:
         """The reference of a held frame ``array`` views, so a relay can forward it uncopied."""
+        if not self.files:
+            return None
+        # The frame as ``open`` returned it (a relay forwarding it), found without an address.
+        owner = self.owners.get(id(array))
+        if owner is not None:
+            path, held, offset = owner
+            return {"path": path, "gen": held.gen, "offset": offset, "ino": held.ino}
         if not array.flags.c_contiguous:
             return None
         address = _address(array)

@@ -1,8 +1,10 @@
-"""Sockets of one node: a PUB per output, a SUB per input, and the two input policies.
+"""Sockets of one node: one per output, one per input, and the two input policies.
 
-Outputs are XPUB sockets so a producer can count its subscribers before the graph starts (no
-message is lost to ZeroMQ's slow-joiner race). Large payloads on ipc go through the output's
-shared-memory pool; on tcp they travel inline.
+On one host (ipc) an output is a :class:`~igtflow.stream.packets.PacketHub` (a unix packet
+connection per consumer, no ZeroMQ I/O threads in the way) and large payloads go through its
+shared-memory pool; across hosts (tcp) it is a ZeroMQ XPUB and payloads travel inline. Either way
+a producer counts its subscribers before the graph starts, so no message is lost to a
+slow-joiner race.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import zmq
-from igtflow.stream import wire
+from igtflow.stream import packets, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.shm import SlotPool, SlotReader
 from igtflow.stream.stats import InputStats
@@ -57,15 +59,11 @@ class InputConfig:
 
 
 class Output:
-    """One output: an XPUB socket plus, on ipc, a shared-memory pool for large frames."""
+    """One output: on ipc a packet hub plus a shared-memory pool for large frames; on tcp an
+    XPUB socket."""
 
     def __init__(self, ctx: zmq.Context, config: OutputConfig, run_dir: Path, node_id: str) -> None:
         self.config = config
-        self.socket = ctx.socket(zmq.XPUB)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
-        self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)
-        self.socket.bind(config.endpoint)
         self.subscribed = 0
         self.seq = 0
         self.pool = (
@@ -78,9 +76,25 @@ class Output:
             if config.uses_shm
             else None
         )
+        self.hub: packets.PacketHub | None = None
+        self.socket: Any
+        if config.uses_shm:
+            assert self.pool is not None
+            self.hub = packets.PacketHub(packets.socket_path(config.endpoint), self.pool.place)
+            self.socket = self.hub
+        else:
+            self.socket = ctx.socket(zmq.XPUB)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+            self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+            self.socket.bind(config.endpoint)
 
     def read_subscriptions(self) -> None:
-        """Consume (un)subscription notices; they tell us who is listening."""
+        """Take in who is listening: new and departed connections, or (un)subscription notices."""
+        if self.hub is not None:
+            self.hub.accept()
+            self.subscribed = self.hub.subscribed
+            return
         while True:
             try:
                 event = self.socket.recv(zmq.NOBLOCK)
@@ -95,6 +109,9 @@ class Output:
         self, message: Message, place: Callable[[np.ndarray], dict[str, Any] | None] | None
     ) -> None:
         frames = wire.encode(message, place if self.pool is not None else None)
+        if self.hub is not None:
+            self.hub.send_multipart(frames)
+            return
         last = len(frames) - 1
         for i, frame in enumerate(frames):
             # Small parts are cheaper copied; large inline buffers go zero-copy.
@@ -102,22 +119,28 @@ class Output:
             self.socket.send(frame, zmq.SNDMORE if i < last else 0, copy=not big)
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        if self.hub is not None:
+            self.hub.close()
+        else:
+            self.socket.close(linger=0)
         if self.pool is not None:
             self.pool.close(unlink=True)
 
 
-@dataclass(frozen=True)
 class Arrival:
     """A decoded message and what was taken off the socket but not delivered before it."""
 
-    message: Message
-    accounted: int  # skipped, overwritten or malformed since the previous delivery
-    overwritten: int  # of which frames reused by their producer: a real loss for a queue
+    __slots__ = ("accounted", "message", "overwritten")
+
+    def __init__(self, message: Message, accounted: int, overwritten: int) -> None:
+        self.message = message
+        self.accounted = accounted  # skipped, overwritten or malformed since the last delivery
+        self.overwritten = overwritten  # of which frames reused by their producer: a real loss
 
 
 class Input:
-    """One input: a SUB socket and its policy (``latest`` keeps the newest, ``queue`` keeps all)."""
+    """One input: a packet link (ipc) or SUB socket (tcp) and its policy (``latest`` keeps the
+    newest, ``queue`` keeps all)."""
 
     def __init__(
         self,
@@ -131,11 +154,17 @@ class Input:
         self.reader = reader
         self.stats = stats
         self.log = log
-        self.socket = ctx.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVHWM, self._rcvhwm(config))
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.socket.connect(config.endpoint)
+        self.link: packets.PacketLink | None = None
+        self.socket: Any
+        if config.endpoint.startswith("ipc://"):
+            self.link = packets.PacketLink(packets.socket_path(config.endpoint))
+            self.socket = self.link
+        else:
+            self.socket = ctx.socket(zmq.SUB)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.RCVHWM, self._rcvhwm(config))
+            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+            self.socket.connect(config.endpoint)
         self.pending: deque[Arrival] = deque()
         self._accounted = 0
         self._overwritten = 0
@@ -150,8 +179,14 @@ class Input:
         # a small header (frames live in shared memory), over tcp it is the whole frame.
         return LATEST_RCVHWM_IPC if config.endpoint.startswith("ipc://") else LATEST_RCVHWM_TCP
 
-    def _decode(self, frames: list[Any]) -> Message | None:
+    @property
+    def connected(self) -> bool:
+        """False while a local input waits for its producer (ZeroMQ reconnects by itself)."""
+        return self.link is None or self.link.connect()
+
+    def _decode(self, item: Any) -> Message | None:
         try:
+            frames = item if self.link is None else packets.unpack(item, self.reader.open)
             return wire.decode(frames, self.reader.open)
         except wire.FrameOverwritten:
             self.stats.overwritten += 1
@@ -170,14 +205,18 @@ class Input:
         self._accounted += 1
         return None
 
-    def _drain(self, limit: int) -> list[list[Any]]:
-        batches: list[list[Any]] = []
+    def _drain(self, limit: int, newest_only: bool = False) -> tuple[list[Any], int]:
+        """Up to ``limit`` waiting messages, undecoded (packets, or ZeroMQ frame lists), and
+        how many were read and passed over before them (only with ``newest_only``)."""
+        if self.link is not None:
+            return self.link.drain(limit, newest_only)
+        batches: list[Any] = []
         while len(batches) < limit:
             try:
                 batches.append(self.socket.recv_multipart(zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
-        return batches
+        return batches, 0
 
     def _deliver(self, message: Message) -> None:
         self.pending.append(Arrival(message, self._accounted, self._overwritten))
@@ -187,11 +226,11 @@ class Input:
     def receive(self) -> int:
         """Read what is waiting into ``pending``; returns how many new messages are queued."""
         if self.config.policy == LATEST:
-            batches = self._drain(1 << 16)
+            batches, passed = self._drain(1 << 16, newest_only=True)
             if not batches:
                 return 0
             # Only the newest is decoded: skipped frames are never mapped, let alone held.
-            skipped = len(batches) - 1 + len(self.pending)
+            skipped = passed + len(batches) - 1 + len(self.pending)
             for replaced in self.pending:  # delivered to nobody: fold into the next delivery
                 self._accounted += replaced.accounted
                 self._overwritten += replaced.overwritten
@@ -206,7 +245,7 @@ class Input:
         # queue: decode (and so hold shared-memory frames) as soon as they arrive
         room = self.config.depth - len(self.pending)
         added = 0
-        for frames in self._drain(max(room, 0)):
+        for frames in self._drain(max(room, 0))[0]:
             message = self._decode(frames)
             if message is not None:
                 self._deliver(message)
@@ -218,4 +257,7 @@ class Input:
         return self.pending.popleft() if self.pending else None
 
     def close(self) -> None:
-        self.socket.close(linger=0)
+        if self.link is not None:
+            self.link.close()
+        else:
+            self.socket.close(linger=0)

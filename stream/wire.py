@@ -54,6 +54,7 @@ def _scalar_fields(kind: type[Message]) -> list[str]:
 
 
 _SCALAR_FIELDS = {name: _scalar_fields(kind) for name, kind in KINDS.items()}
+_SCALAR_FIELD_SETS = {name: frozenset(fields) for name, fields in _SCALAR_FIELDS.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -95,8 +96,9 @@ def encode(message: Message, place: Placer | None = None) -> list[Frame]:
 
 def _as_bytes_view(frame: Any) -> memoryview:
     """A byte view of a received frame (bytes, memoryview or zmq.Frame) without copying."""
-    view = memoryview(getattr(frame, "buffer", frame))
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    if frame.__class__ is not memoryview:  # getattr's miss on a memoryview raises inside
+        frame = memoryview(getattr(frame, "buffer", frame))
+    return frame if frame.format == "B" and frame.ndim == 1 else frame.cast("B")
 
 
 def _check_header(header: Any) -> dict[str, Any]:
@@ -111,18 +113,22 @@ def _check_header(header: Any) -> dict[str, Any]:
     kind = header.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise WireError(f"unknown message kind {kind!r}")
-    for key, types in (
-        ("seq", int),
-        ("stamp_ns", int),
-        ("frame", str),
-        ("meta", dict),
-        ("trace", list),
-        ("fields", dict),
-        ("arrays", list),
-    ):
-        if not isinstance(header.get(key), types) or isinstance(header.get(key), bool):
-            raise WireError(f"header field {key!r} missing or not {types.__name__}")
+    for key, kind_of in _HEADER_TYPES:
+        # msgpack gives exact types, so this also keeps a bool out of an int field
+        if header.get(key).__class__ is not kind_of:
+            raise WireError(f"header field {key!r} missing or not {kind_of.__name__}")
     return header
+
+
+_HEADER_TYPES = (
+    ("seq", int),
+    ("stamp_ns", int),
+    ("frame", str),
+    ("meta", dict),
+    ("trace", list),
+    ("fields", dict),
+    ("arrays", list),
+)
 
 
 def _array_spec(entry: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
@@ -152,7 +158,7 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
     if len(frames) < 2:
         raise WireError(f"message has {len(frames)} frame(s); at least topic and header needed")
     try:
-        topic = bytes(_as_bytes_view(frames[0])).decode()
+        topic = str(_as_bytes_view(frames[0]), "utf-8")
         header = msgpack.unpackb(_as_bytes_view(frames[1]), raw=False, strict_map_key=True)
     except (UnicodeDecodeError, ValueError, msgpack.UnpackException) as exc:
         raise WireError(f"unreadable topic or header: {exc}") from exc
@@ -192,7 +198,7 @@ def decode(frames: Sequence[Any], open_ref: Opener | None = None) -> Message:
             array.flags.writeable = False
         values[name] = array
     fields = header["fields"]
-    if not all(isinstance(k, str) and k in _SCALAR_FIELDS[kind.KIND] for k in fields):
+    if not _SCALAR_FIELD_SETS[kind.KIND].issuperset(fields):
         raise WireError(f"{kind.KIND} header has unknown fields {sorted(map(str, fields))}")
     try:
         return kind(
