@@ -399,7 +399,7 @@ def bench_transport(
     duration: Annotated[float, typer.Option(help="seconds per paced case")] = 10.0,
     saturated_s: Annotated[float, typer.Option(help="seconds per saturated case")] = 5.0,
     quick: Annotated[
-        bool, typer.Option(help="one payload per size class, 1 hop, short runs (smoke test)")
+        bool, typer.Option(help="64 KiB and 2 MiB only, 1 hop, short runs (smoke test)")
     ] = False,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
