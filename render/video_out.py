@@ -1,7 +1,7 @@
 """Where a viewer's frames go: a live window, an MP4 file, PNG snapshots (timed or on request).
 
-A window needs a display (``DISPLAY``/``WAYLAND_DISPLAY``) and an OpenCV with GUI support; the
-headless OpenCV igtflow installs has none, so ``show`` then falls back to files with a warning.
+A window needs a display (``DISPLAY``/``WAYLAND_DISPLAY``). It is OpenCV's where OpenCV has a GUI,
+and VTK's otherwise (the headless OpenCV igtflow installs has none).
 A snapshot on demand: create a file named ``snapshot.request`` in the snapshot folder; the next
 frame is written there as ``snapshot-<time>.png`` and the request file is removed. (A file, not a
 signal, so it works the same from a shell, a script or another host's shared folder.)
@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,16 +69,18 @@ class FrameOutputs:
             except OSError as exc:
                 raise VideoOutError(f"cannot create the folder of video {video}: {exc}") from None
 
-    def _open_window(self, name: str) -> bool:
+    def _open_window(self, name: str) -> Any:
+        """An OpenCV window, or a VTK one where OpenCV has no GUI (the headless wheel)."""
         try:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+            return True
         except cv2.error:
-            self.log.warning(
-                "this OpenCV has no GUI (opencv-python-headless): no window; "
-                "install opencv-python for one, or use video/snapshot_dir"
-            )
+            pass
+        try:
+            return VtkWindow(name)
+        except Exception as exc:  # no usable OpenGL on this display: say so, keep the files
+            self.log.warning("cannot open a window (%s); use video or snapshot_dir", exc)
             return False
-        return True
 
     @property
     def wants_frames(self) -> bool:
@@ -89,7 +92,9 @@ class FrameOutputs:
         if not self.wants_frames:
             return
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if self.window:
+        if isinstance(self.window, VtkWindow):
+            self.window.show(rgb)
+        elif self.window:
             cv2.imshow(self.name, bgr)
             cv2.waitKey(1)
         if self.video_path is not None:
@@ -142,5 +147,52 @@ class FrameOutputs:
             self.writer.release()
             self.writer = None
             self.log.info("wrote %d frames to %s", self.frames_written, self.video_path)
-        if self.window:
+        if isinstance(self.window, VtkWindow):
+            self.window.close()
+        elif self.window:
             cv2.destroyWindow(self.name)
+
+
+class VtkWindow:
+    """A live 2D window drawn by VTK: the installed OpenCV is the headless build, without GUI.
+
+    The frame is uploaded into one VTK image in place each time, about 2 ms for 512×512.
+    """
+
+    def __init__(self, title: str, offscreen: bool = False) -> None:
+        from igtflow.render.scene import prepare_offscreen
+
+        prepare_offscreen(not offscreen)
+        import vedo
+
+        self._vedo = vedo
+        self.title = title
+        self.offscreen = offscreen
+        self.plotter: Any = None
+        self.image: Any = None
+        self.pixels: np.ndarray | None = None
+
+    def show(self, rgb: np.ndarray) -> None:
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        upright = np.flipud(rgb)  # VTK's rows run bottom to top
+        h, w = rgb.shape[:2]
+        if self.pixels is None or self.pixels.shape != (h * w, 3):
+            if self.plotter is not None:  # the frame size changed: a window of the new size
+                self.plotter.close()
+            self.plotter = self._vedo.Plotter(
+                title=self.title, size=(w, h), offscreen=self.offscreen, interactive=False
+            )
+            self.image = self._vedo.Image(np.ascontiguousarray(upright))
+            self.plotter.show(self.image, mode="image", zoom="tightest", interactive=False)
+            self.pixels = vtk_to_numpy(self.image.dataset.GetPointData().GetScalars())
+        self.pixels[:] = upright.reshape(-1, 3)
+        self.image.dataset.GetPointData().GetScalars().Modified()
+        self.plotter.render()
+
+    def screenshot(self) -> np.ndarray:
+        return np.ascontiguousarray(self.plotter.screenshot(asarray=True)[..., :3])
+
+    def close(self) -> None:
+        if self.plotter is not None:
+            self.plotter.close()
