@@ -145,6 +145,10 @@ class LockstepLink:
             pack(DONE, node=self.node_id, pid=os.getpid(), handled=handled, emitted=emitted),
         )
 
+    def end(self) -> None:
+        """Say the source has sent everything, in order behind its last DONE."""
+        ControlLink._send_now(self.socket, pack(EOS, node=self.node_id, pid=os.getpid()))
+
     def take_next(self) -> bool:
         """True when a NEXT arrived (drains everything waiting)."""
         got = False

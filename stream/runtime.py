@@ -321,13 +321,16 @@ class NodeRuntime:
         """One tick; in lockstep, report what it sent and hold further ticks until NEXT."""
         self.t_in_ns = None
         delay = node.tick()
-        if node._finished and not self.eos_sent:
-            self.eos_sent = True
-            self.control.send(control.EOS)
         if self.lockstep is not None and self.emitted:
             self.lockstep.done(None, self.emitted)
             self.emitted = []
             self.awaiting_next = True
+        if node._finished and not self.eos_sent:
+            self.eos_sent = True
+            if self.lockstep is not None:
+                self.lockstep.end()  # after the DONE on the same socket: it cannot overtake it
+            else:
+                self.control.send(control.EOS)
         return delay
 
     def _loop(self) -> None:
