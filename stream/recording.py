@@ -52,8 +52,8 @@ ZSTD_LEVEL = 1
 
 class _LevelledZstd:
     """Stands in for the ``zstandard`` module inside ``mcap.writer``, which always compresses at
-    zstd's default level 3: 28 ms per 1024×1024 uint16 frame on one core here, too slow for 30 fps
-    with headroom. Level 1 takes 7 ms for files about 5 % larger (see ``igtflow bench record``).
+    zstd's default level 3: too slow for 1024×1024 uint16 at 30 fps with headroom on one core.
+    ``igtflow bench record`` measures the library's writer beside ours.
     """
 
     def __init__(self, level: int) -> None:
