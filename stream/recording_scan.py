@@ -165,6 +165,8 @@ def _chunk_messages(
     report: ScanReport,
 ) -> Iterator[RawMessage]:
     report.chunks += 1
+    if wanted is not None and not wanted:
+        return  # no topic asked for (attachments and metadata only): nothing to decompress
     try:
         records = breakup_chunk(_parse(Chunk, body), validate_crc=True)
     except (McapError, ValueError, struct.error, EOFError) as exc:
