@@ -335,6 +335,18 @@ def _raw_subscriber(ctx: zmq.Context, upstream: str) -> zmq.Socket:
     return sub
 
 
+def _raw_received(sub: zmq.Socket, stop: Any) -> Iterator[list[zmq.Frame]]:
+    """Every multipart message ``sub`` receives until ``stop`` is set, as it arrives."""
+    while not stop.is_set():
+        if not sub.poll(100):
+            continue
+        while True:
+            try:
+                yield sub.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+
+
 def _raw_relay(
     name: str, upstream: str, endpoint: str, ready: Any, stop: Any
 ) -> None:  # pragma: no cover - runs in a child process
@@ -344,20 +356,13 @@ def _raw_relay(
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(endpoint)
     ready.set()
-    while not stop.is_set():
-        if not sub.poll(100):
-            continue
-        while True:
-            try:
-                topic, head, buffer = sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            t_in = time.time_ns()
-            header = msgpack.unpackb(head.buffer)
-            header["trace"].append([name, t_in, time.time_ns()])
-            pub.send(topic, zmq.SNDMORE)
-            pub.send(msgpack.packb(header), zmq.SNDMORE)
-            pub.send(buffer, copy=False)  # a received frame: forwarded by reference
+    for topic, head, buffer in _raw_received(sub, stop):
+        t_in = time.time_ns()
+        header = msgpack.unpackb(head.buffer)
+        header["trace"].append([name, t_in, time.time_ns()])
+        pub.send(topic, zmq.SNDMORE)
+        pub.send(msgpack.packb(header), zmq.SNDMORE)
+        pub.send(buffer, copy=False)  # a received frame: forwarded by reference
     sub.close()
     pub.close()
     ctx.term()
@@ -370,18 +375,11 @@ def _raw_sink(
     sub = _raw_subscriber(ctx, upstream)
     tally = Tally(hops=hops)
     ready.set()
-    while not stop.is_set():
-        if not sub.poll(100):
-            continue
-        while True:
-            try:
-                _, head, buffer = sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            header = msgpack.unpackb(head.buffer)
-            data = np.frombuffer(buffer.buffer, dtype=header["dtype"]).reshape(header["shape"])
-            t_recv = time.time_ns()  # the frame is usable here: igtflow's handler entry
-            tally.add(t_recv, header["trace"][0][2], header["seq"], int(data[0, 0]))
+    for _, head, buffer in _raw_received(sub, stop):
+        header = msgpack.unpackb(head.buffer)
+        data = np.frombuffer(buffer.buffer, dtype=header["dtype"]).reshape(header["shape"])
+        t_recv = time.time_ns()  # the frame is usable here: igtflow's handler entry
+        tally.add(t_recv, header["trace"][0][2], header["seq"], int(data[0, 0]))
     sub.close()
     ctx.term()
     Path(report).write_text(json.dumps(tally.to_json()))
