@@ -15,6 +15,7 @@ gaps in the source's frame counter (drops), frames whose pixels do not match the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ import numpy as np
 import zmq
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Node, Source
+from igtflow.stream.rehearsal import ENV_SWITCH
 
 WARMUP_S = 0.5
 QUICK_S = 2.0
@@ -526,9 +528,16 @@ def _runs(cases: list[Case]) -> Iterator[tuple[Case, str]]:
 
 
 def run_transport_bench(
-    duration_s: float = 10.0, saturated_s: float = 5.0, quick: bool = False, progress: Any = None
+    duration_s: float = 10.0,
+    saturated_s: float = 5.0,
+    quick: bool = False,
+    progress: Any = None,
+    rehearsal: bool = True,
 ) -> dict[str, Any]:
-    """Run every case on both sides, one at a time; the JSON report (machine + cases)."""
+    """Run every case on both sides, one at a time; the JSON report (machine + cases).
+
+    ``rehearsal`` False runs the igtflow nodes without rehearsals (``stream/rehearsal.py``).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -544,6 +553,7 @@ def run_transport_bench(
             "saturated_s": saturated_s,
             "warmup_s": WARMUP_S,
             "quick": quick,
+            "rehearsal": rehearsal,
             "transport": "ipc:// on this host; igtflow: shared memory ≥ 64 KiB, policy latest",
         },
         "cases": [],
@@ -554,7 +564,11 @@ def run_transport_bench(
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
     )
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar:
+    switch = {ENV_SWITCH: "1" if rehearsal else "0"}  # node processes inherit it
+    with (
+        _environment(switch),
+        Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as bar,
+    ):
         task = bar.add_task("transport", total=2 * len(cases))
         for case, side in _runs(cases):
             bar.update(task, description=f"{side:>7} · {case.label}")
@@ -568,6 +582,21 @@ def run_transport_bench(
     if hasattr(os, "getloadavg"):  # other work on the box skews p99: say so in the report
         report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return report
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration (node processes inherit them)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # --- printing --------------------------------------------------------------------------------
@@ -618,9 +647,10 @@ def print_table(report: dict[str, Any], console: Any) -> None:
         caption=(
             f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
             f"pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}, "
-            f"load {machine.get('load_avg_1m', '?')} → {machine.get('load_avg_1m_end', '?')}. "
-            "Rate max = saturated.\nTargets: paced p99 ≤ 0.6× raw from 512 KiB, else ≤ 1.1× "
-            "raw or raw + 0.2 ms, both with 0 drops; saturated 2 MiB msgs/s ≥ 1.5× raw."
+            f"load {machine.get('load_avg_1m', '?')} → {machine.get('load_avg_1m_end', '?')}, "
+            f"{_rehearsal(report)}. Rate max = saturated.\n"
+            "Targets: paced p99 ≤ 0.6× raw from 512 KiB, else ≤ 1.1× raw or raw + 0.2 ms, "
+            "both with 0 drops; saturated 2 MiB msgs/s ≥ 1.5× raw."
         ),
         caption_justify="left",
     )
@@ -665,13 +695,18 @@ def print_table(report: dict[str, Any], console: Any) -> None:
     console.print(table)
 
 
+def _rehearsal(report: dict[str, Any]) -> str:
+    on = report.get("settings", {}).get("rehearsal", True)  # older reports: always on
+    return "rehearsal on" if on else "rehearsal off"
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table, for pasting into the README as it is."""
     machine = report["machine"]
     lines = [
         f"Measured on {machine['cpu_model']}, {machine['cores']} cores, Python "
-        f"{machine['python']}, pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}; "
-        "per-hop latency in ms (p50 / p99 / max); rate max = saturated.",
+        f"{machine['python']}, pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}, "
+        f"{_rehearsal(report)}; per-hop latency in ms (p50 / p99 / max); rate max = saturated.",
         "",
         "| payload | hops | rate | igtflow ms | raw pyzmq ms | msgs/s igtflow | msgs/s raw "
         "| p99 ratio | msgs/s ratio | drops igt/raw | target |",

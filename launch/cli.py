@@ -401,6 +401,13 @@ def bench_transport(
     quick: Annotated[
         bool, typer.Option(help="64 KiB and 2 MiB only, 1 hop, short runs (smoke test)")
     ] = False,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            help="let igtflow nodes rehearse their message path before a frame is due "
+            "(--no-rehearsal shows what that buys)"
+        ),
+    ] = True,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
     markdown: Annotated[
@@ -415,7 +422,7 @@ def bench_transport(
         return
 
     report = run_transport_bench(
-        duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err
+        duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err, rehearsal=rehearsal
     )
     _bench_report(report, json_, output, print_table)
 

@@ -484,6 +484,7 @@ class Supervisor:
                     "drops": s.stats.get("drops", 0),
                     "lost": s.stats.get("lost", 0),
                     "malformed": s.stats.get("malformed", 0),
+                    "send_drops": s.stats.get("send_drops", 0),
                     "cpu_percent": round(s.cpu_percent, 1),
                     "alarms": s.alarms,
                     "last_alarm": s.last_alarm,

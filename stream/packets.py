@@ -125,6 +125,7 @@ class PacketHub:
         self.peers: list[socket.socket] = []
         self.full_drops = 0  # messages a consumer was too far behind to take
         self.oversize_drops = 0  # packets too large for the socket with no slot free
+        self.last_packet: bytes | None = None  # the last inline packet sent, for rehearsals
         path.unlink(missing_ok=True)  # a previous run of this node left it behind
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.listener.bind(str(path))
@@ -165,6 +166,7 @@ class PacketHub:
         if not self.peers:
             return
         packet = pack(frames)
+        self.last_packet = packet
         if len(packet) > PACKET_INLINE_MAX and self.place is not None:
             ref = self.place(np.frombuffer(packet, dtype=np.uint8))
             if ref is not None:

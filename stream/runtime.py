@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import zmq
-from igtflow.stream import control
+from igtflow.stream import control, rehearsal
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import Node, Source, all_outputs, load_class, node_params
 from igtflow.stream.packets import PacketLink
@@ -32,6 +32,8 @@ from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output,
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
 RECONNECT_MS = 10
+PRECISE_MAX_MS = 1000.0
+SELECT_FD_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Waiter:
         self.uses_zmq = any(isinstance(h, zmq.Socket) for h in handles)
         self.by_fd: dict[int, Any] = {}
         self.poller: Any = None
+        self.selectable = False
         for handle in handles:
             if isinstance(handle, PacketLink):
                 handle.on_change = self._changed
@@ -86,6 +89,8 @@ class Waiter:
     def _build(self) -> Any:
         files = [h for h in self.handles if not isinstance(h, zmq.Socket)]
         self.by_fd = {h.fileno(): h for h in files}
+        # select() takes a timeout in µs but only descriptors below FD_SETSIZE
+        self.selectable = not self.uses_zmq and max(self.by_fd, default=0) < SELECT_FD_LIMIT
         if self.uses_zmq:
             self.poller = zmq.Poller()
             for handle in self.handles:
@@ -96,10 +101,16 @@ class Waiter:
                 self.poller.register(fd, select.POLLIN)
         return self.poller
 
-    def wait(self, timeout_ms: float) -> list[Any]:
-        """The handles ready within ``timeout_ms`` (truncated to whole ms, as ZeroMQ does)."""
+    def wait(self, timeout_ms: float, precise: bool = False) -> list[Any]:
+        """The handles ready within ``timeout_ms`` (truncated to whole ms, as ZeroMQ does).
+
+        ``precise`` keeps the fraction of a millisecond (``select``, for plain files only): a
+        rehearsal (``rehearsal.py``) must not wake up to a millisecond early or late.
+        """
         poller = self.poller or self._build()
         by_fd = self.by_fd
+        if precise and self.selectable and 0 < timeout_ms < PRECISE_MAX_MS:
+            return [by_fd[fd] for fd in select.select(list(by_fd), (), (), timeout_ms / 1e3)[0]]
         return [by_fd[s] if s.__class__ is int else s for s, _ in poller.poll(int(timeout_ms))]
 
 
@@ -130,6 +141,8 @@ class NodeRuntime:
         self.emitted: list[list[Any]] = []  # lockstep: [topic, seq] sent since the last report
         self.awaiting_next = False
         self.eos_sent = False
+        self.rehearsing = rehearsal.enabled() and not config.lockstep
+        self.rehearsed_until = 0.0  # rehearsal times up to this one are done (or skipped)
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler: only sets a flag, since taking a lock here can deadlock the handler."""
@@ -191,7 +204,10 @@ class NodeRuntime:
             )
 
     def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot()
+        snapshot = self.stats.snapshot()
+        # messages a consumer was too far behind to take, counted where they were made
+        snapshot["send_drops"] = sum(o.send_drops for o in list(self.outputs.values()))
+        return snapshot
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -333,6 +349,21 @@ class NodeRuntime:
                 self.control.send(control.EOS)
         return delay
 
+    def _message_due(self, next_tick: float | None) -> float | None:
+        """When the next message is due: the next tick, or the next arrival of a steady input."""
+        due = [t for inp in self.inputs if (t := inp.cadence.due()) is not None]
+        if next_tick is not None:
+            due.append(next_tick)
+        return min(due, default=None)
+
+    def _rehearse(self) -> None:
+        for inp in self.inputs:
+            if rehearsal.rehearsable(inp.last_packet):
+                rehearsal.decode(inp.last_packet)
+        for output in self.outputs.values():
+            if rehearsal.rehearsable(output.last_packet):
+                rehearsal.encode(output.last_packet)
+
     def _loop(self) -> None:
         node = self.node
         is_source = isinstance(node, Source)
@@ -344,6 +375,7 @@ class NodeRuntime:
         waiter = Waiter(handles if lockstep_socket is None else [*handles, lockstep_socket])
         started = False
         next_tick = 0.0
+        tick_gap = period  # the last wait between ticks: rehearse only slow enough sources
         subscriber_deadline: float | None = None
         while not self.stopping:
             self.stats.loop_ns = time.monotonic_ns()
@@ -360,9 +392,24 @@ class NodeRuntime:
                 timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
+            rehearse_at = due = None
+            if self.rehearsing:
+                steady_tick = ticking and tick_gap >= rehearsal.MIN_PERIOD_S
+                due = self._message_due(next_tick if steady_tick else None)
+                rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
+                if rehearse_at is not None:
+                    timeout = min(timeout, max(0.0, (rehearse_at - time.monotonic()) * 1e3))
             if any(inp.pending for inp in self.inputs):
                 timeout = 0
-            for sock in waiter.wait(timeout):
+            ready = waiter.wait(timeout, precise=rehearse_at is not None)
+            if not ready and rehearse_at is not None and due is not None:
+                now = time.monotonic()
+                if now >= rehearse_at - rehearsal.EARLY_S:
+                    self.rehearsed_until = rehearse_at
+                    if now < due - rehearsal.SKIP_WITHIN_S:
+                        self._rehearse()
+                        self.stats.rehearsals += 1
+            for sock in ready:
                 if sock in by_socket:
                     by_socket[sock].receive()
                 elif sock is lockstep_socket:
@@ -381,6 +428,7 @@ class NodeRuntime:
                 delay = self._tick(node)
                 if delay is not None:
                     next_tick = time.monotonic() + max(0.0, delay)
+                    tick_gap = delay
                 elif period:
                     next_tick += period
                     if time.monotonic() - next_tick > period:

@@ -53,6 +53,7 @@ class NodeStats:
     ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     late_ticks: int = 0
     inline_fallbacks: int = 0
+    rehearsals: int = 0  # message paths rehearsed before a due message (rehearsal.py)
     loop_ns: int = field(default_factory=time.monotonic_ns)
     started: float = field(default_factory=time.monotonic)
     cpu_s: float = field(default_factory=time.process_time)
@@ -72,6 +73,7 @@ class NodeStats:
             "handler_p99_ms": float(np.percentile(handler, 99)) if handler.size else None,
             "late_ticks": self.late_ticks,
             "inline_fallbacks": self.inline_fallbacks,
+            "rehearsals": self.rehearsals,
             "cpu_s": time.process_time() - self.cpu_s,
             "loop_age_ms": (time.monotonic_ns() - self.loop_ns) / 1e6,
             "inputs": {

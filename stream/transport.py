@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import zmq
-from igtflow.stream import packets, wire
+from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.shm import SlotPool, SlotReader
 from igtflow.stream.stats import InputStats
@@ -88,6 +88,18 @@ class Output:
             self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
             self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)
             self.socket.bind(config.endpoint)
+
+    @property
+    def send_drops(self) -> int:
+        """Messages not sent to a consumer whose connection was full (local outputs only)."""
+        if self.hub is None:
+            return 0
+        return self.hub.full_drops + self.hub.oversize_drops
+
+    @property
+    def last_packet(self) -> bytes | None:
+        """The last message sent as one inline packet (local outputs only), for rehearsals."""
+        return self.hub.last_packet if self.hub is not None else None
 
     def read_subscriptions(self) -> None:
         """Take in who is listening: new and departed connections, or (un)subscription notices."""
@@ -166,6 +178,8 @@ class Input:
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
             self.socket.connect(config.endpoint)
         self.pending: deque[Arrival] = deque()
+        self.cadence = rehearsal.Cadence()
+        self.last_packet: bytes | None = None  # the newest inline packet taken, for rehearsals
         self._accounted = 0
         self._overwritten = 0
         self._last_error_log = 0.0
@@ -209,7 +223,11 @@ class Input:
         """Up to ``limit`` waiting messages, undecoded (packets, or ZeroMQ frame lists), and
         how many were read and passed over before them (only with ``newest_only``)."""
         if self.link is not None:
-            return self.link.drain(limit, newest_only)
+            taken, skipped = self.link.drain(limit, newest_only)
+            if taken:
+                self.cadence.arrived(time.monotonic())
+                self.last_packet = taken[-1]
+            return taken, skipped
         batches: list[Any] = []
         while len(batches) < limit:
             try:

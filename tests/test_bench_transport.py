@@ -128,3 +128,13 @@ def test_quick_bench_never_shows_a_frame_changed_under_its_reader(
         assert case["raw"]["corrupt"] == 0, case["payload"]
     saturated = [c for c in quick_report["cases"] if not c["rate_hz"]]
     assert all(c["igtflow"]["msgs_per_s"] > 60.0 for c in saturated)
+
+
+@pytest.mark.slow
+def test_the_table_says_whether_nodes_rehearsed(quick_report: dict[str, Any]) -> None:
+    from igtflow.launch.bench_transport import markdown_table
+
+    assert quick_report["settings"]["rehearsal"] is True
+    assert "rehearsal on" in markdown_table(quick_report)
+    off = {**quick_report, "settings": {**quick_report["settings"], "rehearsal": False}}
+    assert "rehearsal off" in markdown_table(off)
