@@ -349,17 +349,19 @@ class NodeRuntime:
                 self.control.send(control.EOS)
         return delay
 
-    def _message_due(self, next_tick: float | None) -> float | None:
-        """When the next message is due: the next tick, or the next arrival of a steady input."""
-        due = [t for inp in self.inputs if (t := inp.cadence.due()) is not None]
-        if next_tick is not None:
-            due.append(next_tick)
-        return min(due, default=None)
-
-    def _rehearse(self) -> None:
+    def _message_due(self, next_tick: float | None) -> tuple[float | None, Input | None]:
+        """When the next message is due, and on which input (None: the source's next tick)."""
+        due, due_on = next_tick, None
         for inp in self.inputs:
-            if rehearsal.rehearsable(inp.last_packet):
-                rehearsal.decode(inp.last_packet)
+            at = inp.cadence.due()
+            if at is not None and (due is None or at < due):
+                due, due_on = at, inp
+        return due, due_on
+
+    def _rehearse(self, due_on: Input | None) -> None:
+        """Rehearse the input a message is due on (if any) and every output it may lead to."""
+        if due_on is not None and rehearsal.rehearsable(due_on.last_packet):
+            rehearsal.decode(due_on.last_packet)
         for output in self.outputs.values():
             if rehearsal.rehearsable(output.last_packet):
                 rehearsal.encode(output.last_packet)
@@ -392,10 +394,10 @@ class NodeRuntime:
                 timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
-            rehearse_at = due = None
+            rehearse_at = due = due_on = None
             if self.rehearsing:
                 steady_tick = ticking and tick_gap >= rehearsal.MIN_PERIOD_S
-                due = self._message_due(next_tick if steady_tick else None)
+                due, due_on = self._message_due(next_tick if steady_tick else None)
                 rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
                 if rehearse_at is not None:
                     timeout = min(timeout, max(0.0, (rehearse_at - time.monotonic()) * 1e3))
@@ -407,7 +409,7 @@ class NodeRuntime:
                 if now >= rehearse_at - rehearsal.EARLY_S:
                     self.rehearsed_until = rehearse_at
                     if now < due - rehearsal.SKIP_WITHIN_S:
-                        self._rehearse()
+                        self._rehearse(due_on)
                         self.stats.rehearsals += 1
             for sock in ready:
                 if sock in by_socket:

@@ -303,14 +303,18 @@ class SlotReader:
     def open(
         self, ref: dict[str, Any], dtype: np.dtype, shape: tuple[int, ...]
     ) -> np.ndarray | None:
-        """A read-only view of the referenced frame, or None if the producer reused the slot."""
+        """A read-only view of the referenced frame, or None if the producer reused the slot
+        or removed it (a frame still in flight when its producer stopped)."""
         path, gen, offset = ref.get("path"), ref.get("gen"), ref.get("offset")
         if not (isinstance(path, str) and isinstance(gen, int) and isinstance(offset, int)):
             raise ValueError(f"bad shared-memory reference {ref!r}")
         nbytes = math.prod(shape) * dtype.itemsize
         if offset < 0 or nbytes < 0:
             raise ValueError(f"bad shared-memory reference {ref!r}")
-        held = self._file(path, HEADER_BYTES + offset + nbytes, ref.get("ino"))
+        try:
+            held = self._file(path, HEADER_BYTES + offset + nbytes, ref.get("ino"))
+        except FileNotFoundError:
+            return None  # the producer removed its pool (it stopped): the frame is gone
         if held is None:
             return None
         if held.holds == 0:

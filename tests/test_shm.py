@@ -367,6 +367,15 @@ def test_reader_refuses_a_reference_outside_its_root(tmp_path: Path, where: str)
         elsewhere.close(unlink=True)
 
 
+def test_reference_to_a_removed_pool_returns_none(shm: Path, reader: SlotReader) -> None:
+    # A frame still in flight when its producer stopped: gone, like an overwritten one.
+    pool = SlotPool(shm, NAME, max_slots=2)
+    ref = publish(pool, seed=50)
+    pool.close(unlink=True)
+    assert reader.open(ref, DTYPE, SHAPE) is None
+    assert reader.files == {}
+
+
 def test_close_with_unlink_removes_every_slot_file(shm: Path, reader: SlotReader) -> None:
     pool = SlotPool(shm, NAME, max_slots=4)
     held = [reader.open(publish(pool, seed=90 + i), DTYPE, SHAPE) for i in range(3)]
