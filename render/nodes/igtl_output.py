@@ -17,7 +17,8 @@ from igtflow.render.igtl.convert import (
     status_text,
     transform_content,
 )
-from igtflow.render.igtl.decimate import decimate, mesh_digest
+from igtflow.render.igtl.decimate import mesh_digest
+from igtflow.render.igtl.mesh_worker import Arrays, MeshReducer
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.protocol import device_name_problem
 from igtflow.render.igtl.text import StringContent
@@ -67,6 +68,8 @@ class IgtlOutput(Node):
     def start(self, transport: Transport) -> None:
         self.transport = transport
         self.mesh_digests: dict[str, bytes] = {}
+        self.mesh_generations: dict[str, int] = {}  # per device: meshes taken so far
+        self.reducer: MeshReducer | None = None  # started with the first mesh over budget
         self.refused: set[str] = set()
 
     def on_message(self, input_name: str, message: Message) -> None:
@@ -113,12 +116,32 @@ class IgtlOutput(Node):
         if self.mesh_digests.get(device) == digest:
             return []
         self.mesh_digests[device] = digest
-        vertices, faces, scalars = decimate(
-            mesh.vertices, mesh.faces, mesh.scalars, self.mesh_triangles
-        )
+        generation = self.mesh_generations.get(device, 0) + 1
+        self.mesh_generations[device] = generation
+        arrays = (mesh.vertices, mesh.faces, mesh.scalars)
+        if 0 < self.mesh_triangles < len(mesh.faces):
+            # Decimation holds the GIL for up to a second: done in a worker process, sent when
+            # ready, while this node goes on serving everything else.
+            if self.reducer is None:
+                self.reducer = MeshReducer(self.mesh_triangles, self._reduced, self.log)
+            self.reducer.submit(device, (generation, mesh), arrays)
+            return []
+        return [self._mesh_item(device, mesh, arrays)]
+
+    def _reduced(self, device: str, tag: tuple[int, Mesh], arrays: Arrays) -> None:
+        """A decimated mesh is back (on the reducer's thread): send it unless a newer one went."""
+        generation, mesh = tag
+        if self.mesh_generations.get(device) == generation:
+            self.transport.publish(self._mesh_item(device, mesh, arrays))
+
+    @staticmethod
+    def _mesh_item(device: str, mesh: Mesh, arrays: Arrays) -> Outgoing:
+        vertices, faces, scalars = arrays
         content = mesh_content(vertices, faces, scalars)
         meta = _metadata(mesh, Triangles=str(len(faces)), SourceTriangles=str(len(mesh.faces)))
-        return [Outgoing(device, content, mesh.stamp_ns, meta, latest_only=True)]
+        return Outgoing(device, content, mesh.stamp_ns, meta, latest_only=True)
 
     def teardown(self) -> None:
+        if self.reducer is not None:
+            self.reducer.close()
         self.transport.close()
