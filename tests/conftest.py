@@ -29,14 +29,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines[:-1] if line]
 
 
-def chain(out: Path, size: int = 32, rate_hz: float = 100) -> str:
-    """source → relay → recording sink."""
+def chain(out: Path, size: int = 32, rate_hz: float = 100, count: int = 0) -> str:
+    """source → relay → recording sink; the source stops after ``count`` frames (0: never)."""
     return f"""
 name: chain
 nodes:
   - id: src
     uses: tests.nodes.sources:Numbered
-    params: {{rate_hz: {rate_hz}, width: {size}, height: {size}}}
+    params: {{rate_hz: {rate_hz}, width: {size}, height: {size}, count: {count}}}
   - id: relay
     uses: passthrough
     inputs: {{in: src/image}}

@@ -13,7 +13,7 @@ from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.shm import SlotPool
 
-from tests.conftest import GraphRun, wait_settled
+from tests.conftest import GraphRun, chain, wait_settled
 
 
 def test_a_steady_stream_is_due_one_period_after_its_last_message() -> None:
@@ -84,22 +84,6 @@ def test_a_rehearsal_of_garbage_fails_quietly(packet: bytes) -> None:
     rehearsal.encode(b"\x01" + packet)
 
 
-GRAPH = """
-name: rehearsal
-nodes:
-  - id: src
-    uses: tests.nodes.sources:Numbered
-    params: {{rate_hz: 30, width: 512, height: 512, count: 45}}
-  - id: relay
-    uses: passthrough
-    inputs: {{in: src/image}}
-  - id: sink
-    uses: tests.nodes.sinks:Recorder
-    inputs: {{in: relay/out}}
-    params: {{out: "{out}"}}
-"""
-
-
 @pytest.mark.parametrize("enabled", [True, False], ids=["rehearsing", "off"])
 def test_nodes_rehearse_a_steady_stream_and_deliver_it_intact(
     start_graph: Callable[..., GraphRun],
@@ -109,7 +93,7 @@ def test_nodes_rehearse_a_steady_stream_and_deliver_it_intact(
 ) -> None:
     monkeypatch.setenv(rehearsal.ENV_SWITCH, "1" if enabled else "0")
     out = tmp_path / "sink.jsonl"
-    run = start_graph(GRAPH.format(out=out))
+    run = start_graph(chain(out, size=512, rate_hz=30, count=45))
     records = wait_settled(run, out, "sink")
     assert [r["n"] for r in records] == list(range(45)), "every frame, in order"
     assert all(r["intact"] for r in records)
