@@ -345,6 +345,7 @@ class Supervisor:
             state.last_alarm = str(message.get("text", "failed"))
         elif kind == control.DONE and self.ledger is not None:
             self.ledger.done(node_id, message.get("handled"), message.get("emitted") or [])
+            self._grant()
             self._release(self.ledger.release())
         elif kind == control.EOS:
             state.sent_all_at = now
@@ -383,7 +384,9 @@ class Supervisor:
         spec = state.spec
         if self.ledger is not None:
             # What it was handling is gone with it; waiting for it would hang the replay.
-            self._release(self.ledger.forget(spec.id))
+            source = self.ledger.forget(spec.id)
+            self._grant()
+            self._release(source)
         if code == 0:
             state.state = "finished"
             self._event(f"{spec.id} finished")
@@ -423,6 +426,12 @@ class Supervisor:
         self.router.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _grant(self) -> None:
+        """Tell lockstep nodes which deliveries to handle now, and in which order."""
+        assert self.ledger is not None
+        for node_id, handle in self.ledger.grants():
+            self._send(node_id + control.LOCKSTEP_SUFFIX, control.GRANT, handle=handle)
 
     def _release(self, source: str | None) -> None:
         """Let a lockstep source send its next message."""

@@ -32,6 +32,7 @@ STOP = "stop"
 PAUSE = "pause"
 RESUME = "resume"
 NEXT = "next"  # lockstep: the graph is idle, a source may release its next message
+GRANT = "grant"  # lockstep: handle these deliveries ([input, topic, seq]), in this order
 LOCKSTEP_SUFFIX = "#lockstep"
 
 
@@ -149,16 +150,21 @@ class LockstepLink:
         """Say the source has sent everything, in order behind its last DONE."""
         ControlLink._send_now(self.socket, pack(EOS, node=self.node_id, pid=os.getpid()))
 
-    def take_next(self) -> bool:
-        """True when a NEXT arrived (drains everything waiting)."""
-        got = False
+    def take(self) -> tuple[bool, list[list[Any]]]:
+        """Whether a NEXT arrived, and the deliveries granted since (drains everything waiting)."""
+        got_next = False
+        granted: list[list[Any]] = []
         while True:
             try:
-                got = unpack(self.socket.recv(zmq.NOBLOCK))["type"] == NEXT or got
+                message = unpack(self.socket.recv(zmq.NOBLOCK))
             except zmq.Again:
-                return got
+                return got_next, granted
             except ValueError:
                 continue
+            if message["type"] == NEXT:
+                got_next = True
+            elif message["type"] == GRANT:
+                granted.extend(message.get("handle") or [])
 
     def close(self) -> None:
         self.socket.close()

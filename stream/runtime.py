@@ -14,6 +14,7 @@ import math
 import select
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ class NodeRuntime:
             else None
         )
         self.emitted: list[list[Any]] = []  # lockstep: [topic, seq] sent since the last report
+        self.grants: deque[list[Any]] = deque()  # lockstep: [input, topic, seq] to handle next
+        self.inputs_by_name: dict[str, Input] = {}
         self.awaiting_next = False
         self.eos_sent = False
         self.rehearsing = rehearsal.enabled() and not config.lockstep
@@ -237,6 +240,7 @@ class NodeRuntime:
         for inp in self.config.inputs:
             stats = self.stats.inputs.setdefault(inp.name, InputStats())
             self.inputs.append(Input(self.ctx, inp, self.reader, stats, self.log))
+            self.inputs_by_name[inp.name] = self.inputs[-1]
 
     def _subscribers_ready(self, deadline: float) -> bool:
         """True once every output has the subscribers the supervisor expects (or time is up).
@@ -349,6 +353,34 @@ class NodeRuntime:
                 self.control.send(control.EOS)
         return delay
 
+    def _work_waiting(self) -> bool:
+        """Whether a message can be handled right now (in lockstep: the next granted one)."""
+        if self.lockstep is None:
+            return any(inp.pending for inp in self.inputs)
+        return bool(self.grants) and self._granted_arrival(peek=True) is not None
+
+    def _granted_arrival(self, peek: bool = False) -> tuple[Input, Arrival] | None:
+        """The arrival the oldest grant names, once it is here (taken unless ``peek``)."""
+        input_name, topic, seq = self.grants[0]
+        inp = self.inputs_by_name.get(input_name)
+        if inp is None:
+            return None
+        arrival = inp.take(topic, seq, peek)
+        return None if arrival is None else (inp, arrival)
+
+    def _handle_granted(self) -> None:
+        """Lockstep: handle granted deliveries in the order granted, as each arrives."""
+        while self.grants:
+            found = self._granted_arrival()
+            if found is None:
+                for inp in self.inputs:
+                    inp.receive()  # it may be in the socket already
+                found = self._granted_arrival()
+                if found is None:
+                    return  # not here yet: its arrival wakes the loop
+            self.grants.popleft()
+            self._handle(*found)
+
     def _message_due(self, next_tick: float | None) -> tuple[float | None, Input | None]:
         """When the next message is due, and on which input (None: the source's next tick)."""
         due, due_on = next_tick, None
@@ -401,7 +433,7 @@ class NodeRuntime:
                 rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
                 if rehearse_at is not None:
                     timeout = min(timeout, max(0.0, (rehearse_at - time.monotonic()) * 1e3))
-            if any(inp.pending for inp in self.inputs):
+            if self._work_waiting():
                 timeout = 0
             ready = waiter.wait(timeout, precise=rehearse_at is not None)
             if not ready and rehearse_at is not None and due is not None:
@@ -414,12 +446,15 @@ class NodeRuntime:
             for sock in ready:
                 if sock in by_socket:
                     by_socket[sock].receive()
-                elif sock is lockstep_socket:
-                    if self.lockstep is not None and self.lockstep.take_next():
-                        self.awaiting_next = False
+                elif sock is lockstep_socket and self.lockstep is not None:
+                    got_next, granted = self.lockstep.take()
+                    self.awaiting_next = self.awaiting_next and not got_next
+                    self.grants.extend(granted)
                 else:
                     outputs_by_socket[sock].read_subscriptions()
-            for inp in self.inputs:
+            if self.lockstep is not None:
+                self._handle_granted()
+            for inp in self.inputs if self.lockstep is None else ():
                 arrival = inp.pop()
                 if arrival is not None:
                     self._handle(inp, arrival)

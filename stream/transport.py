@@ -270,6 +270,16 @@ class Input:
                 added += 1
         return added
 
+    def take(self, topic: str, seq: int, peek: bool = False) -> Arrival | None:
+        """The waiting message ``topic``/``seq`` (lockstep grants name them), taken unless
+        ``peek``; None while it has not arrived."""
+        for arrival in self.pending:
+            if arrival.message.seq == seq and arrival.message.topic == topic:
+                if not peek:
+                    self.pending.remove(arrival)
+                return arrival
+        return None
+
     def pop(self) -> Arrival | None:
         """The next message to handle, with what was dropped on purpose or by fault before it."""
         return self.pending.popleft() if self.pending else None
