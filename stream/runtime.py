@@ -368,6 +368,15 @@ class NodeRuntime:
         arrival = inp.take(topic, seq, peek)
         return None if arrival is None else (inp, arrival)
 
+    def _handle_arrivals(self) -> None:
+        """Handle the next waiting message of every input."""
+        for inp in self.inputs:
+            arrival = inp.pop()
+            if arrival is not None:
+                self._handle(inp, arrival)
+                if inp.config.policy == QUEUE:
+                    inp.receive()  # hold newly arrived frames before the producer reuses them
+
     def _handle_granted(self) -> None:
         """Lockstep: handle granted deliveries in the order granted, as each arrives."""
         while self.grants:
@@ -389,6 +398,16 @@ class NodeRuntime:
             if at is not None and (due is None or at < due):
                 due, due_on = at, inp
         return due, due_on
+
+    def _rehearse_if_time(self, rehearse_at: float, due: float, due_on: Input | None) -> None:
+        """Rehearse now if the wait for ``rehearse_at`` is over and the message not too near."""
+        now = time.monotonic()
+        if now < rehearse_at - rehearsal.EARLY_S:
+            return
+        self.rehearsed_until = rehearse_at
+        if now < due - rehearsal.SKIP_WITHIN_S:
+            self._rehearse(due_on)
+            self.stats.rehearsals += 1
 
     def _rehearse(self, due_on: Input | None) -> None:
         """Rehearse the input a message is due on (if any) and every output it may lead to."""
@@ -437,12 +456,7 @@ class NodeRuntime:
                 timeout = 0
             ready = waiter.wait(timeout, precise=rehearse_at is not None)
             if not ready and rehearse_at is not None and due is not None:
-                now = time.monotonic()
-                if now >= rehearse_at - rehearsal.EARLY_S:
-                    self.rehearsed_until = rehearse_at
-                    if now < due - rehearsal.SKIP_WITHIN_S:
-                        self._rehearse(due_on)
-                        self.stats.rehearsals += 1
+                self._rehearse_if_time(rehearse_at, due, due_on)
             for sock in ready:
                 if sock in by_socket:
                     by_socket[sock].receive()
@@ -454,12 +468,8 @@ class NodeRuntime:
                     outputs_by_socket[sock].read_subscriptions()
             if self.lockstep is not None:
                 self._handle_granted()
-            for inp in self.inputs if self.lockstep is None else ():
-                arrival = inp.pop()
-                if arrival is not None:
-                    self._handle(inp, arrival)
-                    if inp.config.policy == QUEUE:
-                        inp.receive()  # hold newly arrived frames before the producer reuses them
+            else:
+                self._handle_arrivals()
             if ticking and not self.awaiting_next and time.monotonic() >= next_tick:
                 assert isinstance(node, Source)
                 delay = self._tick(node)
