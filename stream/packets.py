@@ -166,7 +166,7 @@ class PacketHub:
         if not self.peers:
             return
         packet = pack(frames)
-        self.last_packet = packet
+        self.last_packet = packet if len(packet) <= PACKET_INLINE_MAX else None
         if len(packet) > PACKET_INLINE_MAX and self.place is not None:
             ref = self.place(np.frombuffer(packet, dtype=np.uint8))
             if ref is not None:

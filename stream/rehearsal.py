@@ -40,8 +40,13 @@ def enabled() -> bool:
 
 
 def rehearsable(packet: Any) -> bool:
-    """Whether ``packet`` can be rehearsed: inline packets only (a slot packet needs its slot)."""
-    return isinstance(packet, bytes) and packet[:1] == b"\x01"
+    """Whether ``packet`` can be rehearsed: small inline packets only (a slot packet needs its
+    slot, and copying a big one would evict more from the caches than it warms)."""
+    return (
+        isinstance(packet, bytes)
+        and len(packet) <= packets.PACKET_INLINE_MAX
+        and packet[:1] == b"\x01"
+    )
 
 
 def _stand_in(_ref: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -86,12 +91,13 @@ class Cadence:
             self.period = now - self.last
         self.last = now
 
-    def due(self) -> float | None:
-        """When the next message should arrive, or None for no steady period."""
+    def due(self, now: float) -> float | None:
+        """When the next message should arrive, or None for no steady period (or a stream
+        that has missed a whole period since: stopped or slowed down)."""
         period, last = self.period, self.last
         if period is None or last is None or not MIN_PERIOD_S <= period <= MAX_PERIOD_S:
             return None
-        return last + period
+        return last + period if now <= last + 2 * period else None
 
 
 def next_rehearsal(due: float | None, done_until: float) -> float | None:

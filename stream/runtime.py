@@ -87,6 +87,13 @@ class Waiter:
     def _changed(self) -> None:
         self.poller = None
 
+    @property
+    def precise(self) -> bool:
+        """Whether ``wait(..., precise=True)`` keeps fractions of a millisecond here."""
+        if self.poller is None:
+            self._build()
+        return self.selectable
+
     def _build(self) -> Any:
         files = [h for h in self.handles if not isinstance(h, zmq.Socket)]
         self.by_fd = {h.fileno(): h for h in files}
@@ -393,8 +400,9 @@ class NodeRuntime:
     def _message_due(self, next_tick: float | None) -> tuple[float | None, Input | None]:
         """When the next message is due, and on which input (None: the source's next tick)."""
         due, due_on = next_tick, None
+        now = time.monotonic()
         for inp in self.inputs:
-            at = inp.cadence.due()
+            at = inp.cadence.due(now)
             if at is not None and (due is None or at < due):
                 due, due_on = at, inp
         return due, due_on
@@ -446,7 +454,7 @@ class NodeRuntime:
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             rehearse_at = due = due_on = None
-            if self.rehearsing:
+            if self.rehearsing and waiter.precise:
                 steady_tick = ticking and tick_gap >= rehearsal.MIN_PERIOD_S
                 due, due_on = self._message_due(next_tick if steady_tick else None)
                 rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
@@ -455,7 +463,8 @@ class NodeRuntime:
             if self._work_waiting():
                 timeout = 0
             ready = waiter.wait(timeout, precise=rehearse_at is not None)
-            if not ready and rehearse_at is not None and due is not None:
+            idle = not ready and not self._work_waiting()  # a rehearsal only fills idle time
+            if idle and rehearse_at is not None and due is not None:
                 self._rehearse_if_time(rehearse_at, due, due_on)
             for sock in ready:
                 if sock in by_socket:

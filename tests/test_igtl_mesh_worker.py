@@ -48,6 +48,35 @@ class Deliveries:
         self.arrived.set()
 
 
+def test_what_a_library_prints_in_the_worker_is_never_read_as_a_frame() -> None:
+    # Open3D logs to stdout; the worker's frames travel on a private copy of it.
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from igtflow.render.igtl import mesh_worker as m; "
+            "sys.modules['igtflow.render.igtl.decimate'] = type(sys)('d'); "
+            "sys.modules['igtflow.render.igtl.decimate'].decimate = "
+            "lambda v, f, s, b: (print('[Open3D WARNING] noise'), (v, f, s))[1]; m.main()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    vertices, faces, _ = sphere(10)
+    out, err = worker.communicate(
+        len(job := pack_job((vertices, faces, None), 5)).to_bytes(8, "little") + job, timeout=60
+    )
+    assert b"noise" in err and b"noise" not in out
+    (v, f, s), budget = unpack_job(out[8:])
+    np.testing.assert_array_equal(v, vertices)
+    np.testing.assert_array_equal(f, faces)
+    assert (s, budget) == (None, 5)
+
+
 def test_a_big_mesh_is_decimated_without_holding_the_callers_thread() -> None:
     vertices, faces, scalars = sphere(200)  # about 80 000 triangles
     delivered = Deliveries()
@@ -97,7 +126,8 @@ def test_a_worker_that_dies_mid_job_costs_that_mesh_only(
                 time.sleep(0.01)
         assert reducer.failures == 1
         assert "mesh 'A'" in caplog.text and "not sent" in caplog.text
-        assert not delivered.arrived.is_set()
+        assert delivered.items[-1][1:] == (2, None), "a failed mesh is reported as None"
+        delivered.arrived.clear()
         reducer.submit("A", 3, (small_v, small_f, None))
         assert delivered.arrived.wait(WORKER_START_S), "a fresh worker takes the next mesh"
         assert delivered.items[-1][1] == 3

@@ -18,14 +18,16 @@ from tests.conftest import GraphRun, chain, wait_settled
 
 def test_a_steady_stream_is_due_one_period_after_its_last_message() -> None:
     cadence = rehearsal.Cadence()
-    assert cadence.due() is None, "one arrival is no period"
+    assert cadence.due(10.0) is None, "no arrival is no period"
     cadence.arrived(10.0)
+    assert cadence.due(10.0) is None, "one arrival is no period"
     cadence.arrived(10.033)
-    assert cadence.due() == pytest.approx(10.066)
+    assert cadence.due(10.04) == pytest.approx(10.066)
+    assert cadence.due(10.2) is None, "a stream that missed a whole period has stopped"
     cadence.arrived(10.034)  # 1 ms apart: fast enough to stay warm by itself
-    assert cadence.due() is None
+    assert cadence.due(10.035) is None
     cadence.arrived(12.034)  # 2 s apart: not a stream to rehearse for
-    assert cadence.due() is None
+    assert cadence.due(12.04) is None
 
 
 def test_rehearsals_come_in_order_before_the_message_and_never_twice() -> None:
@@ -71,9 +73,11 @@ def test_small_messages_and_inline_arrays_rehearse_too() -> None:
     assert isinstance(copy, Image) and copy.data.sum() == 64
 
 
-def test_a_packet_held_in_shared_memory_is_not_rehearsed() -> None:
+def test_a_packet_held_in_shared_memory_or_too_big_is_not_rehearsed() -> None:
     assert not rehearsal.rehearsable(b"\x02\x00\x00" + b"ref")
     assert not rehearsal.rehearsable(None)
+    big = _packet(Image(data=np.ones((256, 256), np.uint8)), None)  # 64 KiB inline
+    assert not rehearsal.rehearsable(big), "copying it would evict more than it warms"
 
 
 @settings(max_examples=200, deadline=None)

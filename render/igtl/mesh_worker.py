@@ -24,11 +24,12 @@ import msgpack
 import numpy as np
 
 _LENGTH = struct.Struct("<Q")
+MAX_FRAME_BYTES = 1 << 31  # a length above this is noise on the pipe, not a mesh
 _NAMES = ("vertices", "faces", "scalars")
 _DTYPES = {"<f4": np.dtype("<f4"), "<i4": np.dtype("<i4")}
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None]
-Deliver = Callable[[str, Any, Arrays], None]
+Deliver = Callable[[str, Any, Arrays | None], None]  # None: this mesh could not be decimated
 
 
 class MeshWorkerError(RuntimeError):
@@ -76,6 +77,8 @@ def _read(stream: IO[bytes]) -> bytes | None:
     if len(head) < _LENGTH.size:
         return None
     (length,) = _LENGTH.unpack(head)
+    if length > MAX_FRAME_BYTES:
+        raise MeshWorkerError(f"mesh worker sent a frame length of {length} bytes")
     payload = stream.read(length)
     return payload if len(payload) == length else None
 
@@ -93,7 +96,8 @@ class MeshReducer:
     """Decimates meshes over ``budget`` triangles off the node's thread, newest first.
 
     ``deliver(device, tag, arrays)`` is called from the reducer's thread with the decimated
-    arrays; ``tag`` is whatever ``submit`` was given with the mesh (e.g. the message).
+    arrays, or with None when the mesh could not be decimated; ``tag`` is whatever ``submit``
+    was given with the mesh (e.g. the message).
     """
 
     def __init__(self, budget: int, deliver: Deliver, log: logging.Logger) -> None:
@@ -131,17 +135,20 @@ class MeshReducer:
         while (job := self._next()) is not None:
             device, tag, arrays = job
             try:
-                reduced = self._decimate(arrays)
-            except (MeshWorkerError, OSError, ValueError, KeyError) as exc:
+                reduced: Arrays | None = self._decimate(arrays)
+            except Exception as exc:  # the thread must outlive any one mesh
                 if self._stop:
                     return
                 self.failures += 1
                 self.log.error("mesh %r of %d triangles not sent: %s", device, len(arrays[1]), exc)
                 self._kill_worker()  # a fresh one for the next mesh
-                continue
+                reduced = None
             if self._stop:
                 return
-            self.deliver(device, tag, reduced)
+            try:
+                self.deliver(device, tag, reduced)
+            except Exception:
+                self.log.exception("mesh %r could not be delivered", device)
 
     def _decimate(self, arrays: Arrays) -> Arrays:
         worker = self._ensure_worker()
@@ -187,10 +194,16 @@ class MeshReducer:
 
 
 def main() -> None:
+    import os
+
     from igtflow.stream.process import die_with_parent
 
     die_with_parent()
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # Frames go out on a private copy of stdout; whatever a library prints (Open3D's logger
+    # writes to stdout) goes to stderr and can never be read as a frame.
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(sys.stdin.buffer, frames)
 
 
 if __name__ == "__main__":

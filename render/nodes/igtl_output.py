@@ -7,6 +7,7 @@ Images and meshes are latest-only per client; transforms, points and status alwa
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from igtflow.render.igtl.convert import (
@@ -70,6 +71,8 @@ class IgtlOutput(Node):
         self.mesh_digests: dict[str, bytes] = {}
         self.mesh_generations: dict[str, int] = {}  # per device: meshes taken so far
         self.reducer: MeshReducer | None = None  # started with the first mesh over budget
+        # A mesh is published under this lock, together with the check that it is the newest.
+        self.mesh_lock = threading.Lock()
         self.refused: set[str] = set()
 
     def on_message(self, input_name: str, message: Message) -> None:
@@ -84,7 +87,7 @@ class IgtlOutput(Node):
             self.transport.publish(item)
 
     def outgoing(self, device: str, message: Message) -> list[Outgoing]:
-        """The OpenIGTLink messages ``message`` becomes (none for an unchanged mesh)."""
+        """The OpenIGTLink messages ``message`` becomes; a mesh publishes itself (``_mesh``)."""
         stamp = message.stamp_ns
         if isinstance(message, Image):
             meta = _metadata(message, Modality=message.modality)
@@ -116,23 +119,33 @@ class IgtlOutput(Node):
         if self.mesh_digests.get(device) == digest:
             return []
         self.mesh_digests[device] = digest
-        generation = self.mesh_generations.get(device, 0) + 1
-        self.mesh_generations[device] = generation
         arrays = (mesh.vertices, mesh.faces, mesh.scalars)
-        if 0 < self.mesh_triangles < len(mesh.faces):
+        over_budget = 0 < self.mesh_triangles < len(mesh.faces)
+        item = None if over_budget else self._mesh_item(device, mesh, arrays)
+        with self.mesh_lock:
+            generation = self.mesh_generations.get(device, 0) + 1
+            self.mesh_generations[device] = generation
+            if item is not None:
+                self.transport.publish(item)
+        if over_budget:
             # Decimation holds the GIL for up to a second: done in a worker process, sent when
             # ready, while this node goes on serving everything else.
             if self.reducer is None:
                 self.reducer = MeshReducer(self.mesh_triangles, self._reduced, self.log)
             self.reducer.submit(device, (generation, mesh), arrays)
-            return []
-        return [self._mesh_item(device, mesh, arrays)]
+        return []
 
-    def _reduced(self, device: str, tag: tuple[int, Mesh], arrays: Arrays) -> None:
-        """A decimated mesh is back (on the reducer's thread): send it unless a newer one went."""
+    def _reduced(self, device: str, tag: tuple[int, Mesh], arrays: Arrays | None) -> None:
+        """A decimation is over (on the reducer's thread): send it unless a newer mesh went."""
         generation, mesh = tag
-        if self.mesh_generations.get(device) == generation:
-            self.transport.publish(self._mesh_item(device, mesh, arrays))
+        item = None if arrays is None else self._mesh_item(device, mesh, arrays)
+        with self.mesh_lock:
+            if self.mesh_generations.get(device) != generation:
+                return
+            if item is None:
+                self.mesh_digests.pop(device, None)  # failed: the same mesh may try again
+            else:
+                self.transport.publish(item)
 
     @staticmethod
     def _mesh_item(device: str, mesh: Mesh, arrays: Arrays) -> Outgoing:
