@@ -6,8 +6,8 @@ that long, and a surgeon's live view with them. So a worker process, started wit
 mesh over budget, decimates; a thread of the node hands it jobs and publishes what comes back.
 Per device only the newest waiting mesh is kept: a mesh superseded while it waited is skipped.
 
-The worker reads and writes length-prefixed frames on its stdin/stdout: a msgpack header naming
-each array's dtype and shape, then the raw bytes, as on the wire. Nothing is pickled.
+The worker reads and writes length-prefixed frames on its stdin/stdout, each a ``Mesh`` in the
+graph's own wire format (``wire.encode`` in a packet). Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-import msgpack
 import numpy as np
+from igtflow.stream import packets, wire
+from igtflow.stream.messages import Mesh
 
 _LENGTH = struct.Struct("<Q")
 MAX_FRAME_BYTES = 1 << 31  # a length above this is noise on the pipe, not a mesh
-_NAMES = ("vertices", "faces", "scalars")
-_DTYPES = {"<f4": np.dtype("<f4"), "<i4": np.dtype("<i4")}
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 Deliver = Callable[[str, Any, Arrays | None], None]  # None: this mesh could not be decimated
@@ -37,33 +36,18 @@ class MeshWorkerError(RuntimeError):
 
 
 def pack_job(arrays: Arrays, budget: int) -> bytes:
-    """One frame: header (budget, array specs) and the arrays' raw bytes."""
-    specs, chunks = [], []
-    for name, array in zip(_NAMES, arrays, strict=True):
-        if array is None:
-            continue
-        array = np.ascontiguousarray(array, dtype="<i4" if name == "faces" else "<f4")
-        specs.append([name, array.dtype.str, list(array.shape)])
-        chunks.append(array.tobytes())
-    header = msgpack.packb({"budget": budget, "arrays": specs}, use_bin_type=True)
-    return b"".join((_LENGTH.pack(len(header)), header, *chunks))
+    """One frame: the arrays as a ``Mesh`` in wire format, the budget in its meta."""
+    vertices, faces, scalars = arrays
+    mesh = Mesh(vertices=vertices, faces=faces, scalars=scalars, meta={"budget": budget})
+    return packets.pack(wire.encode(mesh))
 
 
 def unpack_job(frame: bytes) -> tuple[Arrays, int]:
     """The arrays and budget of a frame made by ``pack_job``."""
-    view = memoryview(frame)
-    (length,) = _LENGTH.unpack_from(view, 0)
-    header = msgpack.unpackb(view[_LENGTH.size : _LENGTH.size + length], raw=False)
-    offset = _LENGTH.size + length
-    found: dict[str, np.ndarray] = {}
-    for name, dtype_str, shape in header["arrays"]:
-        dtype = _DTYPES[dtype_str]
-        count = int(np.prod(shape, dtype=np.int64))
-        found[name] = np.frombuffer(view, dtype, count, offset).reshape(shape)
-        offset += count * dtype.itemsize
-    if offset != len(view):
-        raise MeshWorkerError(f"mesh frame holds {len(view)} bytes, its header {offset}")
-    return (found["vertices"], found["faces"], found.get("scalars")), int(header["budget"])
+    mesh = wire.decode(packets.unpack(frame))
+    if not isinstance(mesh, Mesh) or not isinstance(mesh.meta.get("budget"), int):
+        raise MeshWorkerError(f"mesh worker frame holds a {mesh.KIND} without a budget")
+    return (mesh.vertices, mesh.faces, mesh.scalars), mesh.meta["budget"]
 
 
 def _write(stream: IO[bytes], payload: bytes) -> None:
