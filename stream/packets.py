@@ -125,7 +125,9 @@ class PacketHub:
         self.peers: list[socket.socket] = []
         self.full_drops = 0  # messages a consumer was too far behind to take
         self.oversize_drops = 0  # packets too large for the socket with no slot free
-        self.last_packet: bytes | None = None  # the last inline packet sent, for rehearsals
+        # The last packet sent, for rehearsals: small ones only (a big one is never rehearsed,
+        # so it is not kept alive for one either).
+        self.last_packet: bytes | None = None
         path.unlink(missing_ok=True)  # a previous run of this node left it behind
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.listener.bind(str(path))

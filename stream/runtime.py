@@ -460,10 +460,11 @@ class NodeRuntime:
                 rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
                 if rehearse_at is not None:
                     timeout = min(timeout, max(0.0, (rehearse_at - time.monotonic()) * 1e3))
-            if self._work_waiting():
+            work_waiting = self._work_waiting()
+            if work_waiting:
                 timeout = 0
             ready = waiter.wait(timeout, precise=rehearse_at is not None)
-            idle = not ready and not self._work_waiting()  # a rehearsal only fills idle time
+            idle = not ready and not work_waiting  # a rehearsal only fills idle time
             if idle and rehearse_at is not None and due is not None:
                 self._rehearse_if_time(rehearse_at, due, due_on)
             for sock in ready:
