@@ -61,8 +61,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, runtime.request_stop)
     code = runtime.run()
     logging.shutdown()
+    flush_zmq(FLUSH_S)
     # Leave now: interpreter teardown could wait on a ZeroMQ context a dead supervisor left busy.
     os._exit(code)
+
+
+FLUSH_S = 0.5
+
+
+def flush_zmq(timeout_s: float) -> None:
+    """Give ZeroMQ's I/O thread up to ``timeout_s`` to deliver what closed sockets still hold
+    (the last FAILED or BYE to the supervisor): ``os._exit`` would drop it on the floor. The
+    context is terminated in a thread of its own, so a socket left open cannot hang the exit.
+    """
+    import threading
+
+    import zmq
+
+    context = zmq.Context.instance()
+    closing = threading.Thread(target=context.term, name="zmq-flush", daemon=True)
+    closing.start()
+    closing.join(timeout_s)
 
 
 if __name__ == "__main__":
