@@ -2,8 +2,7 @@
 
 Why: on a shared virtual machine a process that slept through a frame period finds the
 interpreter's code and data evicted from the CPU caches, and the first message after the sleep
-runs several times slower than a hot one (``msgpack.unpackb`` of a frame header: about 4 µs hot,
-about 70 µs after a 33 ms sleep, on the 2-core CI machine). Message paths of periodic streams
+runs several times slower than a hot one. Message paths of periodic streams
 are exactly that case. So shortly before a message is due, a node decodes the previous packet
 of the input it is due on and re-encodes its outputs' previous packets, with stand-ins for every
 shared-memory frame and nothing sent, held or counted. The real message then finds the path
