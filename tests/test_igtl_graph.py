@@ -80,10 +80,9 @@ nodes:
 """,
         tmp_path,
     )
-    run.supervisor.ready_timeout_s = 5.0
     try:
         run.supervisor.start()
-        run.wait(lambda: run.nodes["slicer"].state == "failed", 5, "the server node to fail")
+        run.wait(lambda: run.nodes["slicer"].state == "failed", 30, "the server node to fail")
         log = (tmp_path / "logs" / "slicer.log").read_text()
         assert f"port {port} on 127.0.0.1 is already in use" in log
         assert "give this node another port" in log

@@ -213,7 +213,7 @@ nodes:
         ("ok", "stale-overlay"),
     ]
     assert "ms old" in statuses[0]["text"]
-    run.wait(lambda: list(snaps.glob("snapshot-*.png")), 5, "the requested snapshot")
+    run.wait(lambda: list(snaps.glob("snapshot-*.png")), 30, "the requested snapshot")
     assert not (snaps / "snapshot.request").exists(), "a served request is removed"
     run.stop()
     pngs = sorted(snaps.glob("overlay-*.png"))

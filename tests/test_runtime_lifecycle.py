@@ -114,10 +114,10 @@ def test_killed_node_restarts_within_one_second_and_graph_goes_on(
         # The relay's hop says when it took the message in: after the kill, it is the new one.
         return next((r for r in read_jsonl(out) if r["trace"][-1][1] > killed_ns), None)
 
-    first = run.wait(through_new_relay, 5, "a message through the restarted relay")
+    first = run.wait(through_new_relay, 30, "a message through the restarted relay")
     gap_s = (first["t_ns"] - killed_ns) / 1e9
     assert gap_s < 1.0, f"sink received again {gap_s:.2f} s after the kill"
-    run.wait(lambda: relay.state == "running", 5, "the supervisor to see the relay ready")
+    run.wait(lambda: relay.state == "running", 30, "the supervisor to see the relay ready")
     assert relay.restarts == 1
     assert relay.pid != old_pid
     assert any("relay died (signal 9)" in event for event in run.supervisor.events)
@@ -204,12 +204,11 @@ nodes:
 """,
         tmp_path,
     )
-    run.supervisor.ready_timeout_s = 3.0
     try:
         run.supervisor.start()
         assert run.nodes["fragile"].state == "failed"
         assert run.nodes["src"].state == "running", "the source never became ready"
-        run.wait(lambda: read_jsonl(out), 2, "messages at the sink while 'fragile' is down")
+        run.wait(lambda: read_jsonl(out), 30, "messages at the sink while 'fragile' is down")
     finally:
         run.stop()
 
