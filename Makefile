@@ -29,6 +29,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
+# The suite while one busy process per core competes with it, RUNS times in a row (a shared CI
+# machine is never idle): `make test-under-load RUNS=3`.
+RUNS ?= 1
+test-under-load: $(STAMP)
+	$(BIN)/python tools/under_load.py --runs $(RUNS) $(MAKE) --no-print-directory test
+
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
