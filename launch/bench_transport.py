@@ -55,7 +55,6 @@ HOPS = (1, 3)
 PACED_HZ = (30.0, 60.0)
 SHM_TARGET_MIN_BYTES = 512 * 1024
 THROUGHPUT_TARGET_MIN_BYTES = 2 * 1024 * 1024
-TABLE_WIDTH = 160
 
 
 class BenchError(RuntimeError):
@@ -637,7 +636,7 @@ def _progress_line(row: dict[str, Any]) -> str:
 
 def print_table(report: dict[str, Any], console: Any) -> None:
     """The report as a rich table: per-hop latency, msgs/s, ratios and the target verdict."""
-    from rich.console import Console
+    from igtflow.launch.console import whole_width
     from rich.table import Table
 
     machine = report["machine"]
@@ -689,10 +688,7 @@ def print_table(report: dict[str, Any], console: Any) -> None:
             drops,
             f"[{style}]{verdict}[/]",
         )
-    # A pipe or file has no width: print whole rows so the table can be pasted as it is.
-    if not console.is_terminal:
-        console = Console(file=console.file, width=max(console.width, TABLE_WIDTH))
-    console.print(table)
+    whole_width(console).print(table)
 
 
 def _rehearsal(report: dict[str, Any]) -> str:

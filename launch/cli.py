@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from igtflow.launch.console import console
 from rich.table import Table
 
 from igtflow import __version__
@@ -31,8 +31,8 @@ bench_app = typer.Typer(
 )
 app.add_typer(bench_app, name="bench")
 
-err = Console(stderr=True)
-out = Console()
+err = console(stderr=True)
+out = console()
 
 GraphArg = Annotated[Path, typer.Argument(help="graph YAML file", show_default=False)]
 SetOpt = Annotated[

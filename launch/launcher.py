@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from igtflow.launch.console import console as make_console
 from igtflow.launch.graph import Graph
 from igtflow.launch.keys import key_reader
 from igtflow.launch.status import status_table
@@ -48,7 +49,7 @@ def run_graph(
     In the live view, space pauses and resumes the sources. Exit code is non-zero when a node
     failed for good.
     """
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     log_dir = log_dir or default_log_dir(graph)
     live = console.is_terminal if live is None else live
     # A plain list, not an Event: a handler that takes a lock can deadlock on a second signal.

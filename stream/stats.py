@@ -54,7 +54,7 @@ class NodeStats:
     late_ticks: int = 0
     inline_fallbacks: int = 0
     rehearsals: int = 0  # message paths rehearsed before a due message (rehearsal.py)
-    loop_ns: int = field(default_factory=time.monotonic_ns)
+    loop_ns: int | None = None  # when the loop last turned; None while setup still runs
     started: float = field(default_factory=time.monotonic)
     cpu_s: float = field(default_factory=time.process_time)
 
@@ -75,7 +75,10 @@ class NodeStats:
             "inline_fallbacks": self.inline_fallbacks,
             "rehearsals": self.rehearsals,
             "cpu_s": time.process_time() - self.cpu_s,
-            "loop_age_ms": (time.monotonic_ns() - self.loop_ns) / 1e6,
+            # A long setup is not a hung loop: it is timed by the supervisor's ready timeout.
+            "loop_age_ms": None
+            if self.loop_ns is None
+            else (time.monotonic_ns() - self.loop_ns) / 1e6,
             "inputs": {
                 name: {
                     "received": s.received,

@@ -167,3 +167,23 @@ def test_synthetic_graph_drops_nothing(synthetic: tuple[int, dict[str, dict], Pa
     _, rows, _ = synthetic
     for node, row in rows.items():
         assert (row["drops"], row["lost"], row["alarms"]) == (0, 0, 0), node
+
+
+def test_the_final_status_table_prints_whole_into_a_log_file(tmp_path: Path) -> None:
+    # A CI log or `make demo > log` is no terminal: rich must not cut cells to 80 columns there.
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        done = subprocess.run(
+            [str(IGTFLOW), "run", str(SYNTHETIC), "--duration", "1"],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text[-3000:]
+    table = [line for line in text.splitlines() if line.startswith("│")]
+    assert len(table) == 3, text[-3000:]
+    assert not any("…" in line for line in table), "\n".join(table)
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    assert "restarts" in header and "…" not in header, header

@@ -275,3 +275,48 @@ def test_no_shared_memory_segment_outlives_the_graph(
     assert not run_dir.exists()
     after = {p.name for p in TMPFS.iterdir() if p.name.startswith(ours)}
     assert after <= before
+
+
+def test_the_loop_age_a_node_reports_starts_with_its_loop_not_with_its_setup() -> None:
+    from igtflow.stream.stats import NodeStats
+
+    stats = NodeStats()
+    assert stats.snapshot()["loop_age_ms"] is None, "setup time is not loop age"
+    stats.loop_ns = time.monotonic_ns() - 2_000_000_000
+    assert stats.snapshot()["loop_age_ms"] >= 2000
+
+
+def test_a_slow_setup_is_not_mistaken_for_a_hung_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setup (a model loading, a busy machine) may take longer than a loop turn is allowed to.
+    import igtflow.launch.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor, "HUNG_LOOP_S", 1.0)
+    out = tmp_path / "sink.jsonl"
+    run = GraphRun(
+        f"""
+name: slow-setup
+nodes:
+  - id: src
+    uses: tests.nodes.sources:Numbered
+    params: {{rate_hz: 50}}
+  - id: slow
+    uses: tests.nodes.faulty:SlowSetup
+    inputs: {{in: src/image}}
+    params: {{setup_s: 2.5}}
+  - id: sink
+    uses: tests.nodes.sinks:Recorder
+    inputs: {{in: slow/out}}
+    params: {{out: "{out}"}}
+""",
+        tmp_path,
+    )
+    try:
+        run.supervisor.start()
+        run.wait(lambda: len(read_jsonl(out)) >= 20, 30, "messages through the slow starter")
+        run.supervisor.poll(1.0)  # a few heartbeats more
+        assert run.nodes["slow"].restarts == 0, run.supervisor.events
+        assert not any("stopped responding" in e for e in run.supervisor.events)
+    finally:
+        run.stop()

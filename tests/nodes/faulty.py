@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from igtflow.stream.messages import Message
@@ -20,3 +21,17 @@ class Crashing(Node):
 
     def on_in(self, message: Message) -> None:
         raise RuntimeError(f"crashing on purpose on seq {message.seq}")
+
+
+class SlowSetup(Node):
+    """Takes ``setup_s`` to set up (a model that loads slowly), then passes messages on."""
+
+    inputs = {"in": Message}
+    outputs = {"out": Message}
+
+    def setup(self, setup_s: float = 1.0) -> None:
+        """setup_s: seconds setup takes"""
+        time.sleep(setup_s)
+
+    def on_in(self, message: Message) -> None:
+        self.emit("out", message)
