@@ -26,6 +26,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from igtflow.machine import describe, machine_info
+
 CASES = {
     "transform": {"rate_hz": 1000.0},
     "transform_5k": {"rate_hz": 5000.0},  # headroom: five times the 1000 Hz target
@@ -262,7 +264,7 @@ def run_igtl_bench(quick: bool = False, progress: Console | None = None) -> dict
     baseline_duration = 0.5 if quick else 3.0
     stall_duration = 0.5 if quick else 3.0
     report: dict[str, Any] = {
-        "machine": {"python": sys.version.split()[0], "cpus": _cpus()},
+        "machine": machine_info(),
         "quick": quick,
         "cases": {},
     }
@@ -300,12 +302,6 @@ def run_igtl_bench(quick: bool = False, progress: Console | None = None) -> dict
     return report
 
 
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
-
-
 def print_table(report: dict[str, Any], console: Console) -> None:
     table = Table(title="OpenIGTLink send → receive on loopback (igtflow vs pyigtl)")
     for column in ("case", "target", "side", "rate Hz", "p50 ms", "p99 ms", "max ms", "rate ratio"):
@@ -330,6 +326,7 @@ def print_table(report: dict[str, Any], console: Console) -> None:
         f"read, {report['publish_hz_stalled']:.0f}/s when one is stalled; "
         f"stalled_client_slowdown = {report['stalled_client_slowdown']:.2f}"
     )
+    console.print(describe(report["machine"]), highlight=False)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from typing import Any
 import mcap.writer
 import numpy as np
 import zstandard
-from igtflow.launch.bench_transport import machine_info
 from mcap.writer import CompressionType, Writer
+
+from igtflow.machine import describe, machine_info
 
 REPLAY_SAMPLE = Path("recordings/phantom-us.mcap")
 DRAIN_S = 1.5
@@ -278,3 +279,4 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         f"lockstep replay of {r['recording']}: {r['messages']} messages, {r['recorded_s']} s "
         f"recorded, in {r['wall_s']} s → {r['replay_speedup']}× real time"
     )
+    console.print(describe(report["machine"]), highlight=False)

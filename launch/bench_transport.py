@@ -19,7 +19,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -34,6 +33,8 @@ import zmq
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Node, Source
 from igtflow.stream.rehearsal import ENV_SWITCH
+
+import igtflow.machine
 
 WARMUP_S = 0.5
 QUICK_S = 2.0
@@ -491,32 +492,13 @@ def compare(case: Case, igt: dict[str, Any], raw: dict[str, Any]) -> dict[str, A
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict[str, Any]:
-    """What the numbers depend on: CPU, cores, load, Python and ZeroMQ versions."""
-    from igtflow import __version__
-
+    """The shared machine description and calibration, plus the ZeroMQ and msgpack versions."""
     return {
-        "cpu_model": _cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **igtflow.machine.machine_info(),
         "pyzmq": zmq.__version__,
         "libzmq": zmq.zmq_version(),
         "msgpack": ".".join(map(str, msgpack.version)),
-        "numpy": np.__version__,
-        "igtflow": __version__,
     }
 
 
@@ -647,7 +629,7 @@ def print_table(report: dict[str, Any], console: Any) -> None:
             f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
             f"pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}, "
             f"load {machine.get('load_avg_1m', '?')} → {machine.get('load_avg_1m_end', '?')}, "
-            f"{_rehearsal(report)}. Rate max = saturated.\n"
+            f"{_rehearsal(report)}. Rate max = saturated.\n{igtflow.machine.describe(machine)}\n"
             "Targets: paced p99 ≤ 0.6× raw from 512 KiB, else ≤ 1.1× raw or raw + 0.2 ms, "
             "both with 0 drops; saturated 2 MiB msgs/s ≥ 1.5× raw."
         ),
@@ -703,6 +685,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         f"Measured on {machine['cpu_model']}, {machine['cores']} cores, Python "
         f"{machine['python']}, pyzmq {machine['pyzmq']} / libzmq {machine['libzmq']}, "
         f"{_rehearsal(report)}; per-hop latency in ms (p50 / p99 / max); rate max = saturated.",
+        "",
+        igtflow.machine.describe(machine) + ".",
         "",
         "| payload | hops | rate | igtflow ms | raw pyzmq ms | msgs/s igtflow | msgs/s raw "
         "| p99 ratio | msgs/s ratio | drops igt/raw | target |",

@@ -553,6 +553,8 @@ def bench_phantom(
     from igtflow.stream.phantom.bench import TRUTH_SEEDS, consistency_rows, run_phantom_bench
     from rich.progress import Progress
 
+    from igtflow.machine import describe
+
     seeds = tuple(truth_seed or TRUTH_SEEDS)
     frames = tuple(range(7, 7 + 10 * truth_frames, 10))  # never a key frame (key_every 30)
     with Progress(console=err, transient=True) as bar:
@@ -590,6 +592,7 @@ def bench_phantom(
         out.print(table)
         if c["failed"]:
             out.print(f"outside target: {', '.join(c['failed'])}", style="red", highlight=False)
+    out.print(describe(report["machine"]), highlight=False)
 
 
 def main() -> None:

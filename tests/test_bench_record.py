@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_machine import assert_calibrated
+
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 
 
@@ -21,6 +23,7 @@ def test_bench_record_smoke() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)
+    assert_calibrated(report["machine"])
     assert {"record_headroom", "record_lost", "replay_speedup"} <= report.keys()
     assert report["record_lost"] <= 2, "the recorder lost frames at its required rate"
     assert report["record_headroom"] > 0.5 and report["replay_speedup"] > 1

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from igtflow.launch.bench_transport import PATTERN_MOD, Case, Tally, compare, side_stats
 
+from tests.test_machine import assert_calibrated
+
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 SIDE_KEYS = {"p50_ms", "p99_ms", "max_ms", "msgs_per_s", "drops"}
 MS = 1_000_000
@@ -91,6 +93,7 @@ def test_quick_bench_reports_machine_and_both_sides_for_every_case(
 ) -> None:
     machine = quick_report["machine"]
     assert {"cpu_model", "cores", "python", "pyzmq", "libzmq"} <= machine.keys()
+    assert_calibrated(machine)
     cases = quick_report["cases"]
     shapes = {(c["payload_bytes"], c["hops"], c["rate_hz"]) for c in cases}
     assert shapes == {(65536, 1, 60.0), (65536, 1, 0.0), (2097152, 1, 60.0), (2097152, 1, 0.0)}

@@ -7,6 +7,8 @@ import math
 import subprocess
 import sys
 
+from tests.test_machine import assert_calibrated
+
 
 def test_bench_igtl_quick_reports_rates_latencies_and_the_baseline() -> None:
     done = subprocess.run(
@@ -25,6 +27,7 @@ def test_bench_igtl_quick_reports_rates_latencies_and_the_baseline() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
+    assert_calibrated(report["machine"])
     for key in (
         "transform_hz",
         "transform_p99_ms",

@@ -7,14 +7,14 @@ is single-threaded); a frame is the full output of a node tick: image, labels, f
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from igtflow.stream.threads import apply_thread_budget
+
+from igtflow.machine import machine_info
 
 TARGETS_FPS = {"us": 120.0, "us_curvilinear": 120.0, "fluoro": 60.0}
 
@@ -122,11 +122,7 @@ def run_phantom_bench(
         "threads": 1,
         "seed": seed,
         "duration_s": duration_s,
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
     }
 
 
