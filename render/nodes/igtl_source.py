@@ -11,6 +11,7 @@ from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.convert import image_from, points_from, status_from, transform_from
 from igtflow.render.igtl.image import ImageContent
+from igtflow.render.igtl.limits import MIB, Limits
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.point import PointContent
 from igtflow.render.igtl.protocol import IgtlError, Packet
@@ -38,7 +39,7 @@ class IgtlSource(Source):
         """
         address: host:port of the server (PlusServer's default is 127.0.0.1:18944)
         header_version: 2 greets the server in v2 so it answers with metadata (PlusServer's rule)
-        max_body_mb: larger messages are refused and the connection closed
+        max_body_mb: a larger message (or an image unlike its own header) closes the connection
         """
         host, port = parse_address(address)
         self.lock = threading.Lock()
@@ -54,7 +55,7 @@ class IgtlSource(Source):
             header_version=header_version,
             on_packet=self.on_packet,
             hello=self.greeting if header_version == 2 else None,
-            max_body_size=max_body_mb * 1024 * 1024,
+            limits=Limits(message=max_body_mb * MIB),
         )
 
     @staticmethod
