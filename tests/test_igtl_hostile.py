@@ -21,10 +21,12 @@ from igtflow.render.igtl.codec import decode, encode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.image import IMAGE_HEADER, ImageContent
 from igtflow.render.igtl.limits import Limits, OverLimit
-from igtflow.render.igtl.protocol import HEADER, Packet
+from igtflow.render.igtl.polydata import POLY_HEADER
+from igtflow.render.igtl.protocol import HEADER, Header, Packet
 from igtflow.render.igtl.reader import Parser
 from igtflow.render.igtl.server import IgtlServer
 from igtflow.render.igtl.transform import TransformContent
+from igtflow.render.nodes.igtl_source import IgtlSource
 
 from tests.conftest import REPO
 from tests.igtl_helpers import RawClient
@@ -217,3 +219,23 @@ def test_a_transform_must_be_48_bytes_and_text_at_most_a_full_string() -> None:
     for kind, size in [("TRANSFORM", 49), ("TRANSFORM", 47), ("STRING", 70_000), ("FOO", 1 << 20)]:
         with pytest.raises(OverLimit):
             Parser(limits).feed(header(kind, size))
+
+
+def test_source_spends_no_time_on_types_it_does_not_forward_and_remembers_few_bad_devices() -> None:
+    """A POLYDATA of a million empty cells costs a Python loop to decode; igtl-source drops it."""
+    source = IgtlSource()
+    source.log = LOG
+    source.setup(address="127.0.0.1:1")  # nothing listens: the connector retries quietly
+    try:
+        cells = np.zeros(1_000_000, ">u4").tobytes()
+        content = POLY_HEADER.pack(0, 1_000_000, len(cells), 0, 0, 0, 0, 0, 0, 0) + cells
+        polydata = Packet(Header(1, "POLYDATA", "Model", 0, len(content), 0), memoryview(content))
+        start = time.perf_counter()
+        source.on_packet(polydata)
+        assert time.perf_counter() - start < 0.02
+        assert source.ignored == 1
+        for n in range(5000):  # a peer inventing a device name for each malformed transform
+            source.on_packet(Packet(Header(1, "TRANSFORM", f"D{n}", 0, 3, 0), memoryview(b"abc")))
+        assert len(source.refused) <= 257
+    finally:
+        source.teardown()

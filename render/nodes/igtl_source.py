@@ -22,6 +22,10 @@ from igtflow.stream.messages import Image, Message, Points, Status, Transform
 from igtflow.stream.node import Source
 
 MAX_PENDING = 10_000
+# Only these become graph messages; anything else is dropped undecoded, so a peer cannot make
+# this node spend time on content it never uses (a POLYDATA's cell walk is a Python loop).
+FORWARDED = frozenset({"IMAGE", "TRANSFORM", "POINT", "STATUS"})
+MAX_REFUSED = 256  # (type, device) pairs remembered for "said once"; a peer inventing names stops
 
 
 class IgtlSource(Source):
@@ -47,6 +51,7 @@ class IgtlSource(Source):
         self.ordered: deque[tuple[str, Message]] = deque()
         self.skipped_images = 0
         self.overflow = 0
+        self.ignored = 0
         self.refused: set[tuple[str, str]] = set()
         self.connector = Connector(
             host,
@@ -65,14 +70,20 @@ class IgtlSource(Source):
 
     def on_packet(self, packet: Packet) -> None:
         """Reader thread: decode, convert, park for the next tick (frames latest-only)."""
+        if packet.type not in FORWARDED:
+            self.ignored += 1
+            return
         try:
             self._park(decode(packet))
         except IgtlError as exc:
-            if (packet.type, packet.device) not in self.refused:
-                self.refused.add((packet.type, packet.device))
-                self.log.warning(
-                    "not reading %s %r (said once): %s", packet.type, packet.device, exc
-                )
+            key = (packet.type, packet.device)
+            if key in self.refused or len(self.refused) > MAX_REFUSED:
+                return
+            self.refused.add(key)
+            if len(self.refused) > MAX_REFUSED:
+                self.log.warning("over %d devices refused; no more are named", MAX_REFUSED)
+                return
+            self.log.warning("not reading %s %r (said once): %s", packet.type, packet.device, exc)
 
     def _park(self, received: Received) -> None:
         content = received.content
