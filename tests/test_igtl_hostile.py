@@ -239,3 +239,21 @@ def test_source_spends_no_time_on_types_it_does_not_forward_and_remembers_few_ba
         assert len(source.refused) <= 257
     finally:
         source.teardown()
+
+
+def test_a_client_that_stops_in_the_middle_of_a_message_is_cut_and_its_buffer_freed() -> None:
+    server = IgtlServer(port=0, log=LOG, stall_s=0.3)
+    client = RawClient(server.port)
+    try:
+        client.send(header("STRING", 60_000) + bytes(100))
+        deadline = time.monotonic() + 3
+        while not server.budget.held and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.budget.held > 0
+        while server.peers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.peers, "a client stalled mid-message kept its connection"
+        assert server.budget.held == 0
+    finally:
+        client.close()
+        server.close()

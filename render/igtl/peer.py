@@ -139,6 +139,12 @@ class Peer:
             try:
                 count = self.sock.recv_into(parser.buffer())
             except TimeoutError:
+                if not parser.idle:  # a body that stops arriving holds its buffer: let it go
+                    self.close(
+                        f"cut: sent nothing for {self.sock.gettimeout()} s in the middle of a "
+                        f"message ({parser.held} bytes held)"
+                    )
+                    return
                 continue
             except OSError as exc:
                 self.close(f"connection lost ({exc})", logging.INFO)
