@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from igtflow.render.igtl.protocol import Parser
+from igtflow.render.igtl.reader import Parser
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table

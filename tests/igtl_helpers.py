@@ -6,7 +6,7 @@ import socket
 import time
 
 from igtflow.render.igtl.codec import Received, decode
-from igtflow.render.igtl.protocol import Parser
+from igtflow.render.igtl.reader import Parser
 
 
 def free_port() -> int:
@@ -56,3 +56,34 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def serve_frames(rate_hz: float = 30.0, seconds: float = 30.0) -> None:
+    """Run the igtl-server node's logic in this process, publishing a 256×256 frame at
+    ``rate_hz``; prints the port, then serves until stdin closes or ``seconds`` pass.
+    (``python -c "from tests.igtl_helpers import serve_frames; serve_frames()"``)
+    """
+    import logging
+    import sys
+    import threading
+
+    import numpy as np
+    from igtflow.render.nodes.igtl_server import IgtlServerNode
+    from igtflow.stream.messages import Image
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    node = IgtlServerNode()
+    node.log = logging.getLogger("igtl-server")
+    node.setup(port=0)
+    print(node.transport.port, flush=True)  # type: ignore[attr-defined]
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    frame = np.zeros((256, 256), np.uint8)
+    period = 1.0 / rate_hz
+    next_at = time.monotonic()
+    end = next_at + seconds
+    while not done.is_set() and time.monotonic() < end:
+        node.on_message("Image", Image(data=frame))
+        next_at += period
+        done.wait(max(0.0, next_at - time.monotonic()))
+    node.teardown()

@@ -27,17 +27,18 @@ from igtflow.render.igtl.convert import (
 from igtflow.render.igtl.crc import crc64
 from igtflow.render.igtl.decimate import decimate, mesh_digest
 from igtflow.render.igtl.image import ImageContent
+from igtflow.render.igtl.limits import Limits
 from igtflow.render.igtl.point import PointContent
 from igtflow.render.igtl.polydata import Attribute, PolyDataContent, triangle_cells
 from igtflow.render.igtl.protocol import (
     HEADER_SIZE,
     IgtlError,
-    Parser,
     device_name_problem,
     igtl_to_stamp,
     pack_bytes,
     stamp_to_igtl,
 )
+from igtflow.render.igtl.reader import Parser
 from igtflow.render.igtl.text import StatusContent, StringContent
 from igtflow.render.igtl.transform import TransformContent
 from igtflow.stream.messages import Image, Status, Transform
@@ -235,8 +236,8 @@ def test_truncated_message_is_not_complete_and_the_parser_knows_it() -> None:
 
 def test_oversized_and_malformed_headers_are_refused_with_a_reason() -> None:
     data = bytearray(reference("transform_v1.bin"))
-    with pytest.raises(IgtlError, match="over the limit of 16"):
-        Parser(max_body_size=16).feed(bytes(data))
+    with pytest.raises(IgtlError, match="over the cap of 16 for TRANSFORM"):
+        Parser(Limits(message=16)).feed(bytes(data))
     bad_version = bytearray(data)
     bad_version[1] = 7
     with pytest.raises(IgtlError, match="header version 7"):
@@ -437,7 +438,7 @@ VALID = [reference(name) for name in sorted(REFERENCE_CONTENT)] + [
 
 
 def parse_and_decode(data: bytes) -> None:
-    for packet in Parser(max_body_size=1 << 20).feed(data):
+    for packet in Parser(Limits(message=1 << 20)).feed(data):
         received = decode(packet)
         content = received.content
         if isinstance(content, ImageContent) and content.pixels.shape[0] == 1:

@@ -11,9 +11,10 @@ import socket
 import threading
 from collections.abc import Callable
 
+from igtflow.render.igtl.limits import Limits
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.peer import AUTO_VERSION, Peer
-from igtflow.render.igtl.protocol import MAX_BODY_SIZE, Packet
+from igtflow.render.igtl.protocol import Packet
 
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -33,7 +34,7 @@ class Connector:
         stall_s: float = 5.0,
         on_packet: Callable[[Packet], None] | None = None,
         hello: Callable[[], Outgoing | None] | None = None,
-        max_body_size: int = MAX_BODY_SIZE,
+        limits: Limits | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.log = log or logging.getLogger("igtflow.igtl")
@@ -42,7 +43,7 @@ class Connector:
         self.stall_s = stall_s
         self.on_packet = on_packet
         self.hello = hello
-        self.max_body_size = max_body_size
+        self.limits = limits or Limits()  # one connection: its message cap is the total
         self.connects = 0
         self.dropped = 0
         self.peer: Peer | None = None
@@ -112,7 +113,7 @@ class Connector:
                 self.stall_s,
                 on_packet=self.on_packet,
                 on_closed=lambda _peer: self._lost.set(),
-                max_body_size=self.max_body_size,
+                limits=self.limits,
             )
             greeting = self.hello() if self.hello is not None else None
             if greeting is not None:

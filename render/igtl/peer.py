@@ -3,7 +3,8 @@
 The sender drains the peer's :class:`Outbox`; a send that makes no progress for ``stall_s``
 drops the peer, so a client that stops reading costs one blocked thread for a few seconds and
 nothing else. The reader parses what the peer sends (CRC checked): a header v2 message switches
-this peer to header v2 (PlusServer's rule), bad bytes close the connection with a log line.
+this peer to header v2 (PlusServer's rule), bad bytes close the connection with a log line, and a
+message over a cap (:mod:`igtflow.render.igtl.limits`) cuts the peer before its body is allocated.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import socket
 import threading
 from collections.abc import Callable
 
+from igtflow.render.igtl.limits import Budget, Limits, OverLimit
 from igtflow.render.igtl.outbox import Outbox, Outgoing
-from igtflow.render.igtl.protocol import MAX_BODY_SIZE, Buffer, IgtlError, Packet, Parser
+from igtflow.render.igtl.protocol import Buffer, IgtlError, Packet
+from igtflow.render.igtl.reader import Parser
 
 AUTO_VERSION = 0
 
@@ -45,7 +48,8 @@ class Peer:
         stall_s: float = 5.0,
         on_packet: Callable[[Packet], None] | None = None,
         on_closed: Callable[[Peer], None] | None = None,
-        max_body_size: int = MAX_BODY_SIZE,
+        limits: Limits | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.sock = sock
         self.name = name
@@ -58,7 +62,8 @@ class Peer:
         self.close_reason = ""
         self._on_packet = on_packet
         self._on_closed = on_closed
-        self._max_body_size = max_body_size
+        self._limits = limits or Limits()
+        self._budget = budget
         self._closed = threading.Event()
         self._close_lock = threading.Lock()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -123,11 +128,23 @@ class Peer:
             self.sent += 1
 
     def _read_loop(self) -> None:
-        parser = Parser(self._max_body_size)
+        parser = Parser(self._limits, self._budget)
+        try:
+            self._read(parser)
+        finally:
+            parser.close()
+
+    def _read(self, parser: Parser) -> None:
         while not self._closed.is_set():
             try:
                 count = self.sock.recv_into(parser.buffer())
             except TimeoutError:
+                if not parser.idle:  # a body that stops arriving holds its buffer: let it go
+                    self.close(
+                        f"cut: sent nothing for {self.sock.gettimeout()} s in the middle of a "
+                        f"message ({parser.held} bytes held)"
+                    )
+                    return
                 continue
             except OSError as exc:
                 self.close(f"connection lost ({exc})", logging.INFO)
@@ -138,6 +155,9 @@ class Peer:
                 return
             try:
                 packet = parser.advance(count)
+            except OverLimit as exc:
+                self.close(f"cut before its body was allocated: {exc}")
+                return
             except IgtlError as exc:
                 self.close(f"sent a bad message, closing its connection: {exc}")
                 return

@@ -6,8 +6,8 @@ of the body``. In header v2 the body is ``extended header (u16 size = 12, u16 me
 u32 metadata size, u32 message id) | content | metadata header (u16 count, then per entry u16 key
 size, u16 value encoding, u32 value size) | keys and values`` (``igtlMessageBase.cxx``).
 
-:class:`Parser` turns a byte stream into checked :class:`Packet` s incrementally (CRC checked on
-every message); anything malformed raises :class:`IgtlError` and nothing else.
+:class:`~igtflow.render.igtl.reader.Parser` turns a byte stream into checked :class:`Packet` s;
+anything malformed raises :class:`IgtlError` and nothing else.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class Header:
         return igtl_to_stamp(self.timestamp)
 
     @classmethod
-    def unpack(cls, raw: Buffer, max_body_size: int = MAX_BODY_SIZE) -> Header:
+    def unpack(cls, raw: Buffer) -> Header:
+        """The header in ``raw``; what its body size may be is for the reader's caps to say."""
         if len(raw) < HEADER_SIZE:
             raise IgtlError(f"header needs {HEADER_SIZE} bytes, got {len(raw)}")
         version, type_raw, device_raw, timestamp, body_size, crc = HEADER.unpack_from(raw)
@@ -127,11 +128,6 @@ class Header:
         if not kind or not all(c.isalnum() or c in "_-" for c in kind):
             raise IgtlError(f"message type {kind!r} is not a valid type name")
         device = _text(device_raw, "device")
-        if body_size > max_body_size:
-            raise IgtlError(
-                f"{kind} {device!r} announces a body of {body_size} bytes, "
-                f"over the limit of {max_body_size}"
-            )
         return cls(version, kind, device, timestamp, body_size, crc)
 
 
@@ -248,60 +244,3 @@ def pack_message(
 def pack_bytes(*args, **kwargs) -> bytes:
     """:func:`pack_message` joined into one ``bytes`` (tests, small messages)."""
     return b"".join(bytes(p) for p in pack_message(*args, **kwargs))
-
-
-class Parser:
-    """Reads messages from a byte stream incrementally; CRC is checked on every message.
-
-    Either ``feed(data)`` bytes as they arrive, or read straight into :meth:`buffer` (e.g.
-    ``sock.recv_into``) and call :meth:`advance`; large bodies are then never copied.
-    """
-
-    def __init__(self, max_body_size: int = MAX_BODY_SIZE) -> None:
-        self.max_body_size = max_body_size
-        self._header_bytes = bytearray(HEADER_SIZE)
-        self._header: Header | None = None
-        self._body: bytearray | None = None
-        self._filled = 0
-
-    @property
-    def idle(self) -> bool:
-        """True between messages (a stream that ends here ended cleanly)."""
-        return self._header is None and self._filled == 0
-
-    def buffer(self) -> memoryview:
-        """Where the next bytes of the stream go; never empty."""
-        if self._header is None:
-            return memoryview(self._header_bytes)[self._filled :]
-        assert self._body is not None
-        return memoryview(self._body)[self._filled :]
-
-    def advance(self, count: int) -> Packet | None:
-        """``count`` bytes were written into :meth:`buffer`; a message when one is complete."""
-        self._filled += count
-        if self._header is None:
-            if self._filled < HEADER_SIZE:
-                return None
-            header = Header.unpack(self._header_bytes, self.max_body_size)
-            self._header, self._body, self._filled = header, bytearray(header.body_size), 0
-        if self._filled < self._header.body_size:
-            return None
-        header, body = self._header, self._body
-        self._header, self._body, self._filled = None, None, 0
-        assert body is not None
-        return split_body(header, memoryview(body))
-
-    def feed(self, data: Buffer) -> list[Packet]:
-        """Every message completed by ``data``; raises IgtlError on the first bad one."""
-        view = memoryview(data).cast("B")
-        packets: list[Packet] = []
-        while True:
-            target = self.buffer()
-            n = min(len(target), len(view))
-            target[:n] = view[:n]
-            view = view[n:]
-            packet = self.advance(n)
-            if packet is not None:
-                packets.append(packet)
-            if not view:
-                return packets

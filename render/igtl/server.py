@@ -1,4 +1,9 @@
-"""A listening OpenIGTLink server: any number of clients, each with its own :class:`Peer`."""
+"""A listening OpenIGTLink server: any number of clients, each with its own :class:`Peer`.
+
+What clients send is read within caps (:mod:`igtflow.render.igtl.limits`): ``limits.message``
+per message (and so per connection) and ``max_in_flight`` for the unfinished bodies of all
+clients together; a client over either is cut before anything is allocated for it.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,16 @@ import logging
 import socket
 import threading
 
+from igtflow.render.igtl.limits import MIB, Budget, Limits
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.peer import AUTO_VERSION, Peer
 
 DEFAULT_PORT = 18944
+# Clients send queries, status, transforms and now and then an image or a mesh: 16 MiB passes a
+# 2048² RGBA frame; 64 MiB in flight lets four such messages arrive at once and costs a node
+# little, where eight hostile clients once cost it 2 GB.
+DEFAULT_MAX_MESSAGE = 16 * MIB
+DEFAULT_MAX_IN_FLIGHT = 64 * MIB
 
 
 class PortInUse(OSError):
@@ -43,11 +54,15 @@ class IgtlServer:
         depth: int = 256,
         header_version: int = AUTO_VERSION,
         stall_s: float = 5.0,
+        limits: Limits | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.log = log or logging.getLogger("igtflow.igtl")
         self.depth = depth
         self.header_version = header_version
         self.stall_s = stall_s
+        self.limits = limits or Limits(message=DEFAULT_MAX_MESSAGE)
+        self.budget = Budget(max_in_flight)
         self.listener = listen(host, port)
         self.listener.settimeout(0.2)
         self.host, self.port = self.listener.getsockname()[:2]
@@ -100,6 +115,8 @@ class IgtlServer:
                 self.header_version,
                 self.stall_s,
                 on_closed=self._forget,
+                limits=self.limits,
+                budget=self.budget,
             )
             with self._lock:
                 self._peers.append(peer)

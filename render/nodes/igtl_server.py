@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from igtflow.render.igtl.server import DEFAULT_PORT, IgtlServer
+from igtflow.render.igtl.limits import MIB, Limits
+from igtflow.render.igtl.server import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_PORT,
+    IgtlServer,
+)
 from igtflow.render.nodes.igtl_output import IgtlOutput
 
 
@@ -19,6 +25,8 @@ class IgtlServerNode(IgtlOutput):
         mesh_triangles: int = 20000,
         queue_depth: int = 256,
         stall_s: float = 5.0,
+        max_message_mb: int = DEFAULT_MAX_MESSAGE // MIB,
+        max_in_flight_mb: int = DEFAULT_MAX_IN_FLIGHT // MIB,
     ) -> None:
         """
         host: address to listen on (0.0.0.0 for every interface)
@@ -27,7 +35,18 @@ class IgtlServerNode(IgtlOutput):
         mesh_triangles: triangle budget of a mesh (Open3D quadric decimation above it)
         queue_depth: transforms/points/status a client may lag behind before it is dropped
         stall_s: a client whose socket takes nothing for this long is dropped
+        max_message_mb: largest message a client may send; a client declaring more is cut
+        max_in_flight_mb: unfinished messages of all clients together; a client passing it is cut
         """
-        server = IgtlServer(host, port, self.log, queue_depth, header_version, stall_s)
+        server = IgtlServer(
+            host,
+            port,
+            self.log,
+            queue_depth,
+            header_version,
+            stall_s,
+            Limits(message=max_message_mb * MIB),
+            max_in_flight_mb * MIB,
+        )
         self.log.info("OpenIGTLink server listening on %s:%d", server.host, server.port)
         self.start(server)

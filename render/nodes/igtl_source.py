@@ -11,6 +11,7 @@ from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.convert import image_from, points_from, status_from, transform_from
 from igtflow.render.igtl.image import ImageContent
+from igtflow.render.igtl.limits import MIB, Limits
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.point import PointContent
 from igtflow.render.igtl.protocol import IgtlError, Packet
@@ -21,6 +22,10 @@ from igtflow.stream.messages import Image, Message, Points, Status, Transform
 from igtflow.stream.node import Source
 
 MAX_PENDING = 10_000
+# Only these become graph messages; anything else is dropped undecoded, so a peer cannot make
+# this node spend time on content it never uses (a POLYDATA's cell walk is a Python loop).
+FORWARDED = frozenset({"IMAGE", "TRANSFORM", "POINT", "STATUS"})
+MAX_REFUSED = 256  # (type, device) pairs remembered for "said once"; a peer inventing names stops
 
 
 class IgtlSource(Source):
@@ -38,7 +43,7 @@ class IgtlSource(Source):
         """
         address: host:port of the server (PlusServer's default is 127.0.0.1:18944)
         header_version: 2 greets the server in v2 so it answers with metadata (PlusServer's rule)
-        max_body_mb: larger messages are refused and the connection closed
+        max_body_mb: a larger message (or an image unlike its own header) closes the connection
         """
         host, port = parse_address(address)
         self.lock = threading.Lock()
@@ -46,6 +51,7 @@ class IgtlSource(Source):
         self.ordered: deque[tuple[str, Message]] = deque()
         self.skipped_images = 0
         self.overflow = 0
+        self.ignored = 0
         self.refused: set[tuple[str, str]] = set()
         self.connector = Connector(
             host,
@@ -54,7 +60,7 @@ class IgtlSource(Source):
             header_version=header_version,
             on_packet=self.on_packet,
             hello=self.greeting if header_version == 2 else None,
-            max_body_size=max_body_mb * 1024 * 1024,
+            limits=Limits(message=max_body_mb * MIB),
         )
 
     @staticmethod
@@ -64,14 +70,20 @@ class IgtlSource(Source):
 
     def on_packet(self, packet: Packet) -> None:
         """Reader thread: decode, convert, park for the next tick (frames latest-only)."""
+        if packet.type not in FORWARDED:
+            self.ignored += 1
+            return
         try:
             self._park(decode(packet))
         except IgtlError as exc:
-            if (packet.type, packet.device) not in self.refused:
-                self.refused.add((packet.type, packet.device))
-                self.log.warning(
-                    "not reading %s %r (said once): %s", packet.type, packet.device, exc
-                )
+            key = (packet.type, packet.device)
+            if key in self.refused or len(self.refused) > MAX_REFUSED:
+                return
+            self.refused.add(key)
+            if len(self.refused) > MAX_REFUSED:
+                self.log.warning("over %d devices refused; no more are named", MAX_REFUSED)
+                return
+            self.log.warning("not reading %s %r (said once): %s", packet.type, packet.device, exc)
 
     def _park(self, received: Received) -> None:
         content = received.content
