@@ -200,6 +200,13 @@ class RecordingWriter:
             elif time.monotonic() - self._unflushed_since >= self._flush_interval_s:
                 self._flush_locked()
 
+    def add_metadata(self, name: str, values: dict[str, Any]) -> None:
+        """Append a metadata record ``name`` (values stored as ``METADATA_NAME``'s are)."""
+        with self._lock:
+            self._writer.add_metadata(
+                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+            )
+
     def close(self) -> None:
         """Flush the last chunk and write the summary and index; safe to call twice."""
         self._closing.set()
