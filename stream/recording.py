@@ -45,6 +45,7 @@ MESSAGE_ENCODING = recording_scan.MESSAGE_ENCODING
 PROFILE = "igtflow"
 GRAPH_ATTACHMENT = "graph.yaml"
 METADATA_NAME = "igtflow"
+GAP_METADATA = "igtflow.gap."  # + a number: one record per topic a recorder restart left a hole in
 CHUNK_SIZE = 1024 * 1024
 FLUSH_INTERVAL_S = 0.5
 ZSTD_LEVEL = 1

@@ -16,10 +16,9 @@ from typing import Any
 
 from igtflow.stream.messages import Message
 from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node
-from igtflow.stream.recording import RecordingWriter
+from igtflow.stream.recording import GAP_METADATA, RecordingWriter
 from igtflow.stream.recording_scan import ScanReport, scan
 
-GAP_METADATA = "igtflow.gap."  # + a number: one record per topic a restart left a hole in
 UNCLOSED = ("writing", "open")
 
 
