@@ -318,17 +318,21 @@ class Supervisor:
         while True:
             remaining = max(0.0, end - time.monotonic())
             if self.router.poll(int(remaining * 1000)):
-                while True:
-                    try:
-                        identity, data = self.router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    except ValueError:
-                        continue
-                    self._on_control(identity.decode(errors="replace"), data, send_go)
+                self._drain_control(send_go)
             self._check_processes()
             if time.monotonic() >= end:
                 return
+
+    def _drain_control(self, send_go: bool = False) -> None:
+        """Handle every control message already received, without waiting for more."""
+        while True:
+            try:
+                identity, data = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            self._on_control(identity.decode(errors="replace"), data, send_go)
 
     def _on_control(self, identity: str, data: bytes, send_go: bool) -> None:
         node_id = identity.partition("#")[0]  # "<node>#lockstep" is the node's lockstep line
@@ -442,6 +446,8 @@ class Supervisor:
             if state.state not in ("failed", "finished"):
                 state.state = "stopped"
                 state.exit_code = process.returncode
+        self._drain_control()  # what the nodes said last (a file closed) is waiting there
+        for state in self.nodes.values():
             for path, file_state in state.files.items():
                 if file_state == "writing":
                     state.files[path] = "open"  # its process ended without closing it
