@@ -149,12 +149,21 @@ def _parse(text: str, path: str, overrides: list[str] | None) -> Any:
 
 
 def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
-    from igtflow.launch.status import status_table
+    from igtflow.launch.status import run_files, status_table, summary_lines
 
     if json_:
-        _print_json({"exit_code": result.exit_code, "nodes": result.rows, "events": result.events})
+        _print_json(
+            {
+                "exit_code": result.exit_code,
+                "nodes": result.rows,
+                "files": run_files(result.rows),
+                "events": result.events,
+            }
+        )
     else:
         err.print(status_table(name, result.rows, elapsed_s))
+        for line in summary_lines(result.rows):
+            err.print(line, highlight=False, markup=False, soft_wrap=True)
         err.print(f"logs: {result.log_dir}")
     raise typer.Exit(result.exit_code)
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import msgpack
 import numpy as np
-from igtflow.stream.recording import GRAPH_ATTACHMENT, METADATA_NAME, unpack_frames
+from igtflow.stream.recording import (
+    GAP_METADATA,
+    GRAPH_ATTACHMENT,
+    METADATA_NAME,
+    unpack_frames,
+)
 from igtflow.stream.recording_scan import RawMessage, ScanReport, scan
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +31,7 @@ class _TopicTally:
         self.max_interval_ns = 0
         self.last_seq: int | None = None
         self.missing = 0
+        self.seq_restarts = 0
         self.shape = _shape(raw)
 
     def add(self, raw: RawMessage) -> None:
@@ -36,7 +42,10 @@ class _TopicTally:
         self.first_ns = min(self.first_ns, raw.publish_time_ns)
         self.last_ns = max(self.last_ns, raw.publish_time_ns)
         if self.last_seq is not None:
-            self.missing += max(0, (raw.sequence - self.last_seq - 1) % 2**32)
+            if raw.sequence > self.last_seq:
+                self.missing += raw.sequence - self.last_seq - 1
+            else:  # the producer started counting again (an older recorder, a restart): no loss
+                self.seq_restarts += 1
         self.last_seq = raw.sequence
 
     def summary(self) -> dict[str, Any]:
@@ -48,6 +57,7 @@ class _TopicTally:
             "bytes": self.bytes,
             "bytes_per_message": round(self.bytes / self.count) if self.count else 0,
             "missing_seq": self.missing,
+            "seq_restarts": self.seq_restarts,
             "max_gap_ms": round(self.max_interval_ns / 1e6, 1),
             "shape": self.shape,
         }
@@ -63,13 +73,35 @@ def _shape(raw: RawMessage) -> str | None:
         return None
 
 
+def _restart_gap(raw: RawMessage) -> dict[str, Any] | None:
+    """The restart gap a recorded ``restart-gap`` Status message describes, if it is one."""
+    try:
+        header = msgpack.unpackb(unpack_frames(raw.data)[1], raw=False)
+        gap = header["meta"]["gap"] if header["fields"]["code"] == "restart-gap" else None
+    except Exception:  # not a Status we can read: it describes no gap
+        return None
+    return gap if isinstance(gap, dict) else None
+
+
+def _recorded_gaps(report: ScanReport) -> list[dict[str, Any]]:
+    """The holes a restarted recorder stored (``igtflow.gap.N`` metadata)."""
+    gaps = []
+    for name, values in report.metadata.items():
+        if name.startswith(GAP_METADATA):
+            gaps.append({k: _maybe_json(v) for k, v in values.items()})
+    return gaps
+
+
 def inspect_recording(path: str | Path) -> dict[str, Any]:
     """Summary of the recording at ``path`` (raises ``RecordingError`` if it is not one)."""
     report = ScanReport(str(path))
     tallies: dict[str, _TopicTally] = {}
+    status_gaps: list[dict[str, Any]] = []
     for raw in scan(path, report=report):
         tally = tallies.get(raw.topic) or tallies.setdefault(raw.topic, _TopicTally(raw))
         tally.add(raw)
+        if raw.kind == "Status" and (gap := _restart_gap(raw)) is not None:
+            status_gaps.append(gap)
     firsts = [t.first_ns for t in tallies.values()]
     lasts = [t.last_ns for t in tallies.values()]
     metadata = report.metadata.get(METADATA_NAME, {})
@@ -86,6 +118,9 @@ def inspect_recording(path: str | Path) -> dict[str, Any]:
         "metadata": {k: _maybe_json(v) for k, v in metadata.items()},
         "graph": graph.decode(errors="replace") if graph else None,
         "topics": {topic: tallies[topic].summary() for topic in sorted(tallies)},
+        "restart_gaps": sorted(
+            [*_recorded_gaps(report), *status_gaps], key=lambda g: g.get("start_ns") or 0
+        ),
         "problems": report.problems,
     }
 
@@ -107,7 +142,16 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(f"  {key}: {value}", highlight=False)
     table = Table(title="topics", title_justify="left")
     table.add_column("topic", no_wrap=True)
-    for column in ("kind", "shape", "msgs", "Hz", "KB/msg", "missing", "max gap ms"):
+    for column in (
+        "kind",
+        "shape",
+        "msgs",
+        "Hz",
+        "KB/msg",
+        "missing",
+        "seq restarts",
+        "max gap ms",
+    ):
         table.add_column(
             column, justify="left" if column in ("topic", "kind", "shape") else "right"
         )
@@ -120,8 +164,16 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             "-" if t["rate_hz"] is None else f"{t['rate_hz']:.1f}",
             f"{t['bytes_per_message'] / 1e3:.1f}",
             str(t["missing_seq"]),
+            str(t["seq_restarts"]),
             f"{t['max_gap_ms']:.0f}",
         )
     console.print(table)
+    for gap in summary["restart_gaps"]:
+        console.print(
+            f"[yellow]restart gap:[/] {gap.get('topic')}: {gap.get('frames')} frame(s), "
+            f"{(gap.get('end_ns', 0) - gap.get('start_ns', 0)) / 1e6:.0f} ms "
+            f"while {gap.get('node')} restarted",
+            highlight=False,
+        )
     for problem in summary["problems"]:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)

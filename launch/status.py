@@ -21,6 +21,42 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _gap(row: dict[str, Any]) -> str:
+    """How long the node's restarts held its topics up, and the frames they lost."""
+    if not row.get("restart_gaps"):
+        return "-"
+    return f"{row['restart_gap_ms']:.0f} ms, {row['restart_gap_frames']} fr"
+
+
+FILE_STATES = {
+    "closed": "closed",
+    "recovered": "recovered after a crash, closed",
+    "writing": "still being written",
+    "open": "NOT CLOSED: run `igtflow recover`",
+}
+
+
+def run_files(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Every file the run's nodes wrote, with its last state, from ``Supervisor.snapshot()``."""
+    return [{"node": row["node"], **f} for row in rows for f in row.get("files", [])]
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """What the status table cannot show: each restart gap and each file the run produced."""
+    lines = []
+    for row in rows:
+        for gap in row.get("restart_gaps", []):
+            about = "about " if gap.get("estimated") else ""
+            lines.append(
+                f"restart gap: {gap['topic']}: {gap['gap_ms']:.0f} ms, {about}{gap['frames']} "
+                f"frame(s) lost while {gap['node']} restarted (restart {gap['restart']})"
+            )
+    for file in run_files(rows):
+        state = FILE_STATES.get(file["state"], file["state"])
+        lines.append(f"file: {file['path']} ({state}) by {file['node']}")
+    return lines
+
+
 def status_table(graph_name: str, rows: list[dict[str, Any]], elapsed_s: float) -> Table:
     """One row per node, from ``Supervisor.snapshot()``."""
     table = Table(title=f"igtflow · {graph_name} · {elapsed_s:.0f} s", title_justify="left")
@@ -34,6 +70,7 @@ def status_table(graph_name: str, rows: list[dict[str, Any]], elapsed_s: float) 
         ("age p99 ms", "right"),
         ("drops", "right"),
         ("restarts", "right"),
+        ("restart gap", "right"),
         ("CPU %", "right"),
         ("last alarm", "left"),
     ):
@@ -50,6 +87,7 @@ def status_table(graph_name: str, rows: list[dict[str, Any]], elapsed_s: float) 
             _ms(row["age_p99_ms"]),
             str(row["drops"]),
             str(row["restarts"]),
+            _gap(row),
             f"{row['cpu_percent']:.0f}",
             row["last_alarm"][:60],
         )

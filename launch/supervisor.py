@@ -103,6 +103,8 @@ class NodeState:
     last_alarm: str = ""
     exit_code: int | None = None
     sent_all_at: float | None = None  # a source said it has sent everything (EOS)
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # restart gaps, one per topic
+    files: dict[str, str] = field(default_factory=dict)  # path → writing/open/closed/recovered
     _prev: tuple[float, int, int, float] | None = None
 
     @property
@@ -126,6 +128,15 @@ class NodeState:
         else:
             self._prev = (now, received, sent, cpu)
         self.stats = stats
+
+
+def _gap_ms(gaps: list[dict[str, Any]]) -> float:
+    """How long a node's restarts held its topics up: per restart its longest gap, summed."""
+    longest: dict[Any, float] = {}
+    for gap in gaps:
+        key = gap.get("restart")
+        longest[key] = max(longest.get(key, 0.0), float(gap.get("gap_ms", 0.0)))
+    return round(sum(longest.values()), 1)
 
 
 class Supervisor:
@@ -223,6 +234,7 @@ class Supervisor:
         config_path = self.run_dir / f"{state.spec.id}.json"
         data = state.config.to_dict()
         data["restart_count"] = state.restarts
+        data["files"] = [{"path": p, "state": s} for p, s in state.files.items()]
         data["log_dir"] = str(self.log_dir)
         config_path.write_text(json.dumps(data))
         env = {
@@ -306,17 +318,21 @@ class Supervisor:
         while True:
             remaining = max(0.0, end - time.monotonic())
             if self.router.poll(int(remaining * 1000)):
-                while True:
-                    try:
-                        identity, data = self.router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    except ValueError:
-                        continue
-                    self._on_control(identity.decode(errors="replace"), data, send_go)
+                self._drain_control(send_go)
             self._check_processes()
             if time.monotonic() >= end:
                 return
+
+    def _drain_control(self, send_go: bool = False) -> None:
+        """Handle every control message already received, without waiting for more."""
+        while True:
+            try:
+                identity, data = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            self._on_control(identity.decode(errors="replace"), data, send_go)
 
     def _on_control(self, identity: str, data: bytes, send_go: bool) -> None:
         node_id = identity.partition("#")[0]  # "<node>#lockstep" is the node's lockstep line
@@ -341,6 +357,10 @@ class Supervisor:
         elif kind == control.ALARM:
             state.alarms += 1
             state.last_alarm = f"{message.get('code')}: {message.get('text')}"
+            if isinstance(message.get("gap"), dict):
+                state.gaps.append(message["gap"])
+        elif kind == control.FILE:
+            state.files[str(message.get("path"))] = str(message.get("state"))
         elif kind == control.FAILED:
             state.last_alarm = str(message.get("text", "failed"))
         elif kind == control.DONE and self.ledger is not None:
@@ -381,6 +401,9 @@ class Supervisor:
 
     def _on_exit(self, state: NodeState, code: int, now: float) -> None:
         state.exit_code = code
+        for path, file_state in state.files.items():
+            if file_state == "writing":
+                state.files[path] = "open"  # left unclosed: the next process recovers it
         spec = state.spec
         if self.ledger is not None:
             # What it was handling is gone with it; waiting for it would hang the replay.
@@ -423,6 +446,11 @@ class Supervisor:
             if state.state not in ("failed", "finished"):
                 state.state = "stopped"
                 state.exit_code = process.returncode
+        self._drain_control()  # what the nodes said last (a file closed) is waiting there
+        for state in self.nodes.values():
+            for path, file_state in state.files.items():
+                if file_state == "writing":
+                    state.files[path] = "open"  # its process ended without closing it
         self.router.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -498,6 +526,10 @@ class Supervisor:
                     "alarms": s.alarms,
                     "last_alarm": s.last_alarm,
                     "exit_code": s.exit_code,
+                    "restart_gap_ms": _gap_ms(s.gaps),
+                    "restart_gap_frames": sum(g.get("frames", 0) for g in s.gaps),
+                    "restart_gaps": list(s.gaps),
+                    "files": [{"path": p, "state": f} for p, f in s.files.items()],
                 }
             )
         return rows

@@ -26,6 +26,7 @@ FAILED = "failed"
 BYE = "bye"
 EOS = "eos"  # a source has sent everything it has (end of its file)
 DONE = "done"  # lockstep: one message handled (or one tick), with what it emitted
+FILE = "file"  # a file the node writes, and its state (writing, closed, recovered)
 # supervisor → node
 GO = "go"
 STOP = "stop"

@@ -40,6 +40,12 @@ class Node:
 
     id: str = "node"
     lockstep: bool = False  # set by the runtime: an offline, deterministic replay is running
+    restart_count: int = 0  # set by the runtime: 0 in the first process, n after n restarts
+    # Set by the runtime: the files earlier processes of this node reported (``report_file``).
+    earlier_files: tuple[dict[str, str], ...] = ()
+    # A sink that knows better than the runtime what a restart cost it (a recorder: what its
+    # file kept) reports its restart gaps itself with ``report_gap``.
+    reports_own_gaps: ClassVar[bool] = False
     log: logging.Logger = logging.getLogger("igtflow.node")
     _emitter: Emitter | None = None
 
@@ -77,6 +83,20 @@ class Node:
         if self._emitter is None:
             raise RuntimeError("emit() called outside a running graph")
         self._emitter.emit(output, message)
+
+    def report_gap(self, topic: str, start_ns: int, end_ns: int, frames: int) -> None:
+        """Report that a restart of this node lost ``frames`` messages of ``topic`` captured
+        between ``start_ns`` and ``end_ns``: counted in the run summary, raised as an alarm."""
+        report = getattr(self._emitter, "restart_gap", None)
+        if report is not None:  # outside a running graph there is no run to count it in
+            report(topic, start_ns, end_ns, frames)
+
+    def report_file(self, path: str, state: str) -> None:
+        """Tell the run about a file this node writes; ``state``: writing, closed or recovered.
+        The run summary lists every file a run produced, in its last state. Thread-safe."""
+        report = getattr(self._emitter, "report_file", None)
+        if report is not None:
+            report(path, state)
 
     def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
         """A writable array to fill and then emit on ``output`` with no copy (shared memory)."""

@@ -45,6 +45,7 @@ MESSAGE_ENCODING = recording_scan.MESSAGE_ENCODING
 PROFILE = "igtflow"
 GRAPH_ATTACHMENT = "graph.yaml"
 METADATA_NAME = "igtflow"
+GAP_METADATA = "igtflow.gap."  # + a number: one record per topic a recorder restart left a hole in
 CHUNK_SIZE = 1024 * 1024
 FLUSH_INTERVAL_S = 0.5
 ZSTD_LEVEL = 1
@@ -199,6 +200,13 @@ class RecordingWriter:
                 self._unflushed_since = time.monotonic()
             elif time.monotonic() - self._unflushed_since >= self._flush_interval_s:
                 self._flush_locked()
+
+    def add_metadata(self, name: str, values: dict[str, Any]) -> None:
+        """Append a metadata record ``name`` (values stored as ``METADATA_NAME``'s are)."""
+        with self._lock:
+            self._writer.add_metadata(
+                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+            )
 
     def close(self) -> None:
         """Flush the last chunk and write the summary and index; safe to call twice."""

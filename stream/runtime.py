@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 import zmq
 from igtflow.stream import control, rehearsal
+from igtflow.stream.ledger import Ledger, Mark
 from igtflow.stream.messages import Message, Status
-from igtflow.stream.node import Node, Source, all_outputs, load_class, node_params
+from igtflow.stream.node import (
+    IMPLICIT_OUTPUTS,
+    Node,
+    Source,
+    all_outputs,
+    load_class,
+    node_params,
+)
 from igtflow.stream.packets import PacketLink
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats, NodeStats
@@ -51,6 +59,7 @@ class NodeConfig:
     threads: int = 1
     restart_count: int = 0
     lockstep: bool = False  # offline replay: report every handled message, sources wait for NEXT
+    files: list[dict[str, str]] = field(default_factory=list)  # reported by earlier incarnations
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeConfig:
@@ -153,6 +162,14 @@ class NodeRuntime:
         self.eos_sent = False
         self.rehearsing = rehearsal.enabled() and not config.lockstep
         self.rehearsed_until = 0.0  # rehearsal times up to this one are done (or skipped)
+        self.ledger: Ledger | None = None
+        self.output_rows: dict[str, int] = {}
+        self.input_rows: dict[str, int] = {}
+        # After a restart: where each topic stood when the previous process stopped, until the
+        # first message on it measures the restart gap; and what each input missed meanwhile.
+        self.resumed_outputs: dict[str, Mark] = {}
+        self.resumed_inputs: dict[str, Mark] = {}
+        self.missed: dict[str, int] = {}
 
     def request_stop(self, *_: Any) -> None:
         """Signal handler: only sets a flag, since taking a lock here can deadlock the handler."""
@@ -178,10 +195,14 @@ class NodeRuntime:
             topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
         )
         output.seq += 1
+        if self.ledger is not None:
+            self.ledger.note(self.output_rows[output_name], output.seq, stamped.stamp_ns)
         if self.lockstep is not None and output.config.subscribers:
             self.emitted.append([stamped.topic, stamped.seq])
         output.send(stamped, self.placers[output_name])
         self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
+        if self.resumed_outputs and output_name in self.resumed_outputs:
+            self._output_resumed(output_name, stamped)
 
     def _place(self, output: Output):
         pool = output.pool
@@ -204,14 +225,59 @@ class NodeRuntime:
                 return pool.writable(slot, shape, dtype)
         return np.empty(shape, dtype=dtype)
 
-    def alarm(self, code: str, text: str, level: str = "warn") -> None:
-        """Raise an alarm: logged, sent to the supervisor and published on ``status``."""
+    def alarm(self, code: str, text: str, level: str = "warn", **fields: Any) -> None:
+        """Raise an alarm: logged, sent to the supervisor and published on ``status``; the
+        ``fields`` travel with it (and in the Status message's ``meta``)."""
         getattr(self.log, "error" if level == "error" else "warning")("%s: %s", code, text)
-        self.control.send(control.ALARM, level=level, code=code, text=text)
+        self.control.send(control.ALARM, level=level, code=code, text=text, **fields)
         if "status" in self.outputs:
-            self.emit(
-                "status", Status(level=level, code=code, text=text, frame=self.config.node_id)
-            )
+            status = Status(level=level, code=code, text=text, frame=self.config.node_id)
+            self.emit("status", status.restamped(meta=fields) if fields else status)
+
+    def restart_gap(
+        self, topic: str, start_ns: int, end_ns: int, frames: int, estimated: bool = False
+    ) -> None:
+        """Report the hole a restart of this node left in ``topic``: no message from capture
+        time ``start_ns`` to ``end_ns``, ``frames`` messages lost (``estimated`` from the rate
+        where they were never made). Counted by the supervisor, recorded as a Status message.
+        """
+        gap = {
+            "node": self.config.node_id,
+            "restart": self.config.restart_count,
+            "topic": topic,
+            "start_ns": start_ns,
+            "end_ns": end_ns,
+            "gap_ms": round((end_ns - start_ns) / 1e6, 1),
+            "frames": frames,
+            "estimated": estimated,
+        }
+        about = "about " if estimated else ""
+        self.alarm(
+            "restart-gap",
+            f"{topic}: no message for {gap['gap_ms']:.0f} ms while {self.config.node_id} "
+            f"restarted; {about}{frames} frame(s) lost",
+            gap=gap,
+        )
+
+    def report_file(self, path: str, state: str) -> None:
+        """Tell the supervisor about a file this node writes (thread-safe)."""
+        self.control.send(control.FILE, path=path, state=state)
+
+    def _output_resumed(self, name: str, message: Message) -> None:
+        """The first message on an output after a restart: report the hole before it."""
+        mark = self.resumed_outputs.pop(name)
+        if name in IMPLICIT_OUTPUTS:
+            return  # alarms come when they come: no rate to miss
+        node = self.node
+        if isinstance(node, Source) and not self.config.inputs:
+            # Frames a source never captured: as many ticks as fit in the hole.
+            rate = node.rate_hz
+            ticks = round((message.stamp_ns - mark.stamp_ns) * rate / 1e9) - 1 if rate > 0 else 0
+            self.restart_gap(message.topic, mark.stamp_ns, message.stamp_ns, max(0, ticks), True)
+            return
+        # A message it never got to handle is one it never sent.
+        frames = max(self.missed.values(), default=0)
+        self.restart_gap(message.topic, mark.stamp_ns, message.stamp_ns, frames)
 
     def snapshot(self) -> dict[str, Any]:
         snapshot = self.stats.snapshot()
@@ -228,6 +294,8 @@ class NodeRuntime:
         node.log = self.log
         node._emitter = self
         node.lockstep = self.config.lockstep
+        node.restart_count = self.config.restart_count
+        node.earlier_files = tuple(dict(f) for f in self.config.files)
         params = {
             name: self.config.params.get(name, p.default)
             for name, p in node_params(cls).items()
@@ -248,6 +316,25 @@ class NodeRuntime:
             stats = self.stats.inputs.setdefault(inp.name, InputStats())
             self.inputs.append(Input(self.ctx, inp, self.reader, stats, self.log))
             self.inputs_by_name[inp.name] = self.inputs[-1]
+        if not self.config.lockstep:
+            self._open_ledger()
+
+    def _open_ledger(self) -> None:
+        """Keep each topic's place in the run's ledger; after a restart, continue from it."""
+        names = [o.name for o in self.config.outputs]
+        self.output_rows = {name: row for row, name in enumerate(names)}
+        self.input_rows = {i.name: len(names) + row for row, i in enumerate(self.config.inputs)}
+        self.ledger = Ledger(self.run_dir, self.config.node_id, len(names) + len(self.input_rows))
+        if self.config.restart_count == 0:
+            return
+        for name, row in self.output_rows.items():
+            if (mark := self.ledger.marks[row]) is not None:
+                self.outputs[name].seq = mark.seq  # readers never see a topic's seq go back
+                self.resumed_outputs[name] = mark
+        for name, row in self.input_rows.items():
+            if (mark := self.ledger.marks[row]) is not None:
+                self.inputs_by_name[name].stats.last_seq = mark.seq  # what it misses is lost
+                self.resumed_inputs[name] = mark
 
     def _subscribers_ready(self, deadline: float) -> bool:
         """True once every output has the subscribers the supervisor expects (or time is up).
@@ -326,13 +413,17 @@ class NodeRuntime:
         self.t_in_ns = now
         message = arrival.message
         lost = inp.stats.account(message.seq, arrival.accounted) + arrival.overwritten
-        if lost and inp.config.policy == QUEUE:
+        if self.resumed_inputs and inp.config.name in self.resumed_inputs:
+            self._input_resumed(inp, message)
+        elif lost and inp.config.policy == QUEUE:
             self.alarm(
                 "queue-loss",
                 f"input {inp.config.name!r} lost {lost} message(s) before seq {message.seq} "
                 f"(depth {inp.config.depth}); the node is not keeping up",
             )
         self.handlers[inp.config.name](message)
+        if self.ledger is not None:
+            self.ledger.note(self.input_rows[inp.config.name], message.seq, message.stamp_ns)
         done = time.time_ns()
         # Bookkeeping after the handler: whatever it emitted is already on its way.
         age_ms = (now - message.stamp_ns) / 1e6
@@ -343,6 +434,17 @@ class NodeRuntime:
         if self.lockstep is not None:
             self.lockstep.done([inp.config.name, message.topic, message.seq], self.emitted)
             self.emitted = []
+
+    def _input_resumed(self, inp: Input, message: Message) -> None:
+        """The first message on an input after a restart: count what the restart missed, and
+        report it here when this node has no outputs of its own to show the hole on."""
+        mark = self.resumed_inputs.pop(inp.config.name)
+        missed = max(0, message.seq - mark.seq - 1)
+        self.missed[inp.config.name] = missed
+        assert self.node is not None
+        sink = not any(name not in IMPLICIT_OUTPUTS for name in self.outputs)
+        if sink and not self.node.reports_own_gaps:
+            self.restart_gap(message.topic, mark.stamp_ns, message.stamp_ns, missed)
 
     def _tick(self, node: Source) -> float | None:
         """One tick; in lockstep, report what it sent and hold further ticks until NEXT."""

@@ -1,14 +1,25 @@
-"""A sink that records every message it receives to an MCAP file (see ``recording.py``)."""
+"""A sink that records every message it receives to an MCAP file (see ``recording.py``).
+
+A run makes one recording, however often the recorder restarts: each restarted process writes
+the next part (``NAME.part2.mcap``, …), recovers the part its predecessor left unclosed into a
+closed, indexed file (in the background, so the recording goes on), and stores in its own part
+where the restart left a hole (metadata ``igtflow.gap.<n>``), which it also reports to the run.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from igtflow.stream.messages import Message
 from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node
-from igtflow.stream.recording import RecordingWriter
+from igtflow.stream.recording import GAP_METADATA, RecordingWriter
+from igtflow.stream.recording_scan import ScanReport, scan
+
+UNCLOSED = ("writing", "open")
 
 
 def _free_path(path: Path) -> Path:
@@ -20,26 +31,89 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
+def part_path(first: Path, part: int) -> Path:
+    """Where part ``part`` (2, 3, …) of the recording that starts at ``first`` goes."""
+    return first.with_name(f"{first.stem}.part{part}{first.suffix}")
+
+
+def close_part(path: Path) -> dict[str, tuple[int, int]]:
+    """Rewrite a part a killed recorder left unclosed as a closed, indexed file (every readable
+    message kept, byte for byte); returns per topic the seq and capture time of its last message.
+    """
+    report = ScanReport(str(path))
+    messages = scan(path, report=report)
+    first = next(messages, None)  # attachments and metadata precede the first message
+    metadata = dict(report.metadata.get("igtflow", {}))
+    metadata["recovered_from"] = str(path)
+    graph = report.attachments.get("graph.yaml", b"").decode(errors="replace")
+    last: dict[str, tuple[int, int]] = {}
+    closing = path.with_name(path.name + ".closing")
+    with RecordingWriter(closing, graph, metadata) as writer:
+        for name, values in report.metadata.items():
+            if name.startswith(GAP_METADATA):
+                writer.add_metadata(name, values)
+        if first is not None:
+            for raw in (first, *messages):
+                writer.write_raw(raw)
+                last[raw.topic] = (raw.sequence, raw.publish_time_ns)
+    os.replace(closing, path)
+    return last
+
+
 class Record(Node):
     """Writes every input message, as on the wire, to an MCAP recording with the graph inside."""
 
     inputs = {WILDCARD: Message}
+    reports_own_gaps = True  # the hole is what the file lacks, not what the process missed
 
-    def setup(self, path: str, graph: str = "") -> None:
+    def setup(self, path: str, graph: str = "", flush_s: float = 0.1) -> None:
         """
         path: MCAP file to write (an existing file is kept; the next free name-N.mcap is used)
         graph: graph YAML file to store in the recording (default: the copy the launcher wrote)
+        flush_s: longest a message waits in memory before its chunk is written to the file,
+            which bounds what a crash of the recorder loses
         """
+        if flush_s <= 0:
+            raise ValueError(f"flush_s must be > 0, got {flush_s}")
         graph_path = Path(graph) if graph else self._launcher_graph()
         graph_yaml = graph_path.read_text() if graph_path is not None else ""
         if not graph_yaml:
             self.log.warning("no graph YAML found; the recording will not say what produced it")
-        target = _free_path(Path(path))
+        metadata: dict[str, Any] = {"node_id": self.id, "started_ns": time.time_ns()}
+        earlier = [Path(f["path"]) for f in self.earlier_files]
+        if earlier:
+            target = _free_path(part_path(earlier[0], len(earlier) + 1))
+            metadata.update(part=len(earlier) + 1, continues=str(earlier[-1]))
+        else:
+            target = _free_path(Path(path))
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = RecordingWriter(
-            target, graph_yaml, {"node_id": self.id, "started_ns": time.time_ns()}
-        )
+        self.writer = RecordingWriter(target, graph_yaml, metadata, flush_interval_s=flush_s)
+        self.report_file(str(target), "writing")
         self.log.info("recording to %s", target)
+        # After a restart: the parts left open, what they kept, and each topic's first message.
+        self.kept: dict[str, tuple[int, int]] | None = None
+        self.firsts: dict[str, tuple[int, int]] = {}
+        self.seen: set[str] = set()
+        self.gaps_written = 0
+        self.recovery: threading.Thread | None = None
+        unclosed = [Path(f["path"]) for f in self.earlier_files if f["state"] in UNCLOSED]
+        if self.restart_count:
+            self.recovery = threading.Thread(
+                target=self._recover, args=(unclosed,), name="recover", daemon=True
+            )
+            self.recovery.start()
+
+    def _recover(self, parts: list[Path]) -> None:
+        kept: dict[str, tuple[int, int]] = {}
+        for part in parts:
+            try:
+                kept.update(close_part(part))
+            except Exception as exc:  # a part we cannot read stays as it is, and says so
+                self.log.error("could not recover %s: %s", part, exc)
+                continue
+            self.report_file(str(part), "recovered")
+            self.log.info("recovered %s", part)
+        self.kept = kept
 
     @staticmethod
     def _launcher_graph() -> Path | None:
@@ -49,7 +123,44 @@ class Record(Node):
 
     def on_message(self, input_name: str, message: Message) -> None:
         self.writer.write(message, time.time_ns())
+        if self.recovery is not None:
+            if message.topic not in self.seen:
+                self.seen.add(message.topic)
+                self.firsts[message.topic] = (message.seq, message.stamp_ns)
+            if self.kept is not None:
+                self._note_gaps()
+
+    def _note_gaps(self) -> None:
+        """Store and report the hole in each topic between the last message the earlier parts
+        kept and the first one this part holds."""
+        assert self.kept is not None
+        for topic, (seq, stamp_ns) in list(self.firsts.items()):
+            if topic not in self.kept:
+                continue  # new since the restart (an alarm): nothing was lost before it
+            last_seq, last_ns = self.kept.pop(topic)
+            frames = max(0, seq - last_seq - 1)
+            self.gaps_written += 1
+            self.writer.add_metadata(
+                f"{GAP_METADATA}{self.gaps_written}",
+                {
+                    "node": self.id,
+                    "restart": self.restart_count,
+                    "topic": topic,
+                    "last_seq": last_seq,
+                    "first_seq": seq,
+                    "frames": frames,
+                    "start_ns": last_ns,
+                    "end_ns": stamp_ns,
+                },
+            )
+            self.report_gap(topic, last_ns, stamp_ns, frames)
+        self.firsts.clear()
 
     def teardown(self) -> None:
+        if self.recovery is not None:
+            self.recovery.join()
+            self.recovery = None
+            self._note_gaps()
         self.writer.close()
+        self.report_file(str(self.writer.path), "closed")
         self.log.info("recorded %d messages to %s", self.writer.count, self.writer.path)
