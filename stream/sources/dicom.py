@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from igtflow.stream.sources.errors import SourceFileError
+from igtflow.stream.sources.errors import SourceFileError, check_input
 from igtflow.stream.sources.frames import FileFrame
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -80,8 +80,7 @@ class DicomCine:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceFileError(self.path, "no such file; check the path")
+        check_input(self.path)
         try:
             self.ds: Dataset = pydicom.dcmread(self.path)
         except InvalidDicomError as exc:

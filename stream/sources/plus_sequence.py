@@ -15,7 +15,7 @@ from typing import Any
 import nrrd
 import numpy as np
 from igtflow.stream.sources import metaio
-from igtflow.stream.sources.errors import SourceFileError
+from igtflow.stream.sources.errors import SourceFileError, check_input
 from igtflow.stream.sources.frames import FileFrame
 from igtflow.stream.sources.plus_fields import (
     FrameFields,
@@ -51,8 +51,7 @@ class PlusSequence:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceFileError(self.path, "no such file; check the path")
+        check_input(self.path)
         suffix = self.path.suffix.lower()
         if suffix in METAIO_SUFFIXES:
             general, frame_items, pixels, spacing = self._read_metaio()
@@ -103,11 +102,18 @@ class PlusSequence:
         try:
             with open(self.path, "rb") as file:
                 header = nrrd.read_header(file)
-        except (nrrd.NRRDError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise SourceFileError(self.path, f"the NRRD header is not valid: {exc}") from None
+        except StopIteration:  # pynrrd's way of saying the file ended inside the header
+            raise SourceFileError(
+                self.path, "the NRRD header ends early; the file is truncated or not NRRD"
+            ) from None
+        except (nrrd.NRRDError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise SourceFileError(self.path, f"the NRRD header is not valid: {detail}") from None
         items = [(str(k), v if isinstance(v, str) else str(v)) for k, v in header.items()]
         general, frame_items = split_fields(items)
         kinds = [str(k).lower() for k in header.get("kinds", [])]
+        if "sizes" not in header:
+            raise SourceFileError(self.path, "the NRRD header has no sizes field")
         sizes = [int(s) for s in header["sizes"]]
         if not kinds:
             raise SourceFileError(self.path, "the NRRD header has no kinds field, as PLUS needs")
