@@ -498,12 +498,16 @@ def convert(
         _error(exc)
         raise typer.Exit(2) from None
     result = {"source": str(source), "target": str(target), **result}
+    if "warning" in result:
+        err.print(f"warning: {result['warning']}", style="yellow", markup=False, soft_wrap=True)
     if json_:
         _print_json(result)
     else:
         out.print(
             f"wrote {target}: "
-            + json.dumps({k: v for k, v in result.items() if k not in ("source", "target")})
+            + json.dumps(
+                {k: v for k, v in result.items() if k not in ("source", "target", "warning")}
+            )
         )
 
 

@@ -90,7 +90,7 @@ def convert(
     if not target.name.lower().endswith(".mcap"):
         raise ConvertError(f"{target}: frame files convert to a recording; name the target .mcap")
     check_target(target, force)
-    return {"messages": file_to_mcap(source, target, node_id, None, progress, force, uses)}
+    return file_to_mcap(source, target, node_id, None, progress, force, uses)
 
 
 def file_to_mcap(
@@ -101,8 +101,9 @@ def file_to_mcap(
     progress: Callable[[int], None] | None = None,
     force: bool = False,
     uses: str | None = None,
-) -> dict[str, int]:
-    """Convert a PLUS sequence, DICOM cine or video into a recording; messages per topic.
+) -> dict[str, Any]:
+    """Convert a PLUS sequence, DICOM cine or video into a recording: ``{"messages": per topic}``,
+    and ``"damage"`` where the file was cut short (its whole frames are converted).
 
     Raises ``ConvertError`` (or the reader's ``SourceFileError``, or ``OutputError`` for the
     target) naming the file and the fault; ``target`` is then as it was.
@@ -127,7 +128,11 @@ def file_to_mcap(
             node.emit_frame(frame, stamp, 0)
             if progress is not None:
                 progress(count + 1)
-    return emitter.counts
+    result: dict[str, Any] = {"messages": emitter.counts}
+    if node.damage is not None:
+        result["damage"] = node.damage.as_dict()
+        result["warning"] = str(node.damage)
+    return result
 
 
 def _file_hash(path: Path) -> str:
