@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ SetOpt = Annotated[
     typer.Option("--set", help="override a parameter: NODE.PARAM=VALUE (repeatable)"),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="replace the file(s) if they exist")]
 
 
 def _load(path: Path, overrides: list[str] | None) -> Any:
@@ -54,10 +56,27 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
         raise typer.Exit(2) from None
 
 
-def _bench_report(report: dict[str, Any], json_: bool, output: Path | None, printer: Any) -> None:
+def _check_output(output: Path | None, force: bool) -> None:
+    """Refuse an output file before a long run, not after it."""
+    from igtflow.stream.atomic_file import OutputError, check_target
+
+    if output is not None:
+        try:
+            check_target(output, force)
+        except OutputError as exc:
+            _error(exc)
+            raise typer.Exit(2) from None
+
+
+def _bench_report(
+    report: dict[str, Any], json_: bool, output: Path | None, printer: Any, force: bool = False
+) -> None:
     """A benchmark's report: saved as JSON if asked, then JSON or a table on stdout."""
+    from igtflow.stream.atomic_file import atomic_output
+
     if output:
-        output.write_text(json.dumps(report, indent=2))
+        with atomic_output(output, force) as partial:
+            partial.write_text(json.dumps(report, indent=2))
     if json_:
         _print_json(report)
     else:
@@ -66,7 +85,9 @@ def _bench_report(report: dict[str, Any], json_: bool, output: Path | None, prin
 
 def _error(problem: object) -> None:
     """One problem on stderr, unwrapped, so it can be read and searched for whole."""
-    err.print(str(problem), style="red", markup=False, highlight=False, soft_wrap=True)
+    text = str(problem)
+    text = text if text.startswith("error: ") else f"error: {text}"
+    err.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_json(data: Any) -> None:
@@ -76,7 +97,14 @@ def _print_json(data: Any) -> None:
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback of an unexpected failure")
+    ] = False,
 ) -> None:
+    if debug:
+        from igtflow.launch.cli_errors import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
     if version:
         out.print(f"igtflow {__version__}")
         raise typer.Exit()
@@ -227,9 +255,10 @@ def replay(
     else:
         downstream = info.graph_yaml
     params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
+    where = str(graph) if graph is not None else f"{recording}: the graph stored in it"
     try:
         text, replay_id = replay_graph(
-            str(recording), downstream, sorted(info.topics), topics or [], params
+            str(recording), downstream, sorted(info.topics), topics or [], params, where
         )
     except ValueError as exc:
         _error(exc)
@@ -269,21 +298,23 @@ def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
 def recover(
     broken: RecordingArg,
     fixed: Annotated[Path, typer.Argument(help="new MCAP file to write", show_default=False)],
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Rescue a recording that was not closed (crash, kill -9) or is damaged.
 
     Every readable message is copied, byte for byte, into a closed and indexed file.
     """
+    from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.recording import recover as recover_file
     from igtflow.stream.recording_scan import RecordingError
 
     if fixed.resolve() == broken.resolve():
-        err.print("[red]write the recovered file somewhere else; the original is kept[/]")
+        _error(f"{fixed}: write the recovered file somewhere else; the original is kept")
         raise typer.Exit(2)
     try:
-        report = recover_file(broken, fixed)
-    except RecordingError as exc:
+        report = recover_file(broken, fixed, force)
+    except (RecordingError, OutputError) as exc:
         _error(exc)
         raise typer.Exit(2) from None
     result = {
@@ -419,6 +450,7 @@ def bench_transport(
     ] = True,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    force: ForceOpt = False,
     markdown: Annotated[
         Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
     ] = None,
@@ -430,10 +462,11 @@ def bench_transport(
         sys.stdout.write(markdown_table(json.loads(markdown.read_text())))
         return
 
+    _check_output(output, force)
     report = run_transport_bench(
         duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err, rehearsal=rehearsal
     )
-    _bench_report(report, json_, output, print_table)
+    _bench_report(report, json_, output, print_table, force)
 
 
 @app.command()
@@ -446,6 +479,7 @@ def convert(
     topic: Annotated[
         str | None, typer.Option(help="out of MCAP: the image topic to export (default: first)")
     ] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Convert between frame files and recordings.
@@ -453,35 +487,36 @@ def convert(
     PLUS sequences (.seq.mha, .mha, .mhd, .seq.nrrd, .nrrd), DICOM cine and video → MCAP:
     `igtflow convert case.seq.mha case.mcap`. MCAP → PLUS sequence for 3D Slicer's Sequences
     module: `igtflow convert case.mcap case.seq.nrrd` (or .seq.mha), images plus every pose.
+    The target appears only when the conversion succeeds; an existing one needs --force.
     """
-    from igtflow.launch.convert import ConvertError, file_to_mcap, mcap_to_sequence
+    from igtflow.launch.convert import ConvertError
+    from igtflow.launch.convert import convert as convert_file
+    from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.recording_scan import RecordingError
     from igtflow.stream.sources.errors import SourceFileError
     from rich.progress import Progress
 
-    if target.resolve() == source.resolve():
-        _error(f"{target}: write to a new file; the source is kept as it is")
-        raise typer.Exit(2)
     try:
-        if source.suffix.lower() == ".mcap":
-            result: dict[str, Any] = mcap_to_sequence(source, target, topic)
-        else:
-            with Progress(console=err, transient=True, disable=json_) as bar:
-                task = bar.add_task(f"converting {source.name}", total=None)
-                counts = file_to_mcap(
-                    source, target, node_id, progress=lambda n: bar.update(task, completed=n)
-                )
-            result = {"messages": counts}
-    except (ConvertError, RecordingError, SourceFileError) as exc:
+        # Off when stderr is not a terminal: a log then holds the result and nothing else.
+        with Progress(console=err, transient=True, disable=json_ or not err.is_terminal) as bar:
+            task = bar.add_task(f"converting {source.name}", total=None)
+            result: dict[str, Any] = convert_file(
+                source, target, node_id, topic, force, lambda n: bar.update(task, completed=n)
+            )
+    except (ConvertError, RecordingError, SourceFileError, OutputError) as exc:
         _error(exc)
         raise typer.Exit(2) from None
     result = {"source": str(source), "target": str(target), **result}
+    if "warning" in result:
+        err.print(f"warning: {result['warning']}", style="yellow", markup=False, soft_wrap=True)
     if json_:
         _print_json(result)
     else:
         out.print(
             f"wrote {target}: "
-            + json.dumps({k: v for k, v in result.items() if k not in ("source", "target")})
+            + json.dumps(
+                {k: v for k, v in result.items() if k not in ("source", "target", "warning")}
+            )
         )
 
 
@@ -494,12 +529,14 @@ def bench_record(
     ] = None,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Recorder headroom and loss at 30/60 fps, bytes per frame, lockstep replay speed-up."""
     from igtflow.launch.bench_record import print_report, run_record_bench
 
+    _check_output(output, force)
     report = run_record_bench(duration, saturated_s, recording, progress=err)
-    _bench_report(report, json_, output, print_report)
+    _bench_report(report, json_, output, print_report, force)
 
 
 @bench_app.command("igtl")
@@ -507,12 +544,14 @@ def bench_igtl(
     quick: Annotated[bool, typer.Option(help="0.5 s per case (smoke test)")] = False,
     json_: JsonOpt = False,
     output: Annotated[Path | None, typer.Option(help="also write the JSON report here")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """OpenIGTLink: igtl-server vs pyigtl's server, rate and send→receive p50/p99/max, stalls."""
     from igtflow.launch.bench_igtl import print_table, run_igtl_bench
 
+    _check_output(output, force)
     report = run_igtl_bench(quick=quick, progress=err)
-    _bench_report(report, json_, output, print_table)
+    _bench_report(report, json_, output, print_table, force)
 
 
 phantom_app = typer.Typer(help="The synthetic phantom with ground truth: export its files.")
@@ -523,9 +562,11 @@ app.add_typer(phantom_app, name="phantom")
 def phantom_export(
     out_dir: Annotated[Path, typer.Argument(help="folder to write into", show_default=False)],
     seed: Annotated[int, typer.Option(help="phantom seed")] = 0,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Write the phantom model (NRRD labels, VTK/STL meshes), truth JSON and a contact sheet."""
+    from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.phantom.export import ExportError, export_phantom
     from rich.progress import Progress
 
@@ -536,9 +577,9 @@ def phantom_export(
             progress.update(task, description=what, advance=1)
 
         try:
-            written = export_phantom(out_dir, seed, step)
-        except (ExportError, OSError, ValueError) as exc:
-            err.print(str(exc), style="red", highlight=False, markup=False)
+            written = export_phantom(out_dir, seed, step, force)
+        except (ExportError, OutputError, OSError, ValueError) as exc:
+            _error(exc)
             raise typer.Exit(1) from None
     if json_:
         _print_json(written)
@@ -605,4 +646,13 @@ def bench_phantom(
 
 
 def main() -> None:
-    app()
+    """The ``igtflow`` command: a failure nobody turned into a message still ends in one line."""
+    from igtflow.launch.cli_errors import debugging, error_line
+
+    try:
+        app()
+    except Exception as exc:
+        if debugging():
+            raise
+        _error(error_line(exc))
+        sys.exit(1)

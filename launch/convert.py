@@ -20,14 +20,24 @@ from typing import Any
 
 import numpy as np
 from igtflow.launch.offline import RecordingEmitter, offline_node
+from igtflow.stream.atomic_file import atomic_output, check_target
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.nodes.file_replay import FileReplay
 from igtflow.stream.recording import RecordingWriter, read_messages
 from igtflow.stream.recording_scan import ScanReport
+from igtflow.stream.sources.errors import check_input
 from igtflow.stream.sources.plus_writer import write_seq_mha, write_seq_nrrd
 
 PLUS_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
+SEQUENCE_TARGETS = (".seq.nrrd", ".igs.nrrd", ".nrrd", ".seq.mha", ".igs.mha", ".mha")
+INPUTS_TEXT = (
+    "PLUS sequences (.seq.mha, .igs.mha, .mha, .mhd, .seq.nrrd, .igs.nrrd, .nrrd, .nhdr), "
+    "DICOM cine (.dcm, .dicom, or any file with a DICOM preamble), "
+    f"video ({', '.join(VIDEO_SUFFIXES)}) "
+    "or an MCAP recording (.mcap)"
+)
 
 
 class ConvertError(Exception):
@@ -36,18 +46,51 @@ class ConvertError(Exception):
 
 def source_type(path: Path) -> str:
     """The node type that reads ``path``: by extension, DICOM also by its preamble."""
+    check_input(path)
     name = path.name.lower()
     if name.endswith(PLUS_SUFFIXES):
         return "plus-sequence"
     if name.endswith(DICOM_SUFFIXES):
         return "dicom"
-    try:
-        with path.open("rb") as file:
-            if file.read(132)[128:132] == b"DICM":
-                return "dicom"
-    except OSError as exc:
-        raise ConvertError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return "video"
+    if name.endswith(VIDEO_SUFFIXES):
+        return "video"
+    with path.open("rb") as file:
+        if file.read(132)[128:132] == b"DICM":
+            return "dicom"
+    raise ConvertError(
+        f"{path}: cannot tell what the file holds by its name; convert reads {INPUTS_TEXT}"
+    )
+
+
+def convert(
+    source: Path,
+    target: Path,
+    node_id: str = "probe",
+    image_topic: str | None = None,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Convert ``source`` into ``target``, the direction given by their extensions.
+
+    Checks both names before any work; ``target`` appears only whole and only if the conversion
+    succeeded, and an existing one is replaced only with ``force``.
+    """
+    if target.resolve() == source.resolve():
+        raise ConvertError(f"{target}: write to a new file; the source is kept as it is")
+    if source.name.lower().endswith(".mcap"):
+        check_input(source)
+        if not target.name.lower().endswith(SEQUENCE_TARGETS):
+            raise ConvertError(
+                f"{target}: a recording converts to a PLUS sequence; name the target "
+                f"{' or '.join(SEQUENCE_TARGETS)}"
+            )
+        check_target(target, force)
+        return mcap_to_sequence(source, target, image_topic, force)
+    uses = source_type(source)
+    if not target.name.lower().endswith(".mcap"):
+        raise ConvertError(f"{target}: frame files convert to a recording; name the target .mcap")
+    check_target(target, force)
+    return file_to_mcap(source, target, node_id, None, progress, force, uses)
 
 
 def file_to_mcap(
@@ -56,19 +99,22 @@ def file_to_mcap(
     node_id: str = "probe",
     params: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, int]:
-    """Convert a PLUS sequence, DICOM cine or video into a recording; messages per topic.
+    force: bool = False,
+    uses: str | None = None,
+) -> dict[str, Any]:
+    """Convert a PLUS sequence, DICOM cine or video into a recording: ``{"messages": per topic}``,
+    and ``"damage"`` where the file was cut short (its whole frames are converted).
 
-    Raises ``ConvertError`` (or the reader's ``SourceFileError``) naming the file and the fault.
+    Raises ``ConvertError`` (or the reader's ``SourceFileError``, or ``OutputError`` for the
+    target) naming the file and the fault; ``target`` is then as it was.
     """
-    if not source.exists():
-        raise ConvertError(f"{source}: no such file")
-    uses = source_type(source)
+    uses = uses or source_type(source)
     # A DICOM file's path often holds the patient's name: the recording keeps its hash instead.
     origin = _file_hash(source) if uses == "dicom" else str(source)
     graph = f"name: converted\nnodes:\n  - id: {node_id}\n    uses: {uses}\n"
     graph += f"    params: {{path: {json.dumps(origin)}}}\n"
-    with RecordingWriter(target, graph, {"converted_from": origin, "reader": uses}) as out:
+    metadata = {"converted_from": origin, "reader": uses}
+    with atomic_output(target, force) as partial, RecordingWriter(partial, graph, metadata) as out:
         emitter = RecordingEmitter(out, node_id)
         try:
             node = offline_node(uses, node_id, {"path": str(source), **(params or {})}, emitter)
@@ -82,7 +128,11 @@ def file_to_mcap(
             node.emit_frame(frame, stamp, 0)
             if progress is not None:
                 progress(count + 1)
-    return emitter.counts
+    result: dict[str, Any] = {"messages": emitter.counts}
+    if node.damage is not None:
+        result["damage"] = node.damage.as_dict()
+        result["warning"] = str(node.damage)
+    return result
 
 
 def _file_hash(path: Path) -> str:
@@ -120,7 +170,9 @@ def _poses_at(recorded: list[Transform], images: list[Image]) -> tuple[np.ndarra
     return np.stack(matrices), np.array(valid)
 
 
-def mcap_to_sequence(source: Path, target: Path, image_topic: str | None = None) -> dict[str, Any]:
+def mcap_to_sequence(
+    source: Path, target: Path, image_topic: str | None = None, force: bool = False
+) -> dict[str, Any]:
     """Export one image topic of a recording, with every recorded pose, as a PLUS sequence."""
     topic = _image_topic(source, image_topic)
     report = ScanReport(str(source))
@@ -148,7 +200,8 @@ def mcap_to_sequence(source: Path, target: Path, image_topic: str | None = None)
     stamps = np.array([m.stamp_ns for m in images], dtype=np.int64)
     times = (stamps - stamps[0]) / 1e9
     writer = write_seq_mha if target.name.lower().endswith((".mha", ".mhd")) else write_seq_nrrd
-    writer(target, frames, tuple(images[0].spacing), times, transforms)
+    with atomic_output(target, force) as partial:
+        writer(partial, frames, tuple(images[0].spacing), times, transforms)
     return {
         "frames": len(images),
         "image_topic": topic,

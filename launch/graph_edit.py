@@ -14,6 +14,7 @@ from typing import Any
 from igtflow.stream.nodes.replay import output_name
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 RECORD_DEPTH = 256
 
@@ -79,13 +80,15 @@ def replay_graph(
     recorded: Sequence[str],
     patterns: Sequence[str] = (),
     params: dict[str, Any] | None = None,
+    graph_name: str = "the graph",
 ) -> tuple[str, str]:
     """A graph where one ``replay`` node plays ``recording`` in place of the recorded sources.
 
     ``graph_text`` is the graph to run downstream (default: none, the replay alone). Nodes whose
     topics are replayed are taken out, and so are recorders (they would write over nothing new;
     add ``--record``). Every input that read a replayed topic reads the replay instead. Returns
-    ``(graph text, replay node id)``.
+    ``(graph text, replay node id)``; a ``graph_text`` that is not a graph is a ``ValueError``
+    naming ``graph_name``.
     """
     selected = (
         [t for t in recorded if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
@@ -95,7 +98,14 @@ def replay_graph(
     if not selected:
         raise ValueError(f"{recording}: no recorded topic matches {list(patterns)}")
     producers = sorted({t.partition("/")[0] for t in selected})
-    doc = _load(graph_text) if graph_text else CommentedMap(name="replay", nodes=CommentedSeq())
+    try:
+        doc = _load(graph_text) if graph_text else CommentedMap(name="replay", nodes=CommentedSeq())
+    except (YAMLError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ValueError(
+            f"{graph_name} cannot be read ({detail}); replay with --alone, or give the graph "
+            "to run with --graph FILE"
+        ) from None
     kept = CommentedSeq(
         n
         for n in doc["nodes"]

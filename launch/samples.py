@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from igtflow.launch.offline import RecordingEmitter, offline_node
+from igtflow.stream.atomic_file import atomic_output
 from igtflow.stream.messages import Image, Message
 from igtflow.stream.recording import RecordingWriter
 
@@ -68,7 +69,11 @@ def write_sample(sample: Sample, directory: Path) -> Path:
     path = directory / sample.file
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"sample": sample.file, "flow_step_px": FLOW_STEP_PX, "seed": sample.params["seed"]}
-    with RecordingWriter(path, sample.graph_yaml(), metadata) as writer:
+    # Regenerating replaces the sample, but a failed run must not leave it half written.
+    with (
+        atomic_output(path, force=True) as partial,
+        RecordingWriter(partial, sample.graph_yaml(), metadata) as writer,
+    ):
         emitter = _QuantisedFlow(writer, sample.node_id)
         params = {**sample.params, "rate_hz": sample.rate_hz}
         node = offline_node(sample.uses, sample.node_id, params, emitter)

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 import mcap.writer
 import zstandard
 from igtflow.stream import recording_scan, wire
+from igtflow.stream.atomic_file import atomic_output
 from igtflow.stream.messages import Message
 from igtflow.stream.recording_scan import RawMessage, RecordingError, ScanReport, scan
 from mcap.reader import make_reader
@@ -307,18 +308,23 @@ def _graph(report: ScanReport) -> str | None:
     return data.decode(errors="replace") if data is not None else None
 
 
-def recover(source: str | Path, target: str | Path) -> ScanReport:
+def recover(source: str | Path, target: str | Path, force: bool = False) -> ScanReport:
     """Copy every readable message of ``source`` (crashed or damaged) into a closed, indexed file.
 
     The messages are copied byte for byte, with the graph and the metadata; the metadata also
-    says where they came from. Returns what the scan of ``source`` found.
+    says where they came from. Returns what the scan of ``source`` found. ``target`` appears
+    only when the copy is complete; an existing one is replaced only with ``force``.
     """
     report = ScanReport(str(source))
     messages = scan(source, report=report)
     first = next(messages, None)  # attachments and metadata precede the first message
     metadata = dict(report.metadata.get(METADATA_NAME, {}))
     metadata["recovered_from"] = str(source)
-    with RecordingWriter(target, _graph(report) or "", metadata) as writer:
+    graph = _graph(report) or ""
+    with (
+        atomic_output(target, force) as partial,
+        RecordingWriter(partial, graph, metadata) as writer,
+    ):
         if first is not None:
             writer.write_raw(first)
             for raw in messages:

@@ -94,10 +94,10 @@ def test_convert_errors_name_the_file_and_the_fault(tmp_path: Path) -> None:
 
     content = ff.tracked_content()
     broken = ff.write_mha(tmp_path / "cut.seq.mha", content)
-    broken.write_bytes(broken.read_bytes()[:-100])
+    broken.write_bytes(broken.read_bytes()[:500])  # cut inside the header
     cut = igtflow("convert", str(broken), str(tmp_path / "cut.mcap"))
     assert cut.returncode == 2 and "cut.seq.mha" in cut.stderr
-    assert "Traceback" not in cut.stderr
+    assert "Traceback" not in cut.stderr and not (tmp_path / "cut.mcap").exists()
 
     no_images = tmp_path / "poses.mcap"
     from igtflow.stream.recording import RecordingWriter
@@ -106,3 +106,24 @@ def test_convert_errors_name_the_file_and_the_fault(tmp_path: Path) -> None:
         writer.write(Transform(topic="probe/pose"))
     empty = igtflow("convert", str(no_images), str(tmp_path / "poses.seq.nrrd"))
     assert empty.returncode == 2 and "no Image topic" in empty.stderr
+
+
+def test_truncated_sequence_converts_its_whole_frames_and_says_where_it_stops(
+    tmp_path: Path,
+) -> None:
+    content = ff.tracked_content()
+    source = ff.write_mha(tmp_path / "cut.seq.mha", content)
+    source.write_bytes(source.read_bytes()[:-100])
+    recording = tmp_path / "cut.mcap"
+    done = igtflow("convert", str(source), str(recording), "--json")
+    assert done.returncode == 0, done.stderr
+    assert "warning: " in done.stderr and "kept frames 0-3 of 6" in done.stderr
+    result = json.loads(done.stdout)
+    assert result["damage"]["frames_kept"] == 4 and result["damage"]["stops_at_frame"] == 4
+    assert (
+        result["damage"]["byte_offset"] == source.stat().st_size - 60
+    )  # 4 whole frames of 80 bytes
+    images = [m for _, _, m in read_messages(recording) if isinstance(m, Image)]
+    assert [m.meta["frame_index"] for m in images] == [0, 1, 3]  # frame 2 is INVALID
+    for image in images:
+        assert np.array_equal(image.data, content["frames"][image.meta["frame_index"]])

@@ -138,8 +138,6 @@ def _text(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("make", "words"),
     [
-        (_truncated, ["truncated", "NumberOfFrames=5"]),
-        (_too_many_frames, ["NumberOfFrames=7", "truncated", "5 whole frames"]),
         (_too_few_frames, ["NumberOfFrames=3", "more than", "NumberOfFrames is wrong"]),
         (_no_pixels, ["no PixelData"]),
         (_mr, ["Modality MR"]),
@@ -154,8 +152,6 @@ def _text(tmp_path: Path) -> Path:
         ),
     ],
     ids=[
-        "truncated",
-        "frames-beyond-data",
         "data-beyond-frames",
         "no-pixels",
         "not-a-cine",
@@ -264,16 +260,12 @@ def _cut_data(path: Path, drop: int) -> Path:
     ("make", "words"),
     [
         (
-            lambda tmp, c: _cut_data(ff.write_mha(tmp / "cut.seq.mha", c), 100),
-            ["truncated", "holds 4 whole frames"],
+            lambda tmp, c: _cut_data(ff.write_mha(tmp / "cut.seq.mha", c), 475),
+            ["truncated", "not one frame is whole"],
         ),
         (
             lambda tmp, c: ff.write_mha(tmp / "dims.seq.mha", c, dim_size="10 8 4"),
-            ["DimSize", "6 frames' worth", "says 4 frames"],
-        ),
-        (
-            lambda tmp, c: _cut_data(ff.write_mha(tmp / "zcut.seq.mha", c, compressed=True), 60),
-            ["compressed", "ends early", "truncated"],
+            ["fields for frame 4", "says 4 frames"],
         ),
         (
             lambda tmp, c: ff.write_mha(
@@ -311,9 +303,8 @@ def _cut_data(path: Path, drop: int) -> Path:
         ),
     ],
     ids=[
-        "truncated-data",
+        "no-whole-frame",
         "dimsize-vs-data",
-        "truncated-zlib",
         "missing-frame",
         "15-number-transform",
         "missing-image-status",
@@ -344,8 +335,6 @@ def test_raw_nrrd_sequence_reads_back(tmp_path: Path) -> None:
 
 def test_broken_nrrd_sequences_are_clear_errors(tmp_path: Path) -> None:
     content = ff.tracked_content()
-    cut = _cut_data(ff.write_nrrd(tmp_path / "cut.seq.nrrd", content), 80)
-    assert_fails(cut, PlusSequence, "pixel data does not match the header")
     gap = ff.write_nrrd(tmp_path / "gap.seq.nrrd", content)
     text = gap.read_bytes()
     gap.write_bytes(text.replace(b"Seq_Frame0002_", b"Seq_Frame0009_"))
@@ -449,3 +438,76 @@ def test_file_opencv_cannot_read_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\0\1\2 definitely not a movie" * 50)
     assert_fails(path, VideoFile, "OpenCV", "re-encode")
     assert_fails(tmp_path / "absent.avi", VideoFile, "no such file")
+
+
+# --- files cut short: the whole frames are kept, and the reader says where the data stops ----
+
+
+def _cut_mhd_data(tmp: Path, content: dict) -> Path:
+    header = ff.write_mha(tmp / "cut.mhd", content, data_file="cut.raw")
+    _cut_data(tmp / "cut.raw", 30)
+    return header
+
+
+@pytest.mark.parametrize(
+    ("make", "kept", "where"),
+    [
+        (lambda tmp, c: _cut_data(ff.write_mha(tmp / "cut.seq.mha", c), 100), 4, "cut.seq.mha"),
+        (
+            lambda tmp, c: _cut_data(ff.write_mha(tmp / "z.seq.mha", c, compressed=True), 60),
+            5,
+            "z.seq.mha",
+        ),
+        (_cut_mhd_data, 5, "cut.raw"),
+        (lambda tmp, c: _cut_data(ff.write_nrrd(tmp / "cut.seq.nrrd", c), 80), 5, "cut.seq.nrrd"),
+        (
+            lambda tmp, c: _cut_data(ff.write_nrrd(tmp / "r.seq.nrrd", c, encoding="raw"), 100),
+            4,
+            "r.seq.nrrd",
+        ),
+    ],
+    ids=["metaio-raw", "metaio-zlib", "mhd-raw", "nrrd-gzip", "nrrd-raw"],
+)
+def test_truncated_sequence_keeps_its_whole_frames_and_says_where_it_stops(
+    tmp_path: Path, make: Callable[[Path, dict], Path], kept: int, where: str
+) -> None:
+    content = ff.tracked_content()
+    sequence = PlusSequence(make(tmp_path, content))
+    assert sequence.frame_count == kept
+    frames = list(sequence)
+    assert [f.index for f in frames] == list(range(kept))
+    for frame in frames:
+        if frame.image is not None:
+            assert np.array_equal(frame.image, content["frames"][frame.index])
+        assert frame.time_s == content["timestamps"][frame.index]
+    damage = sequence.damage
+    assert damage is not None and (damage.kept, damage.declared) == (kept, 6)
+    data_file = tmp_path / where
+    assert 0 < damage.byte_offset <= data_file.stat().st_size
+    text = str(damage)
+    assert where in text and f"kept frames 0-{kept - 1} of 6" in text
+    assert f"stops in frame {kept} at byte {damage.byte_offset}" in text
+
+
+def test_data_appended_after_the_frames_is_ignored_and_reported(tmp_path: Path) -> None:
+    content = ff.tracked_content()
+    path = ff.write_mha(tmp_path / "more.seq.mha", content)
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes() + b"\xff" * 1000)
+    sequence = PlusSequence(path)
+    assert sequence.frame_count == 6
+    assert sequence.damage is not None and sequence.damage.byte_offset == size
+    assert "1000 bytes follow the 6 frames" in str(sequence.damage)
+
+
+@pytest.mark.parametrize(("make", "kept"), [(_truncated, 3), (_too_many_frames, 5)])
+def test_truncated_dicom_cine_keeps_its_whole_frames(
+    tmp_path: Path, make: Callable[[Path], Path], kept: int
+) -> None:
+    cine = DicomCine(make(tmp_path))
+    frames = list(cine)
+    assert len(frames) == cine.frame_count == kept
+    for frame in frames:
+        assert np.array_equal(frame.image, ff.xa_frames()[frame.index])
+    assert cine.damage is not None and cine.damage.kept == kept
+    assert "truncated" in str(cine.damage) and f"stops in frame {kept}" in str(cine.damage)

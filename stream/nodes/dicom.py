@@ -28,7 +28,9 @@ class DicomSource(FileReplay):
             self.log.info("%s: frame timing from %s", Path(path).name, self.cine.timing_source)
         if not self.cine.spacing_source:
             self.log.warning("%s: no pixel spacing tag; using 1 mm", Path(path).name)
-        self.start_replay(Path(path), self.cine.__iter__, self.cine.rate_hz, loop, speed)
+        self.start_replay(
+            Path(path), self.cine.__iter__, self.cine.rate_hz, loop, speed, self.cine.damage
+        )
 
     def emit_frame(self, frame: FileFrame, stamp_ns: int, loop_pass: int) -> None:
         assert frame.image is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from igtflow.stream.messages import Status
 from igtflow.stream.node import Source
-from igtflow.stream.sources.frames import FileFrame
+from igtflow.stream.sources.frames import FileDamage, FileFrame
 
 # The tick rate the runtime falls back to; a tick returns the exact delay to the next frame.
 TICKS_PER_FRAME = 2.0
@@ -26,6 +26,7 @@ class FileReplay(Source):
 
     rate_hz = 0.0
     rate_hz_doc = "frames per second (0 = the file's own timing, times speed)"
+    damage: FileDamage | None = None
 
     def start_replay(
         self,
@@ -34,12 +35,17 @@ class FileReplay(Source):
         file_rate_hz: float | None,
         loop: bool,
         speed: float = 1.0,
+        damage: FileDamage | None = None,
     ) -> None:
         """Replay ``frames()`` at ``rate_hz`` if set, else at the file's timing × ``speed``.
 
         ``file_rate_hz`` is the file's mean rate (None when it has no timing: then rate_hz
-        must be given).
+        must be given). ``damage``: where the reader found the file cut or padded; it is
+        logged now and repeated in the end-of-file status.
         """
+        self.damage = damage
+        if damage is not None:
+            self.log.warning("%s", damage)
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         requested = float(self.rate_hz or 0.0)
@@ -111,8 +117,11 @@ class FileReplay(Source):
             self.done = True
             self.finished()  # the launcher may stop once the graph has drained
             text = f"{self.path.name}: all {self.in_pass} frames replayed"
+            if self.damage is not None:
+                text += f" ({self.damage})"
             self.log.info(text)
-            self.emit("status", Status(level="ok", code="end-of-file", text=text))
+            level = "ok" if self.damage is None else "warn"
+            self.emit("status", Status(level=level, code="end-of-file", text=text))
             return
         # The next pass starts one frame period after the last frame of this one.
         self.base += self.last_offset + self.frame_period_s

@@ -52,7 +52,14 @@ class PlusSequenceSource(FileReplay):
             self.sequence.frame_count,
             ", ".join(self.sequence.transform_names) or "none",
         )
-        self.start_replay(Path(path), self.sequence.__iter__, self.sequence.rate_hz, loop, speed)
+        self.start_replay(
+            Path(path),
+            self.sequence.__iter__,
+            self.sequence.rate_hz,
+            loop,
+            speed,
+            self.sequence.damage,
+        )
 
     def emit_frame(self, frame: FileFrame, stamp_ns: int, loop_pass: int) -> None:
         meta = self.frame_meta(frame, loop_pass)

@@ -5,6 +5,8 @@
   organ|vessel|lesion.vtk/.stl surface meshes in RAS mm (the preoperative 3D model)
   truth.json                  targets, volume geometry, motion, probe calibration, C-arm geometry
   contact_sheet.png           ultrasound and fluoroscopy frames, raw and with the truth drawn on
+
+Each file appears whole or not at all; files already in the folder are kept unless ``force``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from igtflow.stream.atomic_file import atomic_output, check_target
 from igtflow.stream.phantom.anatomy import LABEL_NAMES, LESION, ORGAN, VESSEL, Anatomy
 from igtflow.stream.phantom.anatomy import build_anatomy as _build
 from igtflow.stream.phantom.carm import CArmGeometry
@@ -69,21 +72,31 @@ def structure_mesh(anatomy: Anatomy, label: int, target_faces: int = 20000, stri
     return mesh.compute_normals()
 
 
-def write_meshes(anatomy: Anatomy, out_dir: Path) -> list[Path]:
+MESH_SUFFIXES = (".vtk", ".stl")
+
+
+def write_meshes(anatomy: Anatomy, out_dir: Path, force: bool = False) -> list[Path]:
     """``<structure>.vtk`` and ``.stl`` for organ, vessel and lesion."""
     paths = []
     for label in MESH_STRUCTURES:
         mesh = structure_mesh(anatomy, label)
-        for suffix in (".vtk", ".stl"):
+        for suffix in MESH_SUFFIXES:
             path = out_dir / f"{LABEL_NAMES[label]}{suffix}"
-            try:
-                mesh.write(str(path))
-            except Exception as exc:  # VTK raises bare errors; name the file instead
-                raise ExportError(f"{path}: could not write the mesh: {exc}") from exc
-            if not path.exists() or path.stat().st_size == 0:
-                raise ExportError(f"{path}: the mesh writer produced no data")
+            with atomic_output(path, force) as partial:
+                try:
+                    mesh.write(str(partial))
+                except Exception as exc:  # VTK raises bare errors; name the file instead
+                    raise ExportError(f"{path}: could not write the mesh: {exc}") from exc
+                if not partial.exists() or partial.stat().st_size == 0:
+                    raise ExportError(f"{path}: the mesh writer produced no data")
             paths.append(path)
     return paths
+
+
+def export_names() -> list[str]:
+    """The files ``export_phantom`` writes into its folder."""
+    meshes = [f"{LABEL_NAMES[s]}{x}" for s in MESH_STRUCTURES for x in MESH_SUFFIXES]
+    return ["labels.nrrd", *meshes, "truth.json", "us_sweep.seq.nrrd", "contact_sheet.png"]
 
 
 def truth_dict(anatomy: Anatomy, us: UltrasoundSim, carm: CArmGeometry) -> dict[str, Any]:
@@ -160,31 +173,40 @@ def write_us_sequence(path: Path, seed: int, n_frames: int = 60, rate_hz: float 
 
 
 def export_phantom(
-    out_dir: Path, seed: int = 0, step: Callable[[str], None] | None = None
+    out_dir: Path, seed: int = 0, step: Callable[[str], None] | None = None, force: bool = False
 ) -> dict[str, Any]:
-    """Write every phantom file for ``seed`` into ``out_dir``; returns {what: path}."""
+    """Write every phantom file for ``seed`` into ``out_dir``; returns {what: path}.
+
+    Refuses (``OutputError``) before any work if one of the files exists and not ``force``.
+    """
     say = step or (lambda _: None)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"{out_dir}: cannot create the output folder: {exc}") from exc
+    for name in export_names():
+        check_target(out_dir / name, force)
+
+    def write(name: str, writer: Callable[[Path], object]) -> str:
+        with atomic_output(out_dir / name, force) as partial:
+            writer(partial)
+        return str(out_dir / name)
+
     say("anatomy")
     anatomy = _build(seed)
     written: dict[str, Any] = {}
     say("label volume")
-    written["labels"] = str(write_label_volume(anatomy, out_dir / "labels.nrrd"))
+    written["labels"] = write("labels.nrrd", lambda p: write_label_volume(anatomy, p))
     say("meshes")
-    written["meshes"] = [str(p) for p in write_meshes(anatomy, out_dir)]
+    written["meshes"] = [str(p) for p in write_meshes(anatomy, out_dir, force)]
     say("frames")
     us = UltrasoundSim(seed)
     carm = CArmGeometry(isocenter=tuple(anatomy.organ_center))
-    truth_path = out_dir / "truth.json"
-    truth_path.write_text(json.dumps(truth_dict(anatomy, us, carm), indent=2))
-    written["truth"] = str(truth_path)
+    truth = json.dumps(truth_dict(anatomy, us, carm), indent=2)
+    written["truth"] = write("truth.json", lambda p: p.write_text(truth))
     say("ultrasound sweep")
-    written["us_sweep"] = str(write_us_sequence(out_dir / "us_sweep.seq.nrrd", seed))
-    sheet_path = out_dir / "contact_sheet.png"
-    write_png(sheet_path, contact_sheet(seed))
-    written["contact_sheet"] = str(sheet_path)
+    written["us_sweep"] = write("us_sweep.seq.nrrd", lambda p: write_us_sequence(p, seed))
+    sheet = contact_sheet(seed)
+    written["contact_sheet"] = write("contact_sheet.png", lambda p: write_png(p, sheet))
     return written

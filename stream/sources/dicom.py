@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from igtflow.stream.sources.errors import SourceFileError
-from igtflow.stream.sources.frames import FileFrame
+from igtflow.stream.sources.errors import SourceFileError, check_input
+from igtflow.stream.sources.frames import FileDamage, FileFrame
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import convert_color_space, get_decoder
@@ -76,12 +76,15 @@ class DicomCine:
     Checks up front: a DICOM file at all, pixel data present, a transfer syntax this install
     can decode, data length matching Rows × Columns × NumberOfFrames, and the first and last
     frame decode. Frames are decoded one at a time while iterating (a cine can be GBs).
+    Native pixel data cut short keeps its whole frames: ``damage`` says where it stops and
+    ``frame_count`` counts the frames kept.
     """
+
+    damage: FileDamage | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceFileError(self.path, "no such file; check the path")
+        check_input(self.path)
         try:
             self.ds: Dataset = pydicom.dcmread(self.path)
         except InvalidDicomError as exc:
@@ -107,10 +110,13 @@ class DicomCine:
             )
         self.modality = MODALITY[dicom_modality]
         self.frame_count = int(ds.get("NumberOfFrames", 1) or 1)
+        self.declared_frames = self.frame_count
         self.photometric = str(ds.PhotometricInterpretation)
         self._check_transfer_syntax()
         self._check_length()
         self.times_s, self.timing_source = self._timing()
+        if self.times_s is not None:
+            self.times_s = self.times_s[: self.frame_count]
         self.spacing, self.spacing_source = self._spacing()
         self.meta = self._safe_meta()
         self._decode(0)
@@ -156,13 +162,23 @@ class DicomCine:
         per_frame = expected // max(self.frame_count, 1)
         if held < expected:
             fits = held // per_frame if per_frame else 0
-            raise SourceFileError(
-                self.path,
+            problem = (
                 f"PixelData holds {held} bytes but NumberOfFrames={self.frame_count} of "
                 f"{self.ds.Rows}x{self.ds.Columns} ({self.photometric}, "
                 f"{self.ds.BitsAllocated}-bit) needs {expected}: the file is truncated or "
-                f"NumberOfFrames is wrong (the data holds {fits} whole frames)",
+                f"NumberOfFrames is wrong (the data holds {fits} whole frames)"
             )
+            if fits == 0:
+                raise SourceFileError(self.path, problem)
+            # Byte offset in the file: where PixelData's value starts, plus the whole frames.
+            start = self.path.stat().st_size - held
+            self.damage = FileDamage(
+                str(self.path), fits, self.frame_count, start + fits * per_frame, problem
+            )
+            self.frame_count = fits
+            # The decoder checks the data against NumberOfFrames: describe what is kept.
+            self.ds.NumberOfFrames = fits
+            self.ds.PixelData = self.ds.PixelData[: fits * per_frame]
         if per_frame and held - expected >= per_frame:
             raise SourceFileError(
                 self.path,
@@ -172,7 +188,7 @@ class DicomCine:
 
     def _timing(self) -> tuple[np.ndarray | None, str]:
         """Each frame's time in seconds from the first, and which tag said so."""
-        ds, n = self.ds, self.frame_count
+        ds, n = self.ds, self.declared_frames
         frame_time = float(ds.get("FrameTime", 0) or 0)
         if frame_time > 0:
             return np.arange(n) * frame_time / 1000.0, "FrameTime"

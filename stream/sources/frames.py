@@ -37,3 +37,36 @@ class FileFrame:
     spacing: tuple[float, float] = (1.0, 1.0)
     transforms: tuple[TrackedTransform, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FileDamage:
+    """Where a damaged frame file stops being readable; the frames before it are kept whole.
+
+    ``kept`` of the ``declared`` frames are read; ``byte_offset`` is where, in the file holding
+    the pixels, the readable data ends (or, with ``kept == declared``, where extra data begins).
+    """
+
+    path: str
+    kept: int
+    declared: int
+    byte_offset: int
+    problem: str
+
+    def __str__(self) -> str:
+        if self.kept == self.declared:
+            return f"{self.path}: {self.problem}; all {self.declared} frames were read"
+        return (
+            f"{self.path}: {self.problem}; kept frames 0-{self.kept - 1} of {self.declared}, "
+            f"the data stops in frame {self.kept} at byte {self.byte_offset}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.path,
+            "frames_kept": self.kept,
+            "frames_declared": self.declared,
+            "stops_at_frame": self.kept if self.kept < self.declared else None,
+            "byte_offset": self.byte_offset,
+            "problem": self.problem,
+        }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from igtflow.stream.sources.errors import SourceFileError
+from igtflow.stream.sources.frames import FileDamage
 
 ELEMENT_TYPES: dict[str, np.dtype] = {
     "MET_UCHAR": np.dtype(np.uint8),
@@ -25,7 +26,8 @@ ELEMENT_TYPES: dict[str, np.dtype] = {
 }
 # A header is text; a line this long, or a NUL byte, means we are reading pixel data.
 _MAX_LINE = 1 << 20
-_READ_CHUNK = 1 << 20
+# Small enough to say near which byte compressed data breaks off.
+_INFLATE_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -183,78 +185,119 @@ def data_file(header: MetaHeader) -> tuple[Path, int]:
     return target, 0
 
 
-def read_pixels(header: MetaHeader, shape: PixelLayout) -> np.ndarray:
-    """All frames as an (N, H, W[, C]) array: memory-mapped when raw, decompressed when zlib.
+def read_pixels(header: MetaHeader, shape: PixelLayout) -> tuple[np.ndarray, FileDamage | None]:
+    """The frames as an (N, H, W[, C]) array, memory-mapped when raw, decompressed when zlib, and
+    what is wrong with the data if anything.
 
-    Checks the data holds exactly DimSize worth of pixels, so a short or long file fails here.
+    A file cut short (or compressed data that breaks off) gives the frames that are whole, with a
+    ``FileDamage`` saying where the data stops; data beyond DimSize's worth is ignored and
+    reported the same way. No whole frame at all is a ``SourceFileError``.
     """
     source, offset = data_file(header)
     full_shape = (shape.frame_count, *shape.frame_shape)
     if shape.total_bytes == 0:
-        return np.zeros(full_shape, dtype=shape.dtype)
+        return np.zeros(full_shape, dtype=shape.dtype), None
     compressed = (header.get("CompressedData") or "False").lower() == "true"
-    available = source.stat().st_size - offset
     where = f"in {source.name}" if source != header.path else "after the header"
-    if not compressed:
-        if available < shape.total_bytes:
-            raise SourceFileError(
-                header.path,
-                f"{available} bytes of pixel data {where}, but DimSize needs "
-                f"{shape.total_bytes} ({shape.frame_count} frames of {shape.frame_bytes} bytes): "
-                f"the file is truncated (holds {available // shape.frame_bytes} whole frames) "
-                "or DimSize is wrong",
-            )
-        if available - shape.total_bytes >= shape.frame_bytes:
-            raise SourceFileError(
-                header.path,
-                f"{available} bytes of pixel data {where}, {available // shape.frame_bytes} "
-                f"frames' worth, but DimSize says {shape.frame_count} frames; DimSize is wrong",
-            )
-        return np.memmap(source, dtype=shape.dtype, mode="r", offset=offset, shape=full_shape)
-    pixels = _inflate(header, source, offset, shape.total_bytes, where)
-    return np.frombuffer(pixels, dtype=shape.dtype).reshape(full_shape)
+    if compressed:
+        declared = header.get("CompressedDataSize")
+        pixels, damage = inflate(header.path, source, offset, shape, where, declared)
+        kept = len(pixels) // shape.frame_bytes
+        whole = pixels[: kept * shape.frame_bytes]
+        return np.frombuffer(whole, dtype=shape.dtype).reshape((kept, *shape.frame_shape)), damage
+    available = source.stat().st_size - offset
+    damage = None
+    kept = shape.frame_count
+    if available < shape.total_bytes:
+        kept = available // shape.frame_bytes
+        damage = FileDamage(
+            str(source),
+            kept,
+            shape.frame_count,
+            offset + kept * shape.frame_bytes,
+            f"{available} bytes of pixel data {where}, but DimSize needs {shape.total_bytes} "
+            f"({shape.frame_count} frames of {shape.frame_bytes} bytes): the file is truncated "
+            f"(holds {kept} whole frames) or DimSize is wrong",
+        )
+    elif available - shape.total_bytes >= shape.frame_bytes:
+        damage = FileDamage(
+            str(source),
+            kept,
+            shape.frame_count,
+            offset + shape.total_bytes,
+            f"{available - shape.total_bytes} bytes follow the {shape.frame_count} frames DimSize "
+            f"gives ({available // shape.frame_bytes} frames' worth {where}); they were ignored: "
+            "DimSize is wrong or data was appended",
+        )
+    require_a_frame(header.path, damage)
+    frames = np.memmap(
+        source, dtype=shape.dtype, mode="r", offset=offset, shape=(kept, *shape.frame_shape)
+    )
+    return frames, damage
 
 
-def _inflate(header: MetaHeader, source: Path, offset: int, expected: int, where: str) -> bytes:
-    """zlib (or gzip) data to exactly ``expected`` bytes, or a SourceFileError saying why not."""
-    declared = header.get("CompressedDataSize")
+def require_a_frame(path: Path, damage: FileDamage | None) -> None:
+    """Damage that leaves no whole frame is an error: there is nothing to replay."""
+    if damage is not None and damage.kept == 0:
+        raise SourceFileError(path, f"{damage.problem}; not one frame is whole")
+
+
+def inflate(
+    path: Path,
+    source: Path,
+    offset: int,
+    shape: PixelLayout,
+    where: str,
+    declared: str | None = None,
+) -> tuple[bytes, FileDamage | None]:
+    """zlib (or gzip) data of ``source`` from ``offset``, up to ``shape``'s worth, and where it
+    breaks off if it does (``declared``: the compressed size the header states, if any)."""
+    expected = shape.total_bytes
     # MAX_WBITS | 32 accepts both zlib and gzip framing, as ITK's MetaIO does.
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
     parts: list[bytes] = []
     produced = 0
-    try:
-        with open(source, "rb") as file:
-            file.seek(offset)
-            while not inflater.eof:
-                chunk = file.read(_READ_CHUNK)
-                if not chunk:
-                    break
+    position = offset
+    problem = ""
+    with open(source, "rb") as file:
+        file.seek(offset)
+        while not inflater.eof and produced <= expected:
+            chunk = file.read(_INFLATE_CHUNK)
+            if not chunk:
+                break
+            try:
                 part = inflater.decompress(chunk, expected + 1 - produced)
-                parts.append(part)
-                produced += len(part)
-                if produced > expected:
-                    break
-    except zlib.error as exc:
-        raise SourceFileError(
-            header.path, f"compressed pixel data {where} is corrupt (zlib: {exc})"
-        ) from None
+            except zlib.error as exc:
+                problem = (
+                    f"compressed pixel data {where} is corrupt near byte {position} (zlib: {exc}); "
+                    "frames just before it may be damaged too"
+                )
+                break
+            position += len(chunk)
+            parts.append(part)
+            produced += len(part)
     if produced > expected:
         raise SourceFileError(
-            header.path,
+            path,
             f"compressed pixel data {where} inflates to more than the {expected} bytes DimSize "
             "gives; DimSize or ElementType is wrong",
         )
-    if not inflater.eof:
+    pixels = b"".join(parts)
+    if not problem and not inflater.eof:
         declared_note = f" (CompressedDataSize = {declared})" if declared else ""
-        raise SourceFileError(
-            header.path,
+        problem = (
             f"compressed pixel data {where} ends early{declared_note}: it inflates to "
-            f"{produced} of {expected} bytes; the file is truncated",
+            f"{produced} of {expected} bytes; the file is truncated"
         )
-    if produced < expected:
+    if not problem and produced < expected:
         raise SourceFileError(
-            header.path,
+            path,
             f"compressed pixel data {where} inflates to {produced} bytes but DimSize needs "
             f"{expected}; DimSize or ElementType is wrong",
         )
-    return b"".join(parts)
+    if not problem:
+        return pixels, None
+    kept = produced // shape.frame_bytes
+    damage = FileDamage(str(source), kept, shape.frame_count, position, problem)
+    require_a_frame(path, damage)
+    return pixels, damage

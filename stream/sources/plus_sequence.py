@@ -15,8 +15,8 @@ from typing import Any
 import nrrd
 import numpy as np
 from igtflow.stream.sources import metaio
-from igtflow.stream.sources.errors import SourceFileError
-from igtflow.stream.sources.frames import FileFrame
+from igtflow.stream.sources.errors import SourceFileError, check_input
+from igtflow.stream.sources.frames import FileDamage, FileFrame
 from igtflow.stream.sources.plus_fields import (
     FrameFields,
     parse_frames,
@@ -46,18 +46,21 @@ class PlusSequence:
     """An opened, fully checked PLUS sequence file; iterate it for frames.
 
     Everything is checked on open (header fields, every frame's fields, the data length, the
-    compressed stream), so a broken file fails before the first frame is replayed.
+    compressed stream), so a broken file fails before the first frame is replayed. Pixel data
+    cut short is the exception: the whole frames before the cut are kept and ``damage`` says
+    where the data stops (and ``frame_count`` counts only the frames kept).
     """
+
+    damage: FileDamage | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise SourceFileError(self.path, "no such file; check the path")
+        check_input(self.path)
         suffix = self.path.suffix.lower()
         if suffix in METAIO_SUFFIXES:
-            general, frame_items, pixels, spacing = self._read_metaio()
+            general, frame_items, pixels, spacing, declared = self._read_metaio()
         elif suffix in NRRD_SUFFIXES:
-            general, frame_items, pixels, spacing = self._read_nrrd()
+            general, frame_items, pixels, spacing, declared = self._read_nrrd()
         else:
             raise SourceFileError(
                 self.path,
@@ -72,9 +75,9 @@ class PlusSequence:
         self.image_type = _field(general, "UltrasoundImageType").upper()
         self._pixels = self._orient(pixels)
         static = static_transforms(self.path, general)
-        self.frames: list[FrameFields] = parse_frames(
-            self.path, frame_items, self.frame_count, static
-        )
+        # The header is whole even when the data is cut: check every frame's fields, keep ours.
+        self.frames: list[FrameFields] = parse_frames(self.path, frame_items, declared, static)
+        del self.frames[self.frame_count :]
         times = [f.time_s for f in self.frames]
         self.times_s = None if any(t is None for t in times) else np.asarray(times, dtype=float)
         if self.frame_count == 0:
@@ -87,7 +90,7 @@ class PlusSequence:
         rows, columns = flips
         return pixels[:, :: -1 if rows else 1, :: -1 if columns else 1]
 
-    def _read_metaio(self) -> tuple[dict[str, str], dict, np.ndarray, tuple[float, float]]:
+    def _read_metaio(self) -> tuple[dict[str, str], dict, np.ndarray, tuple[float, float], int]:
         header = metaio.read_header(self.path)
         general, frame_items = split_fields(header.items)
         if (header.get("BinaryData") or "True").lower() != "true":
@@ -95,19 +98,26 @@ class PlusSequence:
                 self.path, "BinaryData = False (ASCII pixels) is not supported, as in PLUS"
             )
         shape = metaio.layout(header)
-        pixels = metaio.read_pixels(header, shape)
+        pixels, self.damage = metaio.read_pixels(header, shape)
         spacing = _spacing(self.path, header.get("ElementSpacing"))
-        return general, frame_items, pixels, spacing
+        return general, frame_items, pixels, spacing, shape.frame_count
 
-    def _read_nrrd(self) -> tuple[dict[str, str], dict, np.ndarray, tuple[float, float]]:
+    def _read_nrrd(self) -> tuple[dict[str, str], dict, np.ndarray, tuple[float, float], int]:
         try:
             with open(self.path, "rb") as file:
                 header = nrrd.read_header(file)
-        except (nrrd.NRRDError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            raise SourceFileError(self.path, f"the NRRD header is not valid: {exc}") from None
+        except StopIteration:  # pynrrd's way of saying the file ended inside the header
+            raise SourceFileError(
+                self.path, "the NRRD header ends early; the file is truncated or not NRRD"
+            ) from None
+        except (nrrd.NRRDError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise SourceFileError(self.path, f"the NRRD header is not valid: {detail}") from None
         items = [(str(k), v if isinstance(v, str) else str(v)) for k, v in header.items()]
         general, frame_items = split_fields(items)
         kinds = [str(k).lower() for k in header.get("kinds", [])]
+        if "sizes" not in header:
+            raise SourceFileError(self.path, "the NRRD header has no sizes field")
         sizes = [int(s) for s in header["sizes"]]
         if not kinds:
             raise SourceFileError(self.path, "the NRRD header has no kinds field, as PLUS needs")
@@ -124,7 +134,7 @@ class PlusSequence:
         else:
             pixels = self._nrrd_data(header, kinds, layout)
         spacing = _nrrd_spacing(header, kinds)
-        return general, frame_items, pixels, spacing
+        return general, frame_items, pixels, spacing, layout["frames"]
 
     def _nrrd_data(self, header: dict, kinds: list[str], layout: dict[str, int]) -> np.ndarray:
         try:
@@ -133,11 +143,7 @@ class PlusSequence:
                 data = nrrd.read_data(header, file, str(self.path), index_order="F")
         except Exception as exc:  # pynrrd surfaces zlib, EOF, OS and its own errors alike
             detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise SourceFileError(
-                self.path,
-                "the pixel data does not match the header (truncated file, or sizes/type "
-                f"wrong): {detail}",
-            ) from None
+            data = self._nrrd_whole_frames(header, kinds, detail)
         # Fortran order: axis i of the array is axis i of the file; move to (N, H, W[, C]).
         order = {k: i for i, k in enumerate(kinds) if k != "domain"}
         domains = [i for i, k in enumerate(kinds) if k == "domain"]
@@ -156,6 +162,49 @@ class PlusSequence:
         if vector_axis is not None and data.shape[-1] == 1:
             data = data[..., 0]
         return np.ascontiguousarray(data)
+
+    def _nrrd_whole_frames(self, header: dict, kinds: list[str], detail: str) -> np.ndarray:
+        """The whole frames of a cut NRRD (one file, raw or gzip, frame axis slowest), with
+        ``damage`` set; anything else that pynrrd could not read is a ``SourceFileError``."""
+        sizes = [int(v) for v in header["sizes"]]
+        encoding = str(header.get("encoding", "")).lower()
+        detached = any(k in header for k in ("data file", "datafile"))
+        if detached or encoding not in ("raw", "gzip", "gz") or kinds[-1] not in ("list", "time"):
+            raise SourceFileError(
+                self.path,
+                "the pixel data does not match the header (truncated file, or sizes/type "
+                f"wrong): {detail}",
+            )
+        dtype = np.dtype(_NRRD_TYPES[str(header["type"])])
+        if str(header.get("endian", "little")).lower() == "big":
+            dtype = dtype.newbyteorder(">")
+        per_frame = int(np.prod(sizes[:-1]))
+        shape = metaio.PixelLayout(dtype, sizes[-1], 1, per_frame)
+        with open(self.path, "rb") as file:
+            nrrd.read_header(file)
+            offset = file.tell()
+        where = "after the header"
+        if encoding == "raw":
+            available = self.path.stat().st_size - offset
+            kept = min(available // shape.frame_bytes, sizes[-1])
+            with open(self.path, "rb") as file:
+                file.seek(offset)
+                pixels = file.read(kept * shape.frame_bytes)
+            problem = (
+                f"{available} bytes of pixel data {where}, but sizes needs {shape.total_bytes}: "
+                f"the file is truncated (holds {kept} whole frames) or sizes is wrong"
+            )
+            self.damage = FileDamage(
+                str(self.path), kept, sizes[-1], offset + kept * shape.frame_bytes, problem
+            )
+            metaio.require_a_frame(self.path, self.damage)
+        else:
+            pixels, self.damage = metaio.inflate(self.path, self.path, offset, shape, where)
+            if self.damage is None:  # pynrrd failed on something the data itself does not show
+                raise SourceFileError(self.path, f"the pixel data cannot be read: {detail}")
+        kept = len(pixels) // shape.frame_bytes
+        whole = np.frombuffer(pixels[: kept * shape.frame_bytes], dtype=dtype)
+        return whole.reshape((*sizes[:-1], kept), order="F")
 
     def frame(self, index: int) -> FileFrame:
         fields = self.frames[index]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from igtflow.stream.sources.errors import SourceFileError
+from igtflow.stream.sources.errors import SourceFileError, check_input
 from igtflow.stream.sources.frames import FileFrame
 
 
@@ -24,8 +24,7 @@ class VideoFile:
         self.path = Path(path)
         self.grayscale = grayscale
         self.spacing = (float(spacing[0]), float(spacing[1]))
-        if not self.path.is_file():
-            raise SourceFileError(self.path, "no such file; check the path")
+        check_input(self.path)
         capture = self._open()
         try:
             ok, first = capture.read()
