@@ -124,10 +124,31 @@ def validate(graph: GraphArg, set_: SetOpt = None, json_: JsonOpt = False) -> No
             for issue in exc.issues:
                 err.print(str(issue), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    queues = [
+        {
+            "node": n.id,
+            "input": i.name,
+            "from": i.source,
+            "depth": i.depth,
+            "budget_mib": i.budget_mib,
+        }
+        for n in spec.nodes
+        for i in n.inputs
+        if i.policy == "queue"
+    ]
     if json_:
-        _print_json({"ok": True, "name": spec.name, "nodes": [n.id for n in spec.nodes]})
+        nodes = [n.id for n in spec.nodes]
+        _print_json({"ok": True, "name": spec.name, "nodes": nodes, "queues": queues})
     else:
         out.print(f"{graph}: ok — graph '{spec.name}', {len(spec.nodes)} nodes")
+        for q in queues:
+            # What a queue may keep back: depth messages, and shared memory at its producer.
+            out.print(
+                f"  queue {q['node']}.{q['input']} ← {q['from']}: depth {q['depth']}, "
+                f"budget {q['budget_mib']} MiB",
+                highlight=False,
+                markup=False,
+            )
 
 
 @app.command()

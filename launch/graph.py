@@ -29,11 +29,13 @@ Restart = Literal["on-failure", "never"]
 
 TOP_KEYS = ("name", "nodes")
 NODE_KEYS = ("id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads")
-INPUT_KEYS = ("from", "policy", "depth")
+INPUT_KEYS = ("from", "policy", "depth", "budget_mib")
 POLICIES: tuple[Policy, ...] = ("latest", "queue")
 RESTARTS: tuple[Restart, ...] = ("on-failure", "never")
 DEFAULT_DEPTH: dict[str, int] = {"latest": 1, "queue": 16}
 MAX_DEPTH = 100_000
+DEFAULT_BUDGET_MIB = 256  # shared memory a queue may leave unread at its producer (per output)
+MAX_BUDGET_MIB = 1 << 20
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_THREADS = 1
 # Ids become socket file names and topic prefixes: short, no separators, no dots.
@@ -51,6 +53,7 @@ class InputSpec:
     policy: Policy = "latest"
     depth: int = 1
     line: int = 0
+    budget_mib: int = DEFAULT_BUDGET_MIB
 
     @property
     def source(self) -> str:
@@ -159,6 +162,7 @@ class _Wire:
     policy: Policy
     depth: int
     line: int
+    budget_mib: int = DEFAULT_BUDGET_MIB
 
 
 @dataclass
@@ -460,7 +464,8 @@ class _Reader:
         if not isinstance(value, CommentedMap):
             self.issue(
                 line,
-                f"{where} must be 'node/output' or a mapping with 'from', 'policy', 'depth'",
+                f"{where} must be 'node/output' or a mapping with 'from', 'policy', 'depth'"
+                ", 'budget_mib'",
             )
             return None
         self._unknown_keys(value, INPUT_KEYS, f"in {where}")
@@ -484,9 +489,26 @@ class _Reader:
                 f"depth {depth!r} of {where} must be a whole number from 1 to {MAX_DEPTH}",
             )
             ok = False
+        budget = value.get("budget_mib", DEFAULT_BUDGET_MIB)
+        if not _is_int(budget) or not 1 <= budget <= MAX_BUDGET_MIB:
+            self.issue(
+                _key_line(value, "budget_mib"),
+                f"budget_mib {budget!r} of {where} must be a whole number of MiB from 1 to "
+                f"{MAX_BUDGET_MIB}",
+            )
+            ok = False
+        elif "budget_mib" in value and policy != "queue":
+            self.issue(
+                _key_line(value, "budget_mib"),
+                f"budget_mib of {where} applies to 'policy: queue' only (a latest input keeps "
+                "nothing back); remove it or set 'policy: queue'",
+            )
+            ok = False
         if not ok:
             return None
-        return _Wire(name, str(ref), typing.cast(Policy, str(policy)), int(depth), line)
+        return _Wire(
+            name, str(ref), typing.cast(Policy, str(policy)), int(depth), line, int(budget)
+        )
 
     def _read_placement(self, entry: CommentedMap, draft: _Draft) -> None:
         host = entry.get("host")
@@ -604,7 +626,15 @@ class _Reader:
                 )
                 return
             draft.inputs.append(
-                InputSpec(wire.name, node_id, output, wire.policy, wire.depth, wire.line)
+                InputSpec(
+                    wire.name,
+                    node_id,
+                    output,
+                    wire.policy,
+                    wire.depth,
+                    wire.line,
+                    wire.budget_mib,
+                )
             )
             return
         self.issue(
@@ -651,7 +681,15 @@ class _Reader:
                 if name in taken or not _kinds_match(out_kind, kind):
                     continue
                 draft.inputs.append(
-                    InputSpec(name, upstream.id, output, wire.policy, wire.depth, wire.line)
+                    InputSpec(
+                        name,
+                        upstream.id,
+                        output,
+                        wire.policy,
+                        wire.depth,
+                        wire.line,
+                        wire.budget_mib,
+                    )
                 )
                 added += 1
         if not added and not (wire.ref == WILDCARD and unloaded):

@@ -201,7 +201,6 @@ class Supervisor:
                         endpoint=endpoint,
                         subscribers=len(consumers),
                         sndhwm=max(16, depth),
-                        slots=min(32, max(8, depth + 2)),
                     )
                 )
         for spec in self.graph.nodes:
@@ -212,6 +211,7 @@ class Supervisor:
                     endpoint=endpoints[(i.node, i.output)],
                     policy=QUEUE if self.lockstep else i.policy,
                     depth=max(i.depth, LOCKSTEP_DEPTH) if self.lockstep else i.depth,
+                    budget_mib=i.budget_mib,
                 )
                 for i in spec.inputs
             ]

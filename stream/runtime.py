@@ -208,7 +208,9 @@ class NodeRuntime:
         pool = output.pool
 
         def place(array: np.ndarray) -> dict[str, Any] | None:
-            ref = self.reader.locate(array)  # a frame we hold: forward it uncopied
+            # A frame we hold is forwarded uncopied, unless a queue reads this output: its claim
+            # must be on a slot of our own pool (the upstream one does not know that reader).
+            ref = None if output.claiming else self.reader.locate(array)
             if ref is None and pool is not None:
                 ref = pool.place(array)
                 self.stats.inline_fallbacks = pool.inline_fallbacks
@@ -283,6 +285,8 @@ class NodeRuntime:
         snapshot = self.stats.snapshot()
         # messages a consumer was too far behind to take, counted where they were made
         snapshot["send_drops"] = sum(o.send_drops for o in list(self.outputs.values()))
+        pools = {name: o.pool_stats() for name, o in list(self.outputs.items())}
+        snapshot["pools"] = {name: stats for name, stats in pools.items() if stats is not None}
         return snapshot
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -419,7 +423,8 @@ class NodeRuntime:
             self.alarm(
                 "queue-loss",
                 f"input {inp.config.name!r} lost {lost} message(s) before seq {message.seq} "
-                f"(depth {inp.config.depth}); the node is not keeping up",
+                f"(depth {inp.config.depth}, budget {inp.config.budget_mib} MiB); "
+                "the node is not keeping up",
             )
         self.handlers[inp.config.name](message)
         if self.ledger is not None:

@@ -3,9 +3,27 @@
 Each output owns a pool of slot files under the run directory (tmpfs). A slot is guarded by a
 ``flock``: the producer writes only while holding it exclusively, consumers hold it shared while
 any view of the frame is alive. The kernel drops a dead process's locks, so a killed consumer
-leaks no slot, and the producer never waits: it skips held slots, grows the pool, and past
-``max_slots`` sends the frame inline instead. A generation number in the slot header tells a late
+leaks no slot, and the producer never waits: it skips held slots, grows the pool, and past its
+limit sends the frame inline instead. A generation number in the slot header tells a late
 consumer that its frame was reused (counted as a drop, never shown).
+
+Between publication and the moment a consumer maps a frame (and so locks it), only the
+reference travels, in the consumer's socket. For a ``latest`` consumer a slot is reused once
+``slots`` newer frames have been published after it: a frame that old is one it would skip
+anyway. A ``queue`` consumer must get every frame, so each one it is sent is **claimed** for it
+until it says it has taken it: the consumer acknowledges over its own connection, after it has
+locked what it mapped, with the count of packets it has read (cumulative, so one small packet
+covers a batch; see ``packets.PacketHub``). A claimed slot is never reused; the pool grows
+instead, up to what the queue consumers' budgets allow. Why acknowledgements rather than a
+reader bitmap or refcount in the slot header: the claim then lives and dies with the connection
+(a killed consumer's claims go when the kernel closes its socket, with no index to hand out or
+reclaim), consumers never write into the producer's memory, and a ``latest`` consumer pays
+nothing. The cost is one small send per batch read by a ``queue`` consumer, and one ``poll``
+by the producer per slot it takes while claims are out.
+
+A consumer that stops reading is bounded by its budget: past it, a frame is not sent to that
+consumer at all (it sees the gap and raises ``queue-loss``). Only if tmpfs itself is full does
+the producer take back a claimed slot (the consumer then finds it overwritten, also counted).
 
 Slot file layout: ``[gen u64][nbytes u64][48 reserved][payload…]``.
 """
@@ -16,6 +34,7 @@ import fcntl
 import math
 import mmap
 import os
+import resource
 import struct
 import weakref
 from collections.abc import Callable
@@ -28,6 +47,9 @@ import numpy as np
 HEADER_BYTES = 64
 _HEADER = struct.Struct("<QQ")
 _ALIGN = 4096
+# One file (and one descriptor, on each side) per slot: enough for a deep queue of small frames.
+MAX_SLOTS = 4096
+_MANY_FILES = 256  # past this many slots, ask for the descriptor limit's hard ceiling
 
 
 def _round_up(n: int) -> int:
@@ -52,6 +74,16 @@ def _address(array: np.ndarray) -> int:
     return int(array.__array_interface__["data"][0])
 
 
+def _allow_many_files() -> None:
+    """Raise this process's open-file limit to its hard ceiling (a deep pool needs many)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; the pool stops growing when it runs out
+
+
 @dataclass
 class _Slot:
     path: Path
@@ -62,6 +94,8 @@ class _Slot:
     lease: int = 0
     published_at: int = 0
     ino: int = 0  # tells readers a restarted producer's new file from the old one
+    claims: int = 0  # queue consumers sent this frame that have not taken it yet
+    epoch: int = 0  # bumped when a claimed slot is taken back: older claims no longer count
 
     @property
     def capacity(self) -> int:
@@ -87,6 +121,16 @@ class SlotPool:
         self.slots: list[_Slot] = []
         self.published = 0
         self.inline_fallbacks = 0
+        self.taken_back = 0  # claimed slots reused because tmpfs (or MAX_SLOTS) ran out
+        self.bytes = 0  # size of all slot files
+        self.claimed = 0  # slots with at least one claim
+        # Set by whoever sends the references (``packets.PacketHub``): the slots published since
+        # its last send, which that send claims; a callback that reads acknowledgements; and
+        # what the queue consumers may pin (sum of budgets in bytes, sum of depths in frames).
+        self.fresh: list[_Slot] | None = None
+        self.listen: Callable[[], None] | None = None
+        self.queue_budget = 0
+        self.queue_depth = 0
         self._owners: dict[int, _Slot] = {}  # id of a writable frame's owner array → its slot
         self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -114,6 +158,9 @@ class SlotPool:
         slot = _Slot(path, fd, mmap.mmap(fd, 0), ino=os.fstat(fd).st_ino)
         slot.remap()
         self.slots.append(slot)
+        self.bytes += len(slot.mapping)
+        if len(self.slots) == _MANY_FILES:
+            _allow_many_files()
         return slot
 
     def _try_lock(self, slot: _Slot, nbytes: int) -> bool:
@@ -128,29 +175,65 @@ class SlotPool:
             if not self._grow(slot.fd, nbytes):
                 fcntl.flock(slot.fd, fcntl.LOCK_UN)
                 return False
+            self.bytes -= len(slot.mapping)
             slot.remap()
+            self.bytes += len(slot.mapping)
         slot.locked = True
         slot.lease += 1
         return True
+
+    def claim(self, slot: _Slot) -> int:
+        """Keep ``slot`` from reuse until ``unclaim``; returns the token ``unclaim`` needs."""
+        if slot.claims == 0:
+            self.claimed += 1
+        slot.claims += 1
+        return slot.epoch
+
+    def unclaim(self, slot: _Slot, token: int) -> None:
+        if slot.epoch != token:
+            return  # taken back meanwhile: that claim is void
+        slot.claims -= 1
+        if slot.claims == 0:
+            self.claimed -= 1
+
+    def _may_grow(self, nbytes: int) -> bool:
+        """Whether another slot fits: up to ``max_slots``, or further within the queue
+        consumers' allowance (their budgets, the frames their depths let them hold, and the
+        rotation ``latest`` consumers rely on)."""
+        if len(self.slots) >= MAX_SLOTS:
+            return False
+        if len(self.slots) < self.max_slots:
+            return True
+        if not self.queue_budget:
+            return False
+        size = _round_up(HEADER_BYTES + nbytes)
+        allowance = self.queue_budget + (self.queue_depth + self.initial_slots) * size
+        return self.bytes + size <= allowance
 
     def acquire(self, nbytes: int) -> _Slot | None:
         """An exclusively locked slot of at least ``nbytes``, or None when all are held.
 
         A slot is reused only once ``slots`` newer frames have been published after it, so a
-        reference still waiting in a consumer's socket stays valid that long; when consumers
-        hold so many slots that no free one is that old, the pool grows instead (up to
-        ``max_slots``), and only then is the oldest free slot reused.
+        reference still waiting in a ``latest`` consumer's socket stays valid that long, and
+        never while a ``queue`` consumer has a claim on it. When consumers hold or claim so
+        many slots that no free one is that old, the pool grows instead (see ``_may_grow``),
+        and only then is the oldest free slot reused; a claimed one only when nothing else is
+        left.
         """
+        if self.claimed and self.listen is not None:
+            self.listen()  # acknowledgements waiting free claimed slots
         if len(self.slots) < self.initial_slots:
             slot = self._new_slot(nbytes)
             if slot is not None and self._try_lock(slot, nbytes):
                 return slot
-        free = sorted((s for s in self.slots if not s.locked), key=lambda s: s.published_at)
+        free = sorted(
+            (s for s in self.slots if not s.locked and not s.claims), key=lambda s: s.published_at
+        )
         old_enough = [s for s in free if self.published - s.published_at >= self.initial_slots]
         for slot in old_enough:
             if self._try_lock(slot, nbytes):
                 return slot
-        while len(self.slots) < self.max_slots:
+        while self._may_grow(nbytes):
             slot = self._new_slot(nbytes)
             if slot is None:
                 break
@@ -159,6 +242,15 @@ class SlotPool:
         for slot in free:
             if self._try_lock(slot, nbytes):
                 return slot
+        if self.claimed:
+            claimed = (s for s in self.slots if not s.locked and s.claims)
+            for slot in sorted(claimed, key=lambda s: s.published_at):
+                if self._try_lock(slot, nbytes):
+                    slot.epoch += 1
+                    slot.claims = 0
+                    self.claimed -= 1
+                    self.taken_back += 1
+                    return slot
         self.inline_fallbacks += 1
         return None
 
@@ -211,6 +303,8 @@ class SlotPool:
         self.published += 1
         slot.published_at = self.published
         self.release(slot)
+        if self.fresh is not None:
+            self.fresh.append(slot)
         return {"path": str(slot.path), "gen": gen, "offset": 0, "ino": slot.ino}
 
     def place(self, array: np.ndarray) -> dict[str, Any] | None:
@@ -232,6 +326,7 @@ class SlotPool:
             if unlink:
                 slot.path.unlink(missing_ok=True)
         self.slots.clear()
+        self.bytes = self.claimed = 0
 
 
 @dataclass
@@ -255,6 +350,7 @@ class SlotReader:
     """The consumer side: maps referenced slots, holding each while any view of it lives."""
 
     root: Path
+    opened: int = 0  # references opened (or tried): tells a queue input a batch had some
     files: dict[str, _HeldFile] = field(default_factory=dict)
     # id of a held frame's owner array → (path, file, offset): how ``locate`` finds it fast
     owners: dict[int, tuple[str, _HeldFile, int]] = field(default_factory=dict)
@@ -272,6 +368,8 @@ class SlotReader:
             del self.files[path]
             held = None
         if held is None:
+            if len(self.files) == _MANY_FILES:
+                _allow_many_files()
             resolved = Path(path).resolve()
             if self.root.resolve() not in resolved.parents:
                 raise PermissionError(f"shared-memory path {path!r} is outside {self.root}")
@@ -305,6 +403,7 @@ class SlotReader:
     ) -> np.ndarray | None:
         """A read-only view of the referenced frame, or None if the producer reused the slot
         or removed it (a frame still in flight when its producer stopped)."""
+        self.opened += 1
         path, gen, offset = ref.get("path"), ref.get("gen"), ref.get("offset")
         if not (isinstance(path, str) and isinstance(gen, int) and isinstance(offset, int)):
             raise ValueError(f"bad shared-memory reference {ref!r}")

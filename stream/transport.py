@@ -28,6 +28,7 @@ LATEST = "latest"
 QUEUE = "queue"
 LATEST_RCVHWM_IPC = 1024
 LATEST_RCVHWM_TCP = 8
+DEFAULT_BUDGET_MIB = 256  # shared memory a `queue` input may leave unread at its producer
 
 
 def ipc_endpoint(run_dir: Path, node_id: str, output: str) -> str:
@@ -56,6 +57,7 @@ class InputConfig:
     endpoint: str
     policy: str = LATEST
     depth: int = 1
+    budget_mib: int = DEFAULT_BUDGET_MIB
 
 
 class Output:
@@ -80,7 +82,9 @@ class Output:
         self.socket: Any
         if config.uses_shm:
             assert self.pool is not None
-            self.hub = packets.PacketHub(packets.socket_path(config.endpoint), self.pool.place)
+            self.hub = packets.PacketHub(
+                packets.socket_path(config.endpoint), self.pool.place, self.pool
+            )
             self.socket = self.hub
         else:
             self.socket = ctx.socket(zmq.XPUB)
@@ -94,7 +98,24 @@ class Output:
         """Messages not sent to a consumer whose connection was full (local outputs only)."""
         if self.hub is None:
             return 0
-        return self.hub.full_drops + self.hub.oversize_drops
+        return self.hub.full_drops + self.hub.oversize_drops + self.hub.budget_drops
+
+    @property
+    def claiming(self) -> bool:
+        """Whether a `queue` consumer reads this output (its slots are then claimed for it)."""
+        return self.hub is not None and self.hub.claiming > 0
+
+    def pool_stats(self) -> dict[str, Any] | None:
+        """The shared-memory pool at a glance (local outputs only), for the heartbeat."""
+        if self.hub is None or self.pool is None:
+            return None
+        return {
+            "slots": len(self.pool.slots),
+            "pool_mib": round(self.pool.bytes / 2**20, 2),
+            "claimed_mib": round(self.hub.claimed_bytes / 2**20, 2),
+            "budget_drops": self.hub.budget_drops,
+            "taken_back": self.pool.taken_back,
+        }
 
     @property
     def last_packet(self) -> bytes | None:
@@ -169,7 +190,9 @@ class Input:
         self.link: packets.PacketLink | None = None
         self.socket: Any
         if config.endpoint.startswith("ipc://"):
-            self.link = packets.PacketLink(packets.socket_path(config.endpoint))
+            queue = config.policy == QUEUE
+            said = packets.hello(config.budget_mib * 2**20, config.depth) if queue else None
+            self.link = packets.PacketLink(packets.socket_path(config.endpoint), said)
             self.socket = self.link
         else:
             self.socket = ctx.socket(zmq.SUB)
@@ -263,11 +286,14 @@ class Input:
         # queue: decode (and so hold shared-memory frames) as soon as they arrive
         room = self.config.depth - len(self.pending)
         added = 0
+        opened = self.reader.opened
         for frames in self._drain(max(room, 0))[0]:
             message = self._decode(frames)
             if message is not None:
                 self._deliver(message)
                 added += 1
+        if self.link is not None and self.reader.opened != opened:
+            self.link.ack()  # held now (or found gone): the producer may stop keeping them
         return added
 
     def take(self, topic: str, seq: int, peek: bool = False) -> Arrival | None:

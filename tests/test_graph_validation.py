@@ -770,6 +770,9 @@ def test_source_takes_no_inputs() -> None:
         ("{from: probe/image, depth: deep}", "depth 'deep'"),
         ("{from: probe/image, depth: true}", "depth True"),
         ("{from: probe/image, polcy: queue}", "did you mean 'policy'?"),
+        ("{from: probe/image, policy: queue, budget_mib: 0}", "budget_mib 0"),
+        ("{from: probe/image, policy: queue, budget_mib: lots}", "budget_mib 'lots'"),
+        ("{from: probe/image, budget_mib: 64}", "applies to 'policy: queue' only"),
     ],
 )
 def test_bad_policy_or_depth_is_reported_at_its_line(wire: str, words: str) -> None:
@@ -786,6 +789,24 @@ def test_bad_policy_or_depth_is_reported_at_its_line(wire: str, words: str) -> N
     )
     assert issue.line == 7
     assert words in issue.message
+
+
+def test_a_queue_takes_a_memory_budget_and_defaults_to_256_mib() -> None:
+    graph = parse(
+        """\
+        nodes:
+          - id: probe
+            uses: synthetic-image
+          - id: rec
+            uses: passthrough
+            inputs: {in: {from: probe/image, policy: queue, depth: 64, budget_mib: 512}}
+          - id: other
+            uses: passthrough
+            inputs: {in: {from: probe/image, policy: queue}}
+        """
+    )
+    assert graph.node("rec").inputs[0].budget_mib == 512
+    assert graph.node("other").inputs[0].budget_mib == 256
 
 
 # -- whole-graph checks --------------------------------------------------------------------------

@@ -127,3 +127,80 @@ def test_a_consumer_reconnects_when_its_producer_restarts(tmp_path: Path) -> Non
     finally:
         link.close()
         hub.close()
+
+
+def claiming_pair(
+    tmp_path: Path, budget: int, depth: int
+) -> tuple[SlotPool, packets.PacketHub, packets.PacketLink]:
+    """A pool behind a hub (as an output has them) and a `queue` consumer connected to it."""
+    pool = SlotPool(tmp_path / "shm", "p.out", slots=2, max_slots=2)
+    hub = packets.PacketHub(tmp_path / "a.sock", pool.place, pool)
+    link = packets.PacketLink(tmp_path / "a.sock", packets.hello(budget, depth))
+    connect(hub, link)
+    deadline = time.monotonic() + 5
+    while not hub.claiming and time.monotonic() < deadline:
+        hub.listen()  # its hello may still be on the way
+    assert hub.claiming == 1
+    return pool, hub, link
+
+
+def send_slot(pool: SlotPool, hub: packets.PacketHub, n: int) -> None:
+    frame = np.full(64 * 1024, n % 256, dtype=np.uint8)
+    hub.send_multipart([b"p/out", memoryview(frame)])  # 64 KiB: the packet goes in a slot
+
+
+def test_a_queue_consumer_claims_every_slot_until_it_acknowledges(tmp_path: Path) -> None:
+    pool, hub, link = claiming_pair(tmp_path, budget=64 * 2**20, depth=100)
+    reader = SlotReader(tmp_path / "shm")
+    try:
+        for n in range(20):
+            send_slot(pool, hub, n)
+        assert pool.claimed == 20 and len(pool.slots) == 20, "claimed slots are never reused"
+        taken = [packets.unpack(receive(link), reader.open) for _ in range(20)]
+        assert [bytes(t[1][:1])[0] for t in taken] == list(range(20)), "each frame as sent"
+        link.ack()
+        deadline = time.monotonic() + 5
+        while pool.claimed and time.monotonic() < deadline:
+            hub.listen()
+        assert pool.claimed == 0 and hub.claimed_bytes == 0
+        del taken
+        for n in range(20, 40):
+            send_slot(pool, hub, n)
+        assert len(pool.slots) == 20, "freed slots are reused: the pool does not grow"
+    finally:
+        link.close()
+        hub.close()
+        pool.close()
+        reader.close()
+
+
+def test_a_queue_consumer_past_its_budget_misses_frames_and_the_producer_goes_on(
+    tmp_path: Path,
+) -> None:
+    budget = 4 * (64 * 1024 + 4096)  # four slots of a 64 KiB packet
+    pool, hub, link = claiming_pair(tmp_path, budget=budget, depth=100)
+    try:
+        for n in range(10):
+            send_slot(pool, hub, n)
+        assert (hub.budget_drops, pool.claimed, hub.claimed_bytes) == (6, 4, budget)
+        assert link.drain(100)[0].__len__() == 4, "the first four were sent, the rest not"
+    finally:
+        link.close()
+        hub.close()
+        pool.close()
+
+
+def test_a_queue_consumer_that_hangs_up_takes_its_claims_with_it(tmp_path: Path) -> None:
+    pool, hub, link = claiming_pair(tmp_path, budget=64 * 2**20, depth=100)
+    try:
+        for n in range(10):
+            send_slot(pool, hub, n)
+        assert pool.claimed == 10
+        link.close()
+        deadline = time.monotonic() + 5
+        while hub.subscribed and time.monotonic() < deadline:
+            hub.listen()
+        assert (hub.subscribed, pool.claimed, pool.queue_budget) == (0, 0, 0)
+    finally:
+        hub.close()
+        pool.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from igtflow.stream import shm
 from igtflow.stream.messages import Image
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats
@@ -183,8 +184,14 @@ nodes:
 
 
 @pytest.mark.parametrize("policy", ["latest", "queue"])
-def test_a_frame_overwritten_in_shared_memory_is_counted_once(tmp_path: Path, policy: str) -> None:
-    """One output and one input on a real ipc socket, stepped by hand so the race is certain."""
+def test_a_frame_overwritten_in_shared_memory_is_counted_once(
+    tmp_path: Path, policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One output and one input on a real ipc socket, stepped by hand so the race is certain.
+
+    A queue's claim is taken back only when the pool cannot grow at all (tmpfs full), as here.
+    """
+    monkeypatch.setattr(shm, "MAX_SLOTS", 1)
     ctx = zmq.Context()
     endpoint = ipc_endpoint(tmp_path, "src", "image")
     output = Output(

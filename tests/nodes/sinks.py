@@ -60,7 +60,9 @@ class Recorder(Node):
             record["n"] = n
             record["shape"] = list(message.data.shape)
             record["intact"] = bool(
-                np.array_equal(message.data, expected_frame(n, message.data.shape))
+                np.array_equal(
+                    message.data, expected_frame(n, message.data.shape, message.data.dtype)
+                )
             )
             record["mapped"] = _maps_shared_memory(message.data)
         elif isinstance(message, Image):  # frames from elsewhere (files): what they held

@@ -7,39 +7,43 @@ from igtflow.stream.messages import Image
 from igtflow.stream.node import Source
 
 
-def pattern(height: int, width: int) -> np.ndarray:
-    """The frame of message 0; message ``n`` adds ``n`` to every pixel (uint16, wrapping)."""
-    return (
-        (np.arange(height * width, dtype=np.uint32) % 65521)
-        .astype(np.uint16)
-        .reshape(height, width)
-    )
+def pattern(height: int, width: int, dtype: np.dtype | str = np.uint16) -> np.ndarray:
+    """The frame of message 0; message ``n`` adds ``n`` to every pixel (wrapping)."""
+    return (np.arange(height * width, dtype=np.uint32) % 65521).astype(dtype).reshape(height, width)
 
 
-def expected_frame(n: int, shape: tuple[int, ...]) -> np.ndarray:
-    return pattern(*shape[:2]) + np.uint16(n % 65536)
+def _step(n: int, dtype: np.dtype) -> np.generic:
+    return dtype.type(n % (int(np.iinfo(dtype).max) + 1))
+
+
+def expected_frame(n: int, shape: tuple[int, ...], dtype: np.dtype | str = np.uint16) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    return pattern(*shape[:2], dtype) + _step(n, dtype)
 
 
 class Numbered(Source):
-    """Emits uint16 Images numbered in ``meta['n']`` (pixels encode n); stops after ``count``."""
+    """Emits Images numbered in ``meta['n']`` (pixels encode n); stops after ``count``."""
 
     outputs = {"image": Image}
 
-    def setup(self, width: int = 32, height: int = 32, count: int = 0) -> None:
+    def setup(
+        self, width: int = 32, height: int = 32, count: int = 0, dtype: str = "uint16"
+    ) -> None:
         """
         width: frame width in pixels (512×512 and up travel through shared memory)
         height: frame height in pixels
         count: messages to send before going quiet (0 = no limit)
+        dtype: pixel type, uint8 or uint16
         """
-        self.base = pattern(height, width)
+        self.base = pattern(height, width, dtype)
         self.numbered = 0
         self.log.info("numbered source %dx%d ready", width, height)
 
     def tick(self) -> None:
         if self.count and self.numbered >= self.count:
             return
-        frame = self.new_frame("image", self.base.shape, np.uint16)
-        np.add(self.base, np.uint16(self.numbered % 65536), out=frame)
+        frame = self.new_frame("image", self.base.shape, self.base.dtype)
+        np.add(self.base, _step(self.numbered, self.base.dtype), out=frame)
         self.emit("image", Image(data=frame, meta={"n": self.numbered}, frame="Image"))
         self.numbered += 1
 
