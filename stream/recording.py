@@ -22,6 +22,7 @@ second; ``recording_scan.py`` reads back what a crashed or damaged file still ho
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 import threading
@@ -45,6 +46,7 @@ MESSAGE_ENCODING = recording_scan.MESSAGE_ENCODING
 PROFILE = "igtflow"
 GRAPH_ATTACHMENT = "graph.yaml"
 METADATA_NAME = "igtflow"
+RECOVERY_METADATA = "igtflow-recovery"
 CHUNK_SIZE = 1024 * 1024
 FLUSH_INTERVAL_S = 0.5
 ZSTD_LEVEL = 1
@@ -179,6 +181,13 @@ class RecordingWriter:
             message.seq & 0xFFFFFFFF,
         )
 
+    def add_metadata(self, name: str, values: dict[str, Any]) -> None:
+        """A further metadata record ``name`` (non-string values are stored as JSON)."""
+        with self._lock:
+            self._writer.add_metadata(
+                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+            )
+
     def write_raw(self, raw: RawMessage) -> None:
         """Append a message read by ``recording_scan.scan`` exactly as it was stored."""
         self._add(raw.topic, raw.kind, raw.data, raw.log_time_ns, raw.publish_time_ns, raw.sequence)
@@ -255,6 +264,7 @@ class RecordingInfo:
     metadata: dict[str, str]
     topics: dict[str, str]  # topic → message kind
     message_counts: dict[str, int]  # topic → messages
+    graph_problem: str | None = None  # why ``graph_yaml`` is None although the file names one
 
 
 def read_info(path: str | Path) -> RecordingInfo:
@@ -278,6 +288,7 @@ def read_info(path: str | Path) -> RecordingInfo:
         metadata=report.metadata.get(METADATA_NAME, {}),
         topics={c.topic: c.metadata.get("kind", "") for c in summary.channels.values()},
         message_counts={c.topic: counts.get(i, 0) for i, c in summary.channels.items()},
+        graph_problem=_graph_problem(report),
     )
 
 
@@ -291,6 +302,7 @@ def _scanned_info(path: str | Path) -> RecordingInfo:
         metadata=report.metadata.get(METADATA_NAME, {}),
         topics=dict(report.channels),
         message_counts=counts,
+        graph_problem=_graph_problem(report),
     )
 
 
@@ -299,20 +311,41 @@ def _graph(report: ScanReport) -> str | None:
     return data.decode(errors="replace") if data is not None else None
 
 
+def _graph_problem(report: ScanReport) -> str | None:
+    if GRAPH_ATTACHMENT in report.attachments:
+        return None
+    if GRAPH_ATTACHMENT in report.bad_attachments:
+        return f"the {GRAPH_ATTACHMENT} attachment is damaged (it fails its CRC)"
+    if report.losses:
+        return f"no readable {GRAPH_ATTACHMENT} attachment: the file is damaged where it was"
+    return None
+
+
 def recover(source: str | Path, target: str | Path) -> ScanReport:
     """Copy every readable message of ``source`` (crashed or damaged) into a closed, indexed file.
 
     The messages are copied byte for byte, with the graph and the metadata; the metadata also
-    says where they came from. Returns what the scan of ``source`` found.
+    says where they came from, and what was lost (``recovery_losses``) or copied from a chunk
+    whose CRC failed (``unverified_messages``). Returns what the scan of ``source`` found:
+    ``report.losses`` and ``report.unverified`` say whether anything is missing or suspect.
     """
     report = ScanReport(str(source))
     messages = scan(source, report=report)
     first = next(messages, None)  # attachments and metadata precede the first message
-    metadata = dict(report.metadata.get(METADATA_NAME, {}))
+    metadata: dict[str, Any] = dict(report.metadata.get(METADATA_NAME, {}))
     metadata["recovered_from"] = str(source)
+    suspect: list[list[Any]] = []
     with RecordingWriter(target, _graph(report) or "", metadata) as writer:
-        if first is not None:
-            writer.write_raw(first)
-            for raw in messages:
-                writer.write_raw(raw)
+        for raw in itertools.chain([first] if first is not None else [], messages):
+            writer.write_raw(raw)
+            if not raw.verified:
+                suspect.append([raw.topic, raw.sequence])
+        # the scan is over only now: what it lost goes in a second metadata record
+        damage: dict[str, Any] = {}
+        if report.losses:
+            damage["recovery_losses"] = [loss.as_dict() for loss in report.losses]
+        if suspect:
+            damage["unverified_messages"] = suspect
+        if damage:
+            writer.add_metadata(RECOVERY_METADATA, damage)
     return report

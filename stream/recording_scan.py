@@ -39,7 +39,6 @@ import msgpack
 
 MAGIC = b"\x89MCAP0\r\n"
 MESSAGE_ENCODING = "igtflow-msgpack"
-GRAPH_ATTACHMENT = "graph.yaml"
 MAX_CHUNK_BYTES = 1 << 27  # largest decompressed chunk (zstd's own default window limit)
 
 _HEAD = struct.Struct("<BQ")
@@ -71,6 +70,11 @@ _OPCODE_NAMES = {
 }
 # A record header whose length fits in 40 bits (a terabyte): where a resynchronisation may land.
 _CANDIDATE = re.compile(rb"(?=[\x01-\x0f\x80-\xff][\x00-\xff]{5}\x00\x00\x00)", re.DOTALL)
+
+
+_GARBAGE = "garbage after the end"
+_SUMMARY = "summary"
+_HARMLESS = (_GARBAGE, _SUMMARY)
 
 
 class RecordingError(Exception):
@@ -149,6 +153,14 @@ class ScanReport:
 
     def note(self, problem: str) -> None:
         self.problems.append(problem)
+
+    @property
+    def lost_anything(self) -> bool:
+        """Whether data were lost or are suspect: messages, attachments, metadata (garbage after
+        the end and a damaged index are problems too, but cost nothing a recovery keeps).
+        """
+        data_losses = [loss for loss in self.losses if loss.what not in _HARMLESS]
+        return bool(data_losses or self.unverified or self.bad_attachments)
 
     @property
     def lost_messages(self) -> int | None:
@@ -781,7 +793,7 @@ class _Scanner:
                 f"{self.size - tail} bytes of garbage follow the end of the recording "
                 f"(bytes {tail}–{self.size}); they are ignored"
             )
-            self.report.losses.append(Loss(tail, self.size, "garbage after the end", 0))
+            self.report.losses.append(Loss(tail, self.size, _GARBAGE, 0))
         start, _offsets, crc = _parse(FOOTER, _Cursor(self.view, footer + 9, footer + 29))
         if start == 0:
             return
@@ -843,7 +855,7 @@ class _Scanner:
         self.lost_chunk = None
         in_summary = self.data_end is not None and start >= self.data_end
         if in_summary:
-            what = "summary"
+            what = _SUMMARY
         elif end >= self.size and start + _HEAD.size <= self.size:
             what = "record cut short by the end of the file"
         else:
@@ -889,7 +901,7 @@ class _Scanner:
 
     def _count_losses(self) -> None:
         for loss in self.report.losses:
-            if loss.what != "garbage after the end":
+            if loss.what != _GARBAGE:
                 self.report.note(loss.describe())
         lost = self.report.lost_messages
         expected = self.report.expected_messages
