@@ -26,6 +26,8 @@ it held when the index says.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import mmap
 import re
 import struct
@@ -268,6 +270,7 @@ class _Channel:
 
 @dataclass
 class _Chunk:
+    times: tuple[int, int]  # log time of its first and last message, as its header says
     uncompressed_size: int
     crc: int
     compression: str
@@ -306,11 +309,11 @@ def _parse(opcode: int, cur: _Cursor) -> Any:
         topic, encoding = cur.text(), cur.text()
         return _Channel(channel_id, topic, encoding, _string_map(cur))
     if opcode == CHUNK:
-        cur.u64(), cur.u64()
+        times = (cur.u64(), cur.u64())
         size, crc, compression = cur.u64(), cur.u32(), cur.text()
         length = cur.u64()
         start = cur._advance(length)
-        return _Chunk(size, crc, compression, start, start + length)
+        return _Chunk(times, size, crc, compression, start, start + length)
     if opcode == MESSAGE_INDEX:
         channel_id, size = cur.u16(), cur.u32()
         if size % 16:
@@ -361,10 +364,10 @@ def _crc_state(stored: int, actual: int) -> str:
     zero. A damaged payload changes a CRC32 in about half its bits, so this is the CRC field
     itself that was hit and the data are intact (a false match has odds of about 2**-27).
     """
-    if stored == actual:
-        return "ok"
     if stored == 0:
         return "none"
+    if stored == actual:
+        return "ok"
     if (stored ^ actual).bit_count() == 1:
         return "field"
     pairs = zip(stored.to_bytes(4, "little"), actual.to_bytes(4, "little"), strict=True)
@@ -417,6 +420,16 @@ def _decompress(compression: str, data: bytes) -> tuple[bytes, str]:
     return b"".join(parts), ""
 
 
+def _chunk_record_at(data: bytes, pos: int) -> bool:
+    """Whether a record inside a chunk can start at ``pos`` of its decompressed ``data``."""
+    if pos == len(data):
+        return True
+    if pos + _HEAD.size > len(data):
+        return False
+    opcode, length = _HEAD.unpack_from(data, pos)
+    return opcode in (SCHEMA, CHANNEL, MESSAGE) and pos + _HEAD.size + length <= len(data)
+
+
 def _looks_intact(data: bytes, topic: str) -> bool:
     """Whether ``data`` holds an igtflow message of ``topic``: framing, topic and header."""
     try:
@@ -446,12 +459,14 @@ class _Scanner:
         self.report = report
         self.wanted = wanted
         self.channels: dict[int, _Channel] = {}
+        self.doubtful_channels: set[int] = set()  # read from the chunk now open, which failed
         self.limit = self.size  # where the records end: the footer, once it is found
         self.footer_at: int | None = None
         self.summary_start: int | None = None
         self.summary_ok = False
         self.index: dict[int, _ChunkIndex] = {}  # chunk offset → its index entry
-        self.hints: set[int] = set()  # offsets the summary says a record starts at
+        self.hints: dict[int, int] = {}  # offset → opcode the summary says starts there
+        self.hint_list: list[int] = []  # the same offsets, sorted
         self.data_end: int | None = None
         self.lost_chunk: Loss | None = None  # a lost chunk whose message indexes may follow
         self.lost_kept = 0  # messages of that chunk that were read all the same
@@ -531,9 +546,11 @@ class _Scanner:
         try:
             value = _parse(op, cur)
         except _Bad:
-            return None
+            return self._chunk_by_extent(pos, outer_end, from_header) if op == CHUNK else None
         inner_end = cur.pos
         agree = from_header and inner_end == outer_end
+        if op == CHUNK and pos in self.index:  # the index's length is a second witness
+            agree = agree or inner_end - pos == self.index[pos].length
         if op == CHUNK:
             self._open(value, need=not agree or strict or self.wanted != set())
             if value.failure or value.crc_state == "bad":
@@ -544,23 +561,62 @@ class _Scanner:
             proven = value.crc_state in ("ok", "field")
         else:
             proven = False
+        hinted = self.hints.get(pos) == op
+        if not proven and self._spans_hint(pos, max(inner_end, outer_end if agree else 0)):
+            return None  # a record the index places inside this one: the bytes lie
         if strict:
-            ok = agree and (proven or pos in self.hints or self._plausible(inner_end))
+            ok = agree and (proven or hinted or self._plausible(inner_end))
             return (op, inner_end, value) if ok else None
-        if agree or proven or pos in self.hints:
-            if not agree:
-                self._note_length(op, pos, length, inner_end)
+        if agree or proven or hinted:
+            if agree:
+                return op, inner_end, value
+            if op == CHUNK and from_header and self._plausible(outer_end) and proven:
+                # the data's own length is hit, and the decompressor ignored the bytes it added
+                self._note_length(op, pos, length, inner_end, field="data length")
+                return op, outer_end, value
+            self._note_length(op, pos, length, inner_end)
             return op, inner_end, value
-        if from_header and self._plausible(inner_end) and not self._plausible(outer_end):
+        weak_ok = op not in (CHUNK, ATTACHMENT) and from_header
+        if weak_ok and self._plausible(inner_end) and not self._plausible(outer_end):
             self._note_length(op, pos, length, inner_end)
             return op, inner_end, value
         return None
 
-    def _note_length(self, op: int, pos: int, length: int, end: int) -> None:
+    def _chunk_by_extent(self, pos: int, outer_end: int, from_header: bool) -> Any:
+        """The chunk at ``pos`` whose data-length field is damaged, bounded instead by its record
+        length or its index entry; only if its CRC then holds.
+        """
+        ends = [outer_end] if from_header else []
+        ends += [pos + self.index[pos].length] if pos in self.index else []
+        for end in ends:
+            if end > self.limit:
+                continue
+            cur = _Cursor(self.view, pos + _HEAD.size, end)
+            try:
+                times = (cur.u64(), cur.u64())
+                size, crc, compression = cur.u64(), cur.u32(), cur.text()
+                cur.u64()
+            except _Bad:
+                continue
+            chunk = _Chunk(times, size, crc, compression, cur.pos, end)
+            self._open(chunk, need=True)
+            if chunk.records and chunk.crc_state == "ok" and not chunk.failure:
+                self.report.note(
+                    f"the chunk at byte {pos} has a damaged data-length field: read to the end "
+                    "its record length gives, and its CRC holds"
+                )
+                return CHUNK, end, chunk
+        return None
+
+    def _note_length(self, op: int, pos: int, length: int, end: int, field: str = "header") -> None:
         self.report.note(
-            f"the {_OPCODE_NAMES[op]} record at byte {pos} has a damaged header (it declares "
+            f"the {_OPCODE_NAMES[op]} record at byte {pos} has a damaged {field} (it declares "
             f"{length} bytes, its contents {end - pos - _HEAD.size}): read by its contents"
         )
+
+    def _spans_hint(self, pos: int, end: int) -> bool:
+        at = bisect.bisect_right(self.hint_list, pos)
+        return at < len(self.hint_list) and self.hint_list[at] < end
 
     def _plausible(self, pos: int) -> bool:
         """Whether a record can start at ``pos``: the end, a known offset, or a sane header."""
@@ -574,7 +630,7 @@ class _Scanner:
 
     def _resync(self, start: int) -> int:
         """The first offset from ``start`` where a record proves itself, else the end."""
-        hints = sorted(h for h in self.hints if start <= h < self.limit)
+        hints = [h for h in self.hint_list if start <= h < self.limit]
         for match in _CANDIDATE.finditer(self.view, start, self.limit):  # type: ignore[call-overload]
             at = match.start()
             while hints and hints[0] < at:
@@ -661,10 +717,13 @@ class _Scanner:
         self.lost_chunk = None
         self.parsed_whole = True
         kept = dropped = 0
+        log_times: list[int] = []
         for record in self._chunk_records(chunk, pos):
             if isinstance(record, _Channel):
-                self._add_channel(record)
+                if verified or record.id not in self.channels:
+                    self._add_channel(record, keep=verified)
                 continue
+            log_times.append(record[2])
             raw = self._raw(record, verified=verified)
             if raw is None:
                 dropped += 1
@@ -674,7 +733,11 @@ class _Scanner:
                 report.messages += 1
                 report.unverified += not verified
                 yield raw
+        for channel_id in self.doubtful_channels:
+            del self.channels[channel_id]
+        self.doubtful_channels.clear()
         if not chunk.failure and verified:
+            self._check_chunk_header(chunk, pos, log_times)
             return
         why = chunk.failure or "fails its CRC"
         if kept:
@@ -694,27 +757,56 @@ class _Scanner:
         if loss.messages is None:
             self.lost_chunk, self.lost_kept = loss, kept
 
+    def _check_chunk_header(self, chunk: _Chunk, pos: int, log_times: list[int]) -> None:
+        """Its header's sizes and times against its contents (the CRC covers neither)."""
+        times = (min(log_times), max(log_times)) if log_times else chunk.times
+        if chunk.times != times or chunk.uncompressed_size != len(chunk.records or b""):
+            self.report.note(
+                f"the header of the chunk at byte {pos} is damaged (its times or size disagree "
+                "with its contents); its messages check out and are kept"
+            )
+
     def _chunk_records(self, chunk: _Chunk, pos: int) -> Iterator[Any]:
+        """Channels and messages of ``chunk``; a malformed one is skipped by its length, a length
+        that runs past the data ends the chunk.
+        """
         data = chunk.records or b""
         cur = _Cursor(data, 0, len(data))
         while cur.pos < len(data):
+            if data[cur.pos] == CHANNEL and cur.pos + 9 <= len(data):
+                # a channel delimits itself: a flipped length field costs nothing
+                content = _Cursor(data, cur.pos + 9, len(data))
+                with contextlib.suppress(_Bad):
+                    channel = _parse(CHANNEL, content)
+                    if _chunk_record_at(data, content.pos):
+                        cur.pos = content.pos
+                        yield channel
+                        continue
             try:
                 opcode, length = cur.u8(), cur.u64()
-                body = _Cursor(data, cur.pos, cur.pos + length)
-                cur._advance(length)
-                if opcode == CHANNEL:
-                    yield _parse(CHANNEL, body)
-                elif opcode == MESSAGE:
-                    yield self._message(body)
+                body = _Cursor(data, cur._advance(length), cur.pos)
             except _Bad:
                 self.parsed_whole = False
-                if not chunk.failure and chunk.crc_state in ("ok", "field"):
-                    self.report.note(f"the chunk at byte {pos} holds a malformed record; skipped")
                 return
+            try:
+                record = self._message(body) if opcode == MESSAGE else None
+            except _Bad:
+                self.parsed_whole = False
+                if chunk.crc_state in ("ok", "field"):
+                    self.report.note(f"the chunk at byte {pos} holds a malformed record; skipped")
+                continue
+            if record is not None:
+                yield record
 
-    def _add_channel(self, channel: _Channel) -> None:
+    def _add_channel(self, channel: _Channel, keep: bool = True) -> None:
+        """Use ``channel`` from now on; ``keep=False`` (a channel read from a chunk whose CRC
+        failed): only until the current chunk ends, and not listed among the file's topics.
+        """
         self.channels[channel.id] = channel
-        self.report.channels[channel.topic] = channel.metadata.get("kind", "")
+        if keep:
+            self.report.channels[channel.topic] = channel.metadata.get("kind", "")
+        else:
+            self.doubtful_channels.add(channel.id)
 
     def _raw(self, value: tuple[int, int, int, int, bytes], verified: bool) -> RawMessage | None:
         channel_id, sequence, log_time, publish_time, data = value
@@ -824,15 +916,18 @@ class _Scanner:
                 self._add_channel(value)
             elif opcode == CHUNK_INDEX:
                 index[value.offset] = value
-            elif opcode in (ATTACHMENT_INDEX, METADATA_INDEX):
-                self.hints.add(value)
+            elif opcode == ATTACHMENT_INDEX:
+                self.hints[value] = ATTACHMENT
+            elif opcode == METADATA_INDEX:
+                self.hints[value] = METADATA
             elif opcode == STATISTICS:
                 stats = value
             pos = cur.pos
         self.index = {o: c for o, c in index.items() if len(MAGIC) <= o < start}
-        self.hints |= set(self.index)
-        self.hints = {h for h in self.hints if len(MAGIC) <= h < start}
-        self.hints.add(start)
+        self.hints.update(dict.fromkeys(self.index, CHUNK))
+        self.hints = {h: op for h, op in self.hints.items() if len(MAGIC) <= h < start}
+        self.hints[start] = self.view[start]  # the summary's first record
+        self.hint_list = sorted(self.hints)
         self.summary_ok = crc_holds and pos == footer
         if self.summary_ok and stats is not None and self.wanted is None:
             self.report.expected_messages = stats[0]
