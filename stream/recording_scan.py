@@ -784,9 +784,16 @@ class _Scanner:
                         continue
             try:
                 opcode, length = cur.u8(), cur.u64()
+            except _Bad:
+                self.parsed_whole = False
+                return
+            try:
                 body = _Cursor(data, cur._advance(length), cur.pos)
             except _Bad:
                 self.parsed_whole = False
+                if opcode == MESSAGE:  # a damaged length on the last record: the rest is it
+                    with contextlib.suppress(_Bad):
+                        yield self._message(_Cursor(data, cur.pos, len(data)))
                 return
             try:
                 record = self._message(body) if opcode == MESSAGE else None
