@@ -217,6 +217,7 @@ def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
     raise typer.Exit(result.exit_code)
 
 
+DAMAGED = 3  # exit code of inspect and recover: the recording is damaged, and the report says how
 RecordingArg = Annotated[Path, typer.Argument(help="MCAP recording", show_default=False)]
 
 
@@ -275,6 +276,12 @@ def replay(
         downstream = graph.read_text()
     else:
         downstream = info.graph_yaml
+        if info.graph_problem:
+            err.print(
+                f"[yellow]{recording}: {info.graph_problem}; playing the recording alone "
+                "(give --graph to run a graph downstream)[/]",
+                highlight=False,
+            )
     params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
     where = str(graph) if graph is not None else f"{recording}: the graph stored in it"
     try:
@@ -300,7 +307,12 @@ def replay(
 
 @app.command()
 def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
-    """Summarise a recording: duration, topics, rates, sizes, gaps, metadata, damage."""
+    """Summarise a recording: duration, topics, rates, sizes, gaps, metadata, damage.
+
+    Exit codes: 0 the file is whole; 3 it has problems (listed: cut, not closed, CRC mismatch,
+    garbage after the end, damaged summary or attachment, unreadable byte ranges); 2 it cannot
+    be read at all.
+    """
     from igtflow.launch.inspect_recording import inspect_recording, print_summary
     from igtflow.stream.recording_scan import RecordingError
 
@@ -313,6 +325,8 @@ def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
         _print_json(summary)
     else:
         print_summary(summary, out)
+    if summary["problems"]:
+        raise typer.Exit(DAMAGED)
 
 
 @app.command()
@@ -324,7 +338,10 @@ def recover(
 ) -> None:
     """Rescue a recording that was not closed (crash, kill -9) or is damaged.
 
-    Every readable message is copied, byte for byte, into a closed and indexed file.
+    Every readable message is copied, byte for byte, into a closed and indexed file. Exit codes:
+    0 nothing was lost; 3 the new file is written but messages were lost or copied from a chunk
+    whose CRC failed (each byte range, count and topic is listed, and kept in the new file's
+    metadata); 2 nothing could be recovered.
     """
     from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.recording import recover as recover_file
@@ -344,14 +361,26 @@ def recover(
         "messages": report.messages,
         "was_closed": report.complete,
         "damaged_chunks": report.bad_chunks,
+        "lost_messages": report.lost_messages,
+        "unverified_messages": report.unverified,
+        "losses": [loss.as_dict() for loss in report.losses],
         "problems": report.problems,
     }
+    lossy = report.lost_anything
     if json_:
         _print_json(result)
-        return
-    for problem in report.problems:
-        err.print(problem, style="yellow", markup=False, highlight=False, soft_wrap=True)
-    out.print(f"recovered {report.messages} messages into {fixed}")
+    else:
+        for problem in report.problems:
+            err.print(problem, style="yellow", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"recovered {report.messages} messages into {fixed}")
+        if lossy:
+            lost = report.lost_messages
+            parts = [f"{'an unknown number of' if lost is None else lost} messages lost"]
+            parts += [f"{report.unverified} unverified"] if report.unverified else []
+            parts += [f"attachment {name!r} lost" for name in report.bad_attachments]
+            err.print(f"[red]incomplete: {', '.join(parts)}[/]", highlight=False)
+    if lossy:
+        raise typer.Exit(DAMAGED)
 
 
 @app.command()

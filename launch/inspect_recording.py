@@ -12,6 +12,7 @@ from igtflow.stream.recording import (
     GAP_METADATA,
     GRAPH_ATTACHMENT,
     METADATA_NAME,
+    RECOVERY_METADATA,
     unpack_frames,
 )
 from igtflow.stream.recording_scan import RawMessage, ScanReport, scan
@@ -93,7 +94,11 @@ def _recorded_gaps(report: ScanReport) -> list[dict[str, Any]]:
 
 
 def inspect_recording(path: str | Path) -> dict[str, Any]:
-    """Summary of the recording at ``path`` (raises ``RecordingError`` if it is not one)."""
+    """Summary of the recording at ``path`` (raises ``RecordingError`` if it is not one).
+
+    ``problems`` lists everything found wrong (empty: the file is whole); ``losses`` the byte
+    ranges that could not be read, with the messages and topics they held when known.
+    """
     report = ScanReport(str(path))
     tallies: dict[str, _TopicTally] = {}
     status_gaps: list[dict[str, Any]] = []
@@ -115,7 +120,15 @@ def inspect_recording(path: str | Path) -> dict[str, Any]:
         "start_ns": min(firsts) if firsts else None,
         "chunks": report.chunks,
         "damaged_chunks": report.bad_chunks,
+        "expected_messages": report.expected_messages,
+        "lost_messages": report.lost_messages,
+        "unverified_messages": report.unverified,
+        "losses": [loss.as_dict() for loss in report.losses],
+        "damaged_attachments": report.bad_attachments,
         "metadata": {k: _maybe_json(v) for k, v in metadata.items()},
+        "recovery": {
+            k: _maybe_json(v) for k, v in report.metadata.get(RECOVERY_METADATA, {}).items()
+        },
         "graph": graph.decode(errors="replace") if graph else None,
         "topics": {topic: tallies[topic].summary() for topic in sorted(tallies)},
         "restart_gaps": sorted(
@@ -133,13 +146,32 @@ def _maybe_json(value: str) -> Any:
 
 
 def print_summary(summary: dict[str, Any], console: Console) -> None:
-    state = "closed" if summary["closed"] else "NOT CLOSED (crash?): run `igtflow recover`"
+    if summary["problems"]:
+        lost = summary["lost_messages"]
+        state = (
+            f"DAMAGED ({len(summary['problems'])} problem(s), "
+            f"{'an unknown number of' if lost is None else lost} messages lost): "
+            "run `igtflow recover`"
+        )
+        if not summary["closed"]:
+            state = "NOT CLOSED (crash?), " + state
+    else:
+        state = "closed, no problems"
     console.print(
         f"[bold]{summary['path']}[/]  {summary['size_bytes'] / 1e6:.1f} MB, "
         f"{summary['messages']} messages, {summary['duration_s']:.1f} s, {state}"
     )
     for key, value in summary["metadata"].items():
         console.print(f"  {key}: {value}", highlight=False)
+    recovery = summary["recovery"]
+    if recovery:
+        console.print(
+            f"  [yellow]recovered from a damaged file:[/] "
+            f"{len(recovery.get('recovery_losses', []))} unreadable byte ranges, "
+            f"{len(recovery.get('unverified_messages', []))} unverified messages "
+            "(see --json)",
+            highlight=False,
+        )
     table = Table(title="topics", title_justify="left")
     table.add_column("topic", no_wrap=True)
     for column in (
@@ -175,5 +207,17 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             f"while {gap.get('node')} restarted",
             highlight=False,
         )
+    if summary["losses"]:
+        damage = Table(title="unreadable byte ranges", title_justify="left")
+        for column in ("bytes", "what", "msgs lost", "topics"):
+            damage.add_column(column, justify="right" if column == "msgs lost" else "left")
+        for loss in summary["losses"]:
+            damage.add_row(
+                f"{loss['start']}–{loss['end']}",
+                loss["what"],
+                "?" if loss["messages"] is None else str(loss["messages"]),
+                ", ".join(loss["topics"]) or "-",
+            )
+        console.print(damage)
     for problem in summary["problems"]:
         console.print(f"[yellow]problem:[/] {problem}", highlight=False)

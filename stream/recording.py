@@ -22,11 +22,12 @@ second; ``recording_scan.py`` reads back what a crashed or damaged file still ho
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -47,6 +48,7 @@ PROFILE = "igtflow"
 GRAPH_ATTACHMENT = "graph.yaml"
 METADATA_NAME = "igtflow"
 GAP_METADATA = "igtflow.gap."  # + a number: one record per topic a recorder restart left a hole in
+RECOVERY_METADATA = "igtflow-recovery"
 CHUNK_SIZE = 1024 * 1024
 FLUSH_INTERVAL_S = 0.5
 ZSTD_LEVEL = 1
@@ -181,6 +183,13 @@ class RecordingWriter:
             message.seq & 0xFFFFFFFF,
         )
 
+    def add_metadata(self, name: str, values: dict[str, Any]) -> None:
+        """A further metadata record ``name`` (non-string values are stored as JSON)."""
+        with self._lock:
+            self._writer.add_metadata(
+                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+            )
+
     def write_raw(self, raw: RawMessage) -> None:
         """Append a message read by ``recording_scan.scan`` exactly as it was stored."""
         self._add(raw.topic, raw.kind, raw.data, raw.log_time_ns, raw.publish_time_ns, raw.sequence)
@@ -201,13 +210,6 @@ class RecordingWriter:
                 self._unflushed_since = time.monotonic()
             elif time.monotonic() - self._unflushed_since >= self._flush_interval_s:
                 self._flush_locked()
-
-    def add_metadata(self, name: str, values: dict[str, Any]) -> None:
-        """Append a metadata record ``name`` (values stored as ``METADATA_NAME``'s are)."""
-        with self._lock:
-            self._writer.add_metadata(
-                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-            )
 
     def close(self) -> None:
         """Flush the last chunk and write the summary and index; safe to call twice."""
@@ -264,6 +266,7 @@ class RecordingInfo:
     metadata: dict[str, str]
     topics: dict[str, str]  # topic → message kind
     message_counts: dict[str, int]  # topic → messages
+    graph_problem: str | None = None  # why ``graph_yaml`` is None although the file names one
 
 
 def read_info(path: str | Path) -> RecordingInfo:
@@ -287,6 +290,7 @@ def read_info(path: str | Path) -> RecordingInfo:
         metadata=report.metadata.get(METADATA_NAME, {}),
         topics={c.topic: c.metadata.get("kind", "") for c in summary.channels.values()},
         message_counts={c.topic: counts.get(i, 0) for i, c in summary.channels.items()},
+        graph_problem=_graph_problem(report),
     )
 
 
@@ -300,6 +304,7 @@ def _scanned_info(path: str | Path) -> RecordingInfo:
         metadata=report.metadata.get(METADATA_NAME, {}),
         topics=dict(report.channels),
         message_counts=counts,
+        graph_problem=_graph_problem(report),
     )
 
 
@@ -308,25 +313,56 @@ def _graph(report: ScanReport) -> str | None:
     return data.decode(errors="replace") if data is not None else None
 
 
-def recover(source: str | Path, target: str | Path, force: bool = False) -> ScanReport:
+def _graph_problem(report: ScanReport) -> str | None:
+    if GRAPH_ATTACHMENT in report.attachments:
+        return None
+    if GRAPH_ATTACHMENT in report.bad_attachments:
+        return f"the {GRAPH_ATTACHMENT} attachment is damaged (it fails its CRC)"
+    if report.losses:
+        return f"no readable {GRAPH_ATTACHMENT} attachment: the file is damaged where it was"
+    return None
+
+
+def recover(
+    source: str | Path,
+    target: str | Path,
+    force: bool = False,
+    seen: Callable[[RawMessage], None] | None = None,
+) -> ScanReport:
     """Copy every readable message of ``source`` (crashed or damaged) into a closed, indexed file.
 
     The messages are copied byte for byte, with the graph and the metadata; the metadata also
-    says where they came from. Returns what the scan of ``source`` found. ``target`` appears
-    only when the copy is complete; an existing one is replaced only with ``force``.
+    says where they came from, and what was lost (``recovery_losses``) or copied from a chunk
+    whose CRC failed (``unverified_messages``). Returns what the scan of ``source`` found:
+    ``report.losses`` and ``report.unverified`` say whether anything is missing or suspect.
+    ``target`` appears only when the copy is complete; an existing one is replaced only with
+    ``force`` (``target`` may be ``source`` itself). ``seen`` is called with each message copied.
     """
     report = ScanReport(str(source))
     messages = scan(source, report=report)
     first = next(messages, None)  # attachments and metadata precede the first message
-    metadata = dict(report.metadata.get(METADATA_NAME, {}))
+    metadata: dict[str, Any] = dict(report.metadata.get(METADATA_NAME, {}))
     metadata["recovered_from"] = str(source)
-    graph = _graph(report) or ""
+    suspect: list[list[Any]] = []
     with (
         atomic_output(target, force) as partial,
-        RecordingWriter(partial, graph, metadata) as writer,
+        RecordingWriter(partial, _graph(report) or "", metadata) as writer,
     ):
-        if first is not None:
-            writer.write_raw(first)
-            for raw in messages:
-                writer.write_raw(raw)
+        for raw in itertools.chain([first] if first is not None else [], messages):
+            writer.write_raw(raw)
+            if seen is not None:
+                seen(raw)
+            if not raw.verified:
+                suspect.append([raw.topic, raw.sequence])
+        for name, values in report.metadata.items():  # e.g. a restarted recorder's gap records
+            if name not in (METADATA_NAME, RECOVERY_METADATA):
+                writer.add_metadata(name, values)
+        # the scan is over only now: what it lost goes in a second metadata record
+        damage: dict[str, Any] = {}
+        if report.losses:
+            damage["recovery_losses"] = [loss.as_dict() for loss in report.losses]
+        if suspect:
+            damage["unverified_messages"] = suspect
+        if damage:
+            writer.add_metadata(RECOVERY_METADATA, damage)
     return report

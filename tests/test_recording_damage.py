@@ -15,9 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from igtflow.stream import wire
 from igtflow.stream.messages import Image, Transform
-from igtflow.stream.recording import RecordingWriter, read_info, read_messages, recover
-from igtflow.stream.recording_scan import RecordingError, ScanReport
+from igtflow.stream.recording import (
+    RecordingWriter,
+    pack_frames,
+    read_info,
+    read_messages,
+    recover,
+)
+from igtflow.stream.recording_scan import RecordingError, ScanReport, scan
 from mcap.reader import make_reader
 
 from tests.conftest import GraphRun
@@ -77,20 +84,26 @@ def test_cut_file_gives_every_message_before_the_cut(tmp_path: Path) -> None:
     assert info.metadata["recovered_from"] == str(cut)
 
 
-def test_flipped_bytes_in_one_chunk_skip_only_that_chunk(tmp_path: Path) -> None:
+def test_flipped_bytes_in_one_chunk_flag_only_that_chunk(tmp_path: Path) -> None:
     path = tmp_path / "flipped.mcap"
-    write_frames(path, 40)
+    frames = write_frames(path, 40)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 64] = bytes(64)  # zeroes inside a compressed chunk
     path.write_bytes(bytes(data))
 
     report = ScanReport(str(path))
-    got = [m.seq for _, _, m in read_messages(path, report=report)]
+    got = list(scan(path, report=report))
     assert report.bad_chunks == 1, report.problems
-    assert any("damaged" in p or "decompress" in p for p in report.problems)
-    assert 0 < len(got) < 40
-    assert got == sorted(got) and got[-1] == 39, "messages after the damage must be kept"
+    assert any("CRC" in p or "decompress" in p for p in report.problems)
+    suspect = [raw.sequence for raw in got if not raw.verified]
+    assert 0 < len(suspect) < 40 and report.unverified == len(suspect)
+    assert suspect == list(range(suspect[0], suspect[-1] + 1)), "one chunk: consecutive frames"
+    sound = [raw for raw in got if raw.verified]
+    assert sound[-1].sequence == 39, "messages after the damage must be kept"
+    for raw in sound:
+        original = frames[raw.sequence]
+        assert raw.data == pack_frames(wire.encode(original))
 
 
 def test_not_an_mcap_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from igtflow.stream.messages import Message
 from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node
-from igtflow.stream.recording import GAP_METADATA, RecordingWriter
-from igtflow.stream.recording_scan import ScanReport, scan
+from igtflow.stream.recording import GAP_METADATA, RecordingWriter, recover
+from igtflow.stream.recording_scan import RawMessage
 
 UNCLOSED = ("writing", "open")
 
@@ -40,23 +40,12 @@ def close_part(path: Path) -> dict[str, tuple[int, int]]:
     """Rewrite a part a killed recorder left unclosed as a closed, indexed file (every readable
     message kept, byte for byte); returns per topic the seq and capture time of its last message.
     """
-    report = ScanReport(str(path))
-    messages = scan(path, report=report)
-    first = next(messages, None)  # attachments and metadata precede the first message
-    metadata = dict(report.metadata.get("igtflow", {}))
-    metadata["recovered_from"] = str(path)
-    graph = report.attachments.get("graph.yaml", b"").decode(errors="replace")
     last: dict[str, tuple[int, int]] = {}
-    closing = path.with_name(path.name + ".closing")
-    with RecordingWriter(closing, graph, metadata) as writer:
-        for name, values in report.metadata.items():
-            if name.startswith(GAP_METADATA):
-                writer.add_metadata(name, values)
-        if first is not None:
-            for raw in (first, *messages):
-                writer.write_raw(raw)
-                last[raw.topic] = (raw.sequence, raw.publish_time_ns)
-    os.replace(closing, path)
+
+    def note(raw: RawMessage) -> None:
+        last[raw.topic] = (raw.sequence, raw.publish_time_ns)
+
+    recover(path, path, force=True, seen=note)
     return last
 
 
