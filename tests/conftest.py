@@ -21,6 +21,16 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``condition`` until it is truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+    return result
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Complete lines of a JSON-lines file a node is still appending to."""
     if not path.exists():

@@ -12,8 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 import psutil
 import pytest
 from mcap.reader import make_reader
+
+from tests.conftest import wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 RATE_HZ = 30
@@ -46,15 +46,6 @@ nodes:
     inputs: {{"*": {{from: "*", policy: queue, depth: 256}}}}
     params: {{path: "{out}"}}
 """
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-    return result
 
 
 def node_pid(cli: subprocess.Popen, node_id: str) -> int | None:

@@ -14,13 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
 
-from tests.conftest import GraphRun, chain, read_jsonl
+from tests.conftest import GraphRun, chain, read_jsonl, wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 TMPFS = Path("/dev/shm")
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not os.access(TMPFS, os.W_OK),
     reason="run directories live on Linux tmpfs (/dev/shm)",
 )
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (result := condition()):
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def alive(pid: int) -> bool:
