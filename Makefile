@@ -33,7 +33,7 @@ test: $(STAMP)
 # machine is never idle): `make test-under-load RUNS=3`.
 RUNS ?= 1
 test-under-load: $(STAMP)
-	$(BIN)/python tools/under_load.py --runs $(RUNS) $(MAKE) --no-print-directory test
+	$(BIN)/python tools/under_load.py --runs $(RUNS) -- $(MAKE) --no-print-directory test
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
