@@ -203,6 +203,7 @@ def replay(
     """
     from igtflow.launch.graph_edit import replay_graph, with_recorder
     from igtflow.launch.launcher import run_graph
+    from igtflow.launch.safe_yaml import YamlLimitError, read_text
     from igtflow.stream.recording import read_info
     from igtflow.stream.recording_scan import RecordingError
 
@@ -211,19 +212,24 @@ def replay(
     except RecordingError as exc:
         _error(exc)
         raise typer.Exit(2) from None
-    if alone:
-        downstream = None
-    elif graph is not None:
-        downstream = graph.read_text()
-    else:
-        downstream = info.graph_yaml
+    try:
+        if alone:
+            downstream = None
+        elif graph is not None:
+            downstream = read_text(graph)
+        else:
+            downstream = info.graph_yaml
+    except (OSError, YamlLimitError) as exc:
+        _error(f"{graph}: {exc}")
+        raise typer.Exit(2) from None
+    where = str(graph) if graph is not None else f"{recording} (its stored graph)"
     params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
     try:
         text, replay_id = replay_graph(
             str(recording), downstream, sorted(info.topics), topics or [], params
         )
     except ValueError as exc:
-        _error(exc)
+        _error(f"{where}: {exc}" if str(exc).startswith("graph YAML") else exc)
         raise typer.Exit(2) from None
     if record is not None:
         text = with_recorder(text, str(record))

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from igtflow.launch import registry
+from igtflow.launch import registry, safe_yaml
+from igtflow.launch.safe_yaml import YamlLimitError, quote
 from igtflow.stream.messages import Message
 from igtflow.stream.node import WILDCARD, Node, Param, all_outputs, node_params
 from pydantic import TypeAdapter, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 Policy = Literal["latest", "queue"]
 Restart = Literal["on-failure", "never"]
@@ -34,6 +35,7 @@ POLICIES: tuple[Policy, ...] = ("latest", "queue")
 RESTARTS: tuple[Restart, ...] = ("on-failure", "never")
 DEFAULT_DEPTH: dict[str, int] = {"latest": 1, "queue": 16}
 MAX_DEPTH = 100_000
+MAX_NODES = 1000  # one process per node: far past what a host runs, well short of a hang
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_THREADS = 1
 # Ids become socket file names and topic prefixes: short, no separators, no dots.
@@ -130,9 +132,12 @@ class GraphError(Exception):
 def load_graph(path: str | Path, overrides: Sequence[str] = ()) -> Graph:
     """Read and validate the graph file at ``path``; ``overrides`` are ``node.param=value``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GraphError([GraphIssue(str(path), 0, f"cannot read graph file: {exc}")]) from None
+        text = safe_yaml.read_text(path)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise GraphError([GraphIssue(str(path), 0, f"cannot read graph file: {why}")]) from None
+    except YamlLimitError as exc:
+        raise GraphError([GraphIssue(str(path), exc.line, exc.problem)]) from None
     return parse_graph(text, str(path), overrides)
 
 
@@ -203,11 +208,19 @@ class _Reader:
 
     def read(self) -> Graph:
         try:
-            doc = YAML(typ="rt").load(self.text)
+            doc = safe_yaml.load(self.text)
+        except YamlLimitError as exc:
+            raise GraphError([GraphIssue(self.path, exc.line, exc.problem)]) from None
         except MarkedYAMLError as exc:
             raise self._syntax_error(exc) from None
+        except ReaderError as exc:
+            line = self.text.count("\n", 0, exc.position) + 1
+            column = exc.position - (self.text.rfind("\n", 0, exc.position) + 1) + 1
+            problem = f"invalid YAML: column {column}: {_bad_character(exc)}"
+            raise GraphError([GraphIssue(self.path, line, problem)]) from None
         except YAMLError as exc:
-            raise GraphError([GraphIssue(self.path, 0, f"invalid YAML: {exc}")]) from None
+            problem = quote(str(exc), 200)
+            raise GraphError([GraphIssue(self.path, 0, f"invalid YAML: {problem}")]) from None
         if not isinstance(doc, CommentedMap):
             got = "an empty file" if doc is None else _yaml_type(doc)
             self.issue(1, f"a graph file is a mapping with 'name' and 'nodes', got {got}")
@@ -220,7 +233,7 @@ class _Reader:
                 for item in self.overrides[node_id].values():
                     self.issue(
                         0,
-                        f"--set {item.text}: the graph has no node {node_id!r}"
+                        f"--set {item.text}: the graph has no node {quote(node_id)}"
                         + _suggest(node_id, ids, "nodes"),
                         OVERRIDES_PATH,
                     )
@@ -255,7 +268,7 @@ class _Reader:
         if name is None:
             return Path(self.path).stem if self.path != "<string>" else "graph"
         if not isinstance(name, str) or not name:
-            self.issue(_key_line(doc, "name"), f"graph 'name' must be a text, got {name!r}")
+            self.issue(_key_line(doc, "name"), f"graph 'name' must be a text, got {quote(name)}")
             return "graph"
         return str(name)
 
@@ -268,6 +281,13 @@ class _Reader:
         if not isinstance(entries, list) or not entries:
             self.issue(line, "'nodes' must be a non-empty list of nodes, each with 'id' and 'uses'")
             return []
+        if len(entries) > MAX_NODES:
+            self.issue(
+                line,
+                f"the graph has {len(entries)} nodes, more than the {MAX_NODES} one launcher "
+                "runs (one process each); split it across hosts or graphs",
+            )
+            return []
         drafts: list[_Draft] = []
         first_line: dict[str, int] = {}
         for index, entry in enumerate(entries):
@@ -279,7 +299,7 @@ class _Reader:
                 if draft.id in first_line:
                     self.issue(
                         draft.line,
-                        f"duplicate node id {draft.id!r}: already used by the node on line "
+                        f"duplicate node id {quote(draft.id)}: already used by the node on line "
                         f"{first_line[draft.id]}; node ids must be unique",
                     )
                     draft.id = None
@@ -316,8 +336,8 @@ class _Reader:
         if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
             self.issue(
                 _key_line(entry, "id"),
-                f"node id {node_id!r} is not valid: use a letter then up to 31 letters, digits, "
-                "'_' or '-' (ids name socket files)",
+                f"node id {quote(node_id)} is not valid: use a letter then up to 31 letters, "
+                "digits, '_' or '-' (ids name socket files)",
             )
             return None
         return str(node_id)
@@ -329,7 +349,9 @@ class _Reader:
             return
         line = _key_line(entry, "uses")
         if not isinstance(uses, str) or not uses:
-            self.issue(line, f"'uses' of node {draft.label} must be a node type name, got {uses!r}")
+            self.issue(
+                line, f"'uses' of node {draft.label} must be a node type name, got {quote(uses)}"
+            )
             return
         draft.uses = str(uses)
         try:
@@ -338,25 +360,27 @@ class _Reader:
         except registry.UnknownNodeType as exc:
             if ":" in draft.uses:
                 detail = str(exc).removeprefix(draft.uses).strip()
-                self.issue(line, f"node {draft.label} uses {draft.uses!r}, which fails {detail}")
+                self.issue(
+                    line, f"node {draft.label} uses {quote(draft.uses)}, which fails {detail}"
+                )
             else:
                 self.issue(
                     line,
-                    f"node {draft.label} uses unknown node type {draft.uses!r}"
+                    f"node {draft.label} uses unknown node type {quote(draft.uses)}"
                     + _suggest(draft.uses, registry.builtin_nodes(), "known types"),
                 )
             return
         except Exception as exc:  # a broken node module must not crash validation
             self.issue(
                 line,
-                f"node {draft.label}: importing {draft.import_path!r} failed: "
+                f"node {draft.label}: importing {quote(draft.import_path)} failed: "
                 f"{type(exc).__name__}: {exc}",
             )
             return
         try:
             draft.declared = node_params(draft.cls)
         except Exception as exc:
-            self.issue(line, f"cannot read the parameters of {draft.uses!r}: {exc}")
+            self.issue(line, f"cannot read the parameters of {quote(draft.uses)}: {exc}")
             draft.cls = None
 
     def _read_params(self, entry: CommentedMap, draft: _Draft) -> None:
@@ -398,7 +422,7 @@ class _Reader:
                         continue
                     except ValueError:
                         pass
-                message = f"parameter {key!r} of node {draft.label} {exc}"
+                message = f"parameter {quote(key)} of node {draft.label} {exc}"
                 if item is None:
                     self.issue(line, message)
                 else:
@@ -407,12 +431,12 @@ class _Reader:
             if param.required and name not in given:
                 self.issue(
                     draft.line,
-                    f"node {draft.label} ({draft.uses}) needs parameter {name!r} "
+                    f"node {draft.label} ({draft.uses}) needs parameter {quote(name)} "
                     f"({_type_name(param)}); add it under 'params'",
                 )
 
     def _unknown_param(self, draft: _Draft, key: Any) -> str:
-        message = f"node {draft.label} ({draft.uses}) has no parameter {key!r}"
+        message = f"node {draft.label} ({draft.uses}) has no parameter {quote(key)}"
         if not draft.declared:
             return f"{message} (it takes none)"
         return message + _suggest(str(key), draft.declared, "parameters")
@@ -430,7 +454,7 @@ class _Reader:
         declared = draft.cls.inputs if draft.cls is not None else None
         for name, value in inputs.items():
             line = _key_line(inputs, name)
-            where = f"input {name!r} of node {draft.label}"
+            where = f"input {quote(name)} of node {draft.label}"
             if not isinstance(name, str):
                 self.issue(line, f"{where}: input names are text")
                 continue
@@ -446,7 +470,7 @@ class _Reader:
                 else:
                     self.issue(
                         line,
-                        f"node {draft.label} ({draft.uses}) has no input {name!r}"
+                        f"node {draft.label} ({draft.uses}) has no input {quote(name)}"
                         + _suggest(name, declared, "inputs"),
                     )
                 continue
@@ -473,7 +497,7 @@ class _Reader:
         if policy not in POLICIES:
             self.issue(
                 _key_line(value, "policy"),
-                f"policy {policy!r} of {where} is not one of {', '.join(POLICIES)}"
+                f"policy {quote(policy)} of {where} is not one of {', '.join(POLICIES)}"
                 + _suggest(str(policy), POLICIES, ""),
             )
             ok = False
@@ -481,7 +505,7 @@ class _Reader:
         if not _is_int(depth) or not 1 <= depth <= MAX_DEPTH:
             self.issue(
                 _key_line(value, "depth"),
-                f"depth {depth!r} of {where} must be a whole number from 1 to {MAX_DEPTH}",
+                f"depth {quote(depth)} of {where} must be a whole number from 1 to {MAX_DEPTH}",
             )
             ok = False
         if not ok:
@@ -496,7 +520,8 @@ class _Reader:
             else:
                 self.issue(
                     _key_line(entry, "host"),
-                    f"'host' of node {draft.label} must be a host name or address, got {host!r}",
+                    f"'host' of node {draft.label} must be a host name or address, "
+                    f"got {quote(host)}",
                 )
         restart = entry.get("restart", "on-failure")
         if restart in RESTARTS:
@@ -504,7 +529,7 @@ class _Reader:
         else:
             self.issue(
                 _key_line(entry, "restart"),
-                f"'restart' of node {draft.label} is {restart!r}, not one of "
+                f"'restart' of node {draft.label} is {quote(restart)}, not one of "
                 f"{', '.join(RESTARTS)}" + _suggest(str(restart), RESTARTS, ""),
             )
         max_restarts = entry.get("max_restarts", DEFAULT_MAX_RESTARTS)
@@ -514,7 +539,7 @@ class _Reader:
             self.issue(
                 _key_line(entry, "max_restarts"),
                 f"'max_restarts' of node {draft.label} must be a whole number >= 0, "
-                f"got {max_restarts!r}",
+                f"got {quote(max_restarts)}",
             )
         threads = entry.get("threads", DEFAULT_THREADS)
         if _is_int(threads) and threads >= 1:
@@ -522,7 +547,8 @@ class _Reader:
         else:
             self.issue(
                 _key_line(entry, "threads"),
-                f"'threads' of node {draft.label} must be a whole number >= 1, got {threads!r}",
+                f"'threads' of node {draft.label} must be a whole number >= 1, "
+                f"got {quote(threads)}",
             )
 
     # -- across nodes -------------------------------------------------------------------------
@@ -538,19 +564,19 @@ class _Reader:
                 continue
             taken = {wire.name for wire in draft.wires if wire.name != WILDCARD}
             for wire in draft.wires:
-                where = f"input {wire.name!r} of node {draft.label}"
+                where = f"input {quote(wire.name)} of node {draft.label}"
                 kind = _input_kind(draft.cls, wire.name)
                 is_wild = wire.ref == WILDCARD or wire.ref.endswith("/" + WILDCARD)
                 if wire.name == WILDCARD and not is_wild:
                     self.issue(
                         wire.line,
-                        f"{where} reads {wire.ref!r}; the wildcard input reads '*' (every "
+                        f"{where} reads {quote(wire.ref)}; the wildcard input reads '*' (every "
                         "output of every other node) or 'node/*' (every output of one node)",
                     )
                 elif is_wild and wire.name != WILDCARD:
                     self.issue(
                         wire.line,
-                        f"{where} reads {wire.ref!r}, but only the input '*' may read a "
+                        f"{where} reads {quote(wire.ref)}, but only the input '*' may read a "
                         "wildcard; name one output ('node/output')",
                     )
                 elif is_wild:
@@ -582,7 +608,7 @@ class _Reader:
         if not slash or not node_id or not output or "/" in output:
             self.issue(
                 wire.line,
-                f"{where} reads {wire.ref!r}, which is not 'node/output'"
+                f"{where} reads {quote(wire.ref)}, which is not 'node/output'"
                 + _suggest(wire.ref, refs, ""),
             )
             return
@@ -590,7 +616,7 @@ class _Reader:
             return  # its type failed to load, already reported; its outputs are unknown
         upstream = nodes.get(node_id)
         if upstream is None or upstream.cls is None:
-            why = f"no node {node_id!r}"
+            why = f"no node {quote(node_id)}"
         elif output not in upstream.outputs:
             outs = ", ".join(upstream.outputs) or "none"
             why = f"outputs of {node_id}: {outs}"
@@ -599,7 +625,7 @@ class _Reader:
             if not _kinds_match(out_kind, kind):
                 self.issue(
                     wire.line,
-                    f"{where} expects {_kind_name(kind)}, but {wire.ref!r} carries "
+                    f"{where} expects {_kind_name(kind)}, but {quote(wire.ref)} carries "
                     f"{_kind_name(out_kind)}",
                 )
                 return
@@ -609,7 +635,7 @@ class _Reader:
             return
         self.issue(
             wire.line,
-            f"{where} reads {wire.ref!r}, which does not exist ({why})"
+            f"{where} reads {quote(wire.ref)}, which does not exist ({why})"
             + _suggest(wire.ref, refs, ""),
         )
 
@@ -637,8 +663,8 @@ class _Reader:
             if node_id not in nodes:
                 self.issue(
                     wire.line,
-                    f"input '*' of node {draft.label} reads {wire.ref!r}, but there is no node "
-                    f"{node_id!r}" + _suggest(node_id, list(nodes), "nodes"),
+                    f"input '*' of node {draft.label} reads {quote(wire.ref)}, but there is no "
+                    f"node {quote(node_id)}" + _suggest(node_id, list(nodes), "nodes"),
                 )
                 return
             sources = [nodes[node_id]]
@@ -657,7 +683,7 @@ class _Reader:
         if not added and not (wire.ref == WILDCARD and unloaded):
             self.issue(
                 wire.line,
-                f"input '*' of node {draft.label} reads {wire.ref!r}, which matches no "
+                f"input '*' of node {draft.label} reads {quote(wire.ref)}, which matches no "
                 f"{_kind_name(kind)} output",
             )
 
@@ -723,7 +749,7 @@ class _Reader:
             if key not in allowed:
                 self.issue(
                     _key_line(mapping, key),
-                    f"unknown key {key!r} {where}" + _suggest(str(key), allowed, "allowed"),
+                    f"unknown key {quote(key)} {where}" + _suggest(str(key), allowed, "allowed"),
                 )
 
     def _parse_overrides(self, overrides: Sequence[str]) -> dict[str, dict[str, _Override]]:
@@ -734,7 +760,7 @@ class _Reader:
             if not eq or not dot or not node_id or not param:
                 self.issue(
                     0,
-                    f"--set {text!r} is not node.param=value (e.g. seg.device=cpu)",
+                    f"--set {quote(text)} is not node.param=value (e.g. seg.device=cpu)",
                     OVERRIDES_PATH,
                 )
                 continue
@@ -777,7 +803,7 @@ def _yaml_type(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return repr(_plain(value))
+    return quote(_plain(value))
 
 
 def _plain(value: Any) -> Any:
@@ -797,9 +823,15 @@ def _scalar(raw: str) -> Any:
     if not raw.strip():
         return raw
     try:
-        return _plain(YAML(typ="safe", pure=True).load(raw))
-    except YAMLError:
+        return _plain(safe_yaml.load(raw))
+    except (YAMLError, YamlLimitError):
         return raw
+
+
+def _bad_character(exc: ReaderError) -> str:
+    if isinstance(exc.character, int):
+        return f"character U+{exc.character:04X} is not allowed ({exc.reason})"
+    return str(exc.reason)
 
 
 def _is_int(value: Any) -> bool:
@@ -824,9 +856,9 @@ def _coerce(param: Param, value: Any) -> Any:
             # The choices are already in the type name; a close one is the useful hint.
             choices = [str(a) for a in typing.get_args(annotation)]
             detail = _suggest(value, choices, "") if isinstance(value, str) else ""
-        raise ValueError(f"expects {_type_name(param)}, got {value!r}{detail}") from None
+        raise ValueError(f"expects {_type_name(param)}, got {quote(value)}{detail}") from None
     if isinstance(value, bool) and not isinstance(result, bool):
-        raise ValueError(f"expects {_type_name(param)}, got {value!r} (a yes/no value)")
+        raise ValueError(f"expects {_type_name(param)}, got {quote(value)} (a yes/no value)")
     return result
 
 
