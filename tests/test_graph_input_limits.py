@@ -53,23 +53,20 @@ def bomb_graph(levels: int = 9) -> str:
 def bounded(
     action: Callable[[], object], seconds: float = 1.0, megabytes: float | None = 64
 ) -> None:
-    """``action`` ends within ``seconds`` and allocates under ``megabytes`` at its peak (when
-    given: tracing allocations slows the parser about three times)."""
+    """``action`` ends within ``seconds`` and, run again under allocation tracing (which slows
+    it several times), peaks under ``megabytes``."""
+    started = time.perf_counter()
+    action()
+    elapsed = time.perf_counter() - started
+    assert elapsed < seconds, f"took {elapsed:.2f} s"
     if megabytes is None:
-        started = time.perf_counter()
-        action()
-        elapsed = time.perf_counter() - started
-        assert elapsed < seconds, f"took {elapsed:.2f} s"
         return
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         action()
-    finally:
-        elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
+    finally:
         tracemalloc.stop()
-    assert elapsed < seconds, f"took {elapsed:.2f} s"
     assert peak < megabytes * 2**20, f"peaked at {peak / 2**20:.0f} MiB"
 
 
@@ -174,15 +171,15 @@ def test_any_nesting_depth_ends_in_a_message(depth: int, flow: bool) -> None:
         value = "[" * depth + "]" * depth
     else:
         value = "\n" + "".join("  " * (i + 2) + "- \n" for i in range(min(depth, 2000)))
-    # The scanner looks ahead up to 1024 characters for a key: about 0.4 s on a slow machine.
+    # The scanner looks ahead up to 1024 characters for a key: about 0.4 s, slower when traced.
     bounded(lambda: refused_cleanly(f"name: d\nnodes: {value}\n"), megabytes=None)
 
 
 @settings(max_examples=15, deadline=None)
-@given(size=st.integers(1, 500_000), char=st.sampled_from("x9 '\"#:-[{"))
+@given(size=st.integers(1, 500_000), char=st.sampled_from("x9 '\"#:-"))
 def test_huge_scalars_end_in_a_message(size: int, char: str) -> None:
     text = ONE_NODE + f"    params: {{dtype: {char * size}}}\n"
-    bounded(lambda: refused_cleanly(text), seconds=2.0)
+    bounded(lambda: refused_cleanly(text))
 
 
 @settings(max_examples=150, deadline=None)
