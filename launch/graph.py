@@ -867,8 +867,6 @@ def _type_name(param: Param) -> str:
     annotation = param.annotation
     if typing.get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
-    if typing.get_origin(annotation) is not None:
-        return str(annotation).replace("typing.", "")
     return param.type_name
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from igtflow.render.igtl.server import DEFAULT_PORT, IgtlServer
 from igtflow.render.nodes.igtl_output import IgtlOutput
+from igtflow.stream.node import Count, PortOrAny, Positive
 
 
 class IgtlServerNode(IgtlOutput):
@@ -14,11 +15,11 @@ class IgtlServerNode(IgtlOutput):
     def setup(
         self,
         host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
+        port: PortOrAny = DEFAULT_PORT,
         header_version: Literal[0, 1, 2] = 0,
-        mesh_triangles: int = 20000,
-        queue_depth: int = 256,
-        stall_s: float = 5.0,
+        mesh_triangles: Count = 20000,
+        queue_depth: Count = 256,
+        stall_s: Positive = 5.0,
     ) -> None:
         """
         host: address to listen on (0.0.0.0 for every interface)
