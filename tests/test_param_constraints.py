@@ -4,6 +4,7 @@ at its line, naming what is allowed; ``igtflow nodes`` shows the same bounds."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,39 @@ def test_every_rate_size_and_duration_of_a_builtin_node_is_bounded() -> None:
             if numeric and param.name.endswith(("_hz", "_s", "_ms", "width", "height", "port")):
                 unbounded.append(f"{name}.{param.name}")
     assert unbounded == []
+
+
+def test_a_port_in_use_is_said_once_without_restarts_and_the_run_fails(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        graph = tmp_path / "busy.yaml"
+        graph.write_text(
+            "name: busy\nnodes:\n"
+            "  - id: src\n    uses: synthetic-image\n    params: {width: 32, height: 32}\n"
+            f"  - id: srv\n    uses: igtl-server\n    inputs: {{image: src/image}}\n"
+            f"    params: {{port: {port}}}\n"
+        )
+        done = igtflow("run", str(graph), "--duration", "1", "--json", "--log-dir", str(tmp_path))
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    report = json.loads(done.stdout)
+    srv = next(row for row in report["nodes"] if row["node"] == "srv")
+    assert srv["restarts"] == 0 and srv["state"] == "failed"
+    said = [e for e in report["events"] if "already in use" in e]
+    assert len(said) == 1 and "not restarting" in said[0] and "another port" in said[0]
+    assert done.stderr.count("already in use") <= 2  # the node's log line, the supervisor's
+
+
+def test_a_missing_file_stops_its_source_for_good(tmp_path: Path) -> None:
+    graph = tmp_path / "missing.yaml"
+    graph.write_text(
+        "name: missing\nnodes:\n"
+        f"  - id: src\n    uses: video\n    params: {{path: {tmp_path / 'nope.mp4'}, rate_hz: 5}}\n"
+    )
+    done = igtflow("run", str(graph), "--duration", "2", "--json", "--log-dir", str(tmp_path))
+    assert done.returncode != 0
+    report = json.loads(done.stdout)
+    assert report["nodes"][0]["restarts"] == 0
+    assert any("no such file" in e and "not restarting" in e for e in report["events"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Literal
 
 from igtflow.render.igtl.server import DEFAULT_PORT, IgtlServer
 from igtflow.render.nodes.igtl_output import IgtlOutput
-from igtflow.stream.node import Count, PortOrAny, Positive
+from igtflow.stream.node import Count, PermanentError, PortOrAny, Positive
 
 
 class IgtlServerNode(IgtlOutput):
@@ -29,6 +30,12 @@ class IgtlServerNode(IgtlOutput):
         queue_depth: transforms/points/status a client may lag behind before it is dropped
         stall_s: a client whose socket takes nothing for this long is dropped
         """
-        server = IgtlServer(host, port, self.log, queue_depth, header_version, stall_s)
+        try:
+            server = IgtlServer(host, port, self.log, queue_depth, header_version, stall_s)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            # The server's own text already names the port and the fix.
+            raise PermanentError(exc.strerror or f"cannot listen on {host}:{port}: {exc}") from None
         self.log.info("OpenIGTLink server listening on %s:%d", server.host, server.port)
         self.start(server)
