@@ -111,12 +111,29 @@ def _root(
 
 
 @app.command()
-def validate(graph: GraphArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
-    """Check a graph file without starting anything; problems are printed as file:line: message."""
+def validate(
+    graph: GraphArg,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    import_nodes: Annotated[
+        bool,
+        typer.Option(
+            "--import/--no-import",
+            help="import the module of each 'uses: package.module:Class' node to check its "
+            "parameters and wiring; --no-import checks everything else and lists those nodes "
+            "as not checked",
+        ),
+    ] = True,
+) -> None:
+    """Check a graph file without starting anything; problems are printed as file:line: message.
+
+    A node written 'uses: package.module:Class' is checked by importing its module, which runs
+    that module's code: validate a graph from someone you do not trust with --no-import.
+    """
     from igtflow.launch.graph import GraphError, load_graph
 
     try:
-        spec = load_graph(graph, set_ or [])
+        spec = load_graph(graph, set_ or [], import_nodes)
     except GraphError as exc:
         if json_:
             _print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
@@ -138,17 +155,28 @@ def validate(graph: GraphArg, set_: SetOpt = None, json_: JsonOpt = False) -> No
     ]
     if json_:
         nodes = [n.id for n in spec.nodes]
-        _print_json({"ok": True, "name": spec.name, "nodes": nodes, "queues": queues})
-    else:
-        out.print(f"{graph}: ok — graph '{spec.name}', {len(spec.nodes)} nodes")
-        for q in queues:
-            # What a queue may keep back: depth messages, and shared memory at its producer.
-            out.print(
-                f"  queue {q['node']}.{q['input']} ← {q['from']}: depth {q['depth']}, "
-                f"budget {q['budget_mib']} MiB",
-                highlight=False,
-                markup=False,
-            )
+        _print_json(
+            {
+                "ok": True,
+                "name": spec.name,
+                "nodes": nodes,
+                "queues": queues,
+                "unchecked": spec.unchecked,
+            }
+        )
+        return
+    for note in spec.unchecked:
+        err.print(note, style="yellow", highlight=False, markup=False, soft_wrap=True)
+    partly = f", {len(spec.unchecked)} not checked" if spec.unchecked else ""
+    out.print(f"{graph}: ok — graph '{spec.name}', {len(spec.nodes)} nodes{partly}")
+    for q in queues:
+        # What a queue may keep back: depth messages, and shared memory at its producer.
+        out.print(
+            f"  queue {q['node']}.{q['input']} ← {q['from']}: depth {q['depth']}, "
+            f"budget {q['budget_mib']} MiB",
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command()
@@ -260,8 +288,10 @@ def replay(
     The graph downstream runs again (new models, new parameters) and sees what it saw live.
     With --lockstep two replays of one recording produce identical outputs.
     """
+    from igtflow.launch.cli_errors import error_line
     from igtflow.launch.graph_edit import replay_graph, with_recorder
     from igtflow.launch.launcher import run_graph
+    from igtflow.launch.safe_yaml import YamlLimitError, read_text
     from igtflow.stream.recording import read_info
     from igtflow.stream.recording_scan import RecordingError
 
@@ -270,18 +300,25 @@ def replay(
     except RecordingError as exc:
         _error(exc)
         raise typer.Exit(2) from None
-    if alone:
-        downstream = None
-    elif graph is not None:
-        downstream = graph.read_text()
-    else:
-        downstream = info.graph_yaml
-        if info.graph_problem:
-            err.print(
-                f"[yellow]{recording}: {info.graph_problem}; playing the recording alone "
-                "(give --graph to run a graph downstream)[/]",
-                highlight=False,
-            )
+    try:
+        if alone:
+            downstream = None
+        elif graph is not None:
+            downstream = read_text(graph)
+        else:
+            downstream = info.graph_yaml
+    except OSError as exc:
+        _error(error_line(exc))
+        raise typer.Exit(2) from None
+    except YamlLimitError as exc:
+        _error(f"{graph}: {exc}")
+        raise typer.Exit(2) from None
+    if not alone and graph is None and info.graph_problem:
+        err.print(
+            f"[yellow]{recording}: {info.graph_problem}; playing the recording alone "
+            "(give --graph to run a graph downstream)[/]",
+            highlight=False,
+        )
     params: dict[str, Any] = {"rate": rate, "loop": loop, "start_s": start}
     where = str(graph) if graph is not None else f"{recording}: the graph stored in it"
     try:
@@ -289,7 +326,7 @@ def replay(
             str(recording), downstream, sorted(info.topics), topics or [], params, where
         )
     except ValueError as exc:
-        _error(exc)
+        _error(f"{where}: {exc}" if str(exc).startswith("graph YAML") else exc)
         raise typer.Exit(2) from None
     if record is not None:
         text = with_recorder(text, str(record))

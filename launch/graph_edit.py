@@ -11,10 +11,12 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from igtflow.launch import safe_yaml
+from igtflow.launch.safe_yaml import YamlLimitError, quote
 from igtflow.stream.nodes.replay import output_name
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 RECORD_DEPTH = 256
 
@@ -27,7 +29,17 @@ def _yaml() -> YAML:
 
 
 def _load(text: str) -> CommentedMap:
-    doc = _yaml().load(text)
+    """The graph in ``text``, read within :mod:`safe_yaml`'s bounds; ValueError says why not."""
+    try:
+        doc = safe_yaml.load(text)
+    except YamlLimitError as exc:
+        raise ValueError(f"graph YAML, {exc}") from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise ValueError(f"graph YAML, line {line}: {quote(exc.problem, 80)}") from None
+    except YAMLError as exc:
+        raise ValueError(f"graph YAML: {quote(str(exc), 80)}") from None
     if not isinstance(doc, CommentedMap) or not isinstance(doc.get("nodes"), list):
         raise ValueError("a graph needs a mapping with a 'nodes' list")
     return doc

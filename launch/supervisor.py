@@ -417,6 +417,11 @@ class Supervisor:
         if now - state.started_at > STABLE_AFTER_S:
             state.consecutive_failures = 0
         reason = f"signal {-code}" if code < 0 else f"exit code {code}"
+        if code == control.EXIT_PERMANENT:
+            state.state = "failed"
+            why = state.last_alarm or "a fault a restart cannot fix"
+            self._event(f"{spec.id} {why}; not restarting")
+            return
         if spec.restart == "never" or state.restarts >= spec.max_restarts:
             state.state = "failed"
             why = "restart: never" if spec.restart == "never" else f"{state.restarts} restarts used"

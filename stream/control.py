@@ -35,6 +35,8 @@ RESUME = "resume"
 NEXT = "next"  # lockstep: the graph is idle, a source may release its next message
 GRANT = "grant"  # lockstep: handle these deliveries ([input, topic, seq]), in this order
 LOCKSTEP_SUFFIX = "#lockstep"
+# A node's exit code when setup raised PermanentError: the supervisor does not restart it.
+EXIT_PERMANENT = 3
 
 
 def pack(kind: str, **fields: Any) -> bytes:

@@ -12,16 +12,38 @@ import logging
 import re
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 from igtflow.stream.messages import Message, Status
+from pydantic import Field
 
 WILDCARD = "*"
 # Path of the running graph's YAML, set by the launcher for nodes that store it (recorders).
 GRAPH_ENV = "IGTFLOW_GRAPH"
 # Every node can raise alarms (losses, failures) on this output without declaring it.
 IMPLICIT_OUTPUTS: dict[str, type[Message]] = {"status": Status}
+
+
+# Constrained parameter types shared by many nodes: ``igtflow validate`` rejects a value outside
+# them at its line, and ``igtflow nodes`` shows the bounds.
+Rate = Annotated[float, Field(ge=0, le=10_000)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PortOrAny = Annotated[int, Field(ge=0, le=65535)]  # 0: let the system pick a free port
+Pixels = Annotated[int, Field(ge=1, le=16384)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy seeds are 32-bit
+
+
+class PermanentError(Exception):
+    """A fault no restart can fix (port in use, file missing, bad model); raise it from ``setup``.
+
+    Its text says what is wrong and what to do. The runtime logs it once without a traceback,
+    the supervisor does not restart the node, and the run exits non-zero.
+    """
 
 
 class Emitter(Protocol):
@@ -166,10 +188,38 @@ class Param:
 
     @property
     def type_name(self) -> str:
-        ann = self.annotation
-        if ann is inspect.Parameter.empty:
-            return "any"
-        return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+        """The type with its constraints, as people read it: ``int 1..65535``, ``'a' | 'b'``."""
+        return describe_type(self.annotation)
+
+
+# How ``igtflow nodes`` and validation messages write each bound of a constrained number.
+_BOUNDS = (("gt", "> {}"), ("ge", ">= {}"), ("lt", "< {}"), ("le", "<= {}"))
+
+
+def describe_type(annotation: Any) -> str:
+    """``annotation`` in words: base type, choices of a ``Literal``, bounds of an ``Annotated``."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return "any"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is Annotated:
+        base, *extras = typing.get_args(annotation)
+        bounds: dict[str, Any] = {}
+        for extra in extras:
+            # pydantic's Field keeps its bounds as annotated_types objects in ``metadata``.
+            for item in [extra, *getattr(extra, "metadata", [])]:
+                for name, _ in _BOUNDS:
+                    if getattr(item, name, None) is not None:
+                        bounds[name] = getattr(item, name)
+        name = describe_type(base)
+        if "ge" in bounds and "le" in bounds:
+            return f"{name} {bounds['ge']}..{bounds['le']}"
+        words = [form.format(bounds[key]) for key, form in _BOUNDS if key in bounds]
+        return " ".join([name, *words]) if words else name
+    if origin is not None:
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", None) or str(annotation)
 
 
 _DOC_LINE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.+)$")
@@ -187,11 +237,11 @@ def _param_docs(doc: str | None) -> dict[str, str]:
 def node_params(cls: type[Node]) -> dict[str, Param]:
     """Every parameter a node type accepts, with type, default and doc, from ``setup``."""
     signature = inspect.signature(cls.setup)
-    hints = typing.get_type_hints(cls.setup)
+    hints = typing.get_type_hints(cls.setup, include_extras=True)
     docs = _param_docs(cls.setup.__doc__)
     params: dict[str, Param] = {}
     if issubclass(cls, Source):
-        params["rate_hz"] = Param("rate_hz", float, cls.rate_hz, cls.rate_hz_doc)
+        params["rate_hz"] = Param("rate_hz", Rate, cls.rate_hz, cls.rate_hz_doc)
     for name, p in signature.parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue

@@ -27,6 +27,7 @@ from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import (
     IMPLICIT_OUTPUTS,
     Node,
+    PermanentError,
     Source,
     all_outputs,
     load_class,
@@ -370,6 +371,12 @@ class NodeRuntime:
                 type(self.node), self.config.node_id, self.config.params
             )
             self.handlers = {i.config.name: self.node.handler(i.config.name) for i in self.inputs}
+        except PermanentError as exc:
+            # A restart cannot help: one line, no traceback, and an exit code that says so.
+            self.log.error("cannot start: %s", exc)
+            self.control.send(control.FAILED, text=f"cannot start: {exc}", permanent=True)
+            self._close()
+            return control.EXIT_PERMANENT
         except Exception as exc:
             self.log.error("setup failed: %s\n%s", exc, traceback.format_exc())
             self.control.send(control.FAILED, text=f"setup failed: {exc}")

@@ -146,19 +146,24 @@ def test_replay_of_a_damaged_stored_graph_is_one_line(tmp_path: Path) -> None:
     one_line_error(done, "damaged.mcap", "--alone")
 
 
-def test_unexpected_failure_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+def test_a_missing_graph_file_is_one_line_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-graph.yaml"
     done = igtflow("replay", str(SAMPLE), "--graph", str(missing), "--duration", "1")
-    one_line_error(done, "no-graph.yaml")
+    one_line_error(done, "no-graph.yaml", "no such file", "check the path")
+
+
+def test_unexpected_failure_is_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> None:
     import os
 
+    report = tmp_path / "not-a-report.json"
+    report.write_text("not json")
+    done = igtflow("bench", "transport", "--markdown", str(report))
+    one_line_error(done, "unexpected", "IGTFLOW_DEBUG=1")
     debug = igtflow(
-        "replay",
-        str(SAMPLE),
-        "--graph",
-        str(missing),
-        "--duration",
-        "1",
+        "bench",
+        "transport",
+        "--markdown",
+        str(report),
         env={**os.environ, "IGTFLOW_DEBUG": "1"},
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr

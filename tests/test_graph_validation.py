@@ -556,14 +556,14 @@ def test_mistyped_param_names_expected_type_and_value() -> None:
         """
     )
     assert issue.line == 4
-    assert "parameter 'width' of node 'probe' expects int, got 'big'" in issue.message
+    assert "parameter 'width' of node 'probe' expects int 1..16384, got 'big'" in issue.message
 
 
 def test_yes_no_value_is_not_a_number() -> None:
     text = "nodes:\n  - id: probe\n    uses: synthetic-image\n    params: {width: true}\n"
     issue = only_issue(text)
     assert issue.line == 4
-    assert "expects int, got True" in issue.message
+    assert "expects int 1..16384, got True" in issue.message
 
 
 def test_choice_param_suggests_the_close_choice() -> None:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.nodes.igtl_output import IgtlOutput
+from igtflow.stream.node import Count, Positive
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -23,9 +24,9 @@ class IgtlClientNode(IgtlOutput):
         self,
         address: str = "127.0.0.1:18944",
         header_version: Literal[0, 1, 2] = 0,
-        mesh_triangles: int = 20000,
-        queue_depth: int = 256,
-        stall_s: float = 5.0,
+        mesh_triangles: Count = 20000,
+        queue_depth: Count = 256,
+        stall_s: Positive = 5.0,
     ) -> None:
         """
         address: host:port of the listening peer (Slicer: OpenIGTLinkIF connector in server mode)

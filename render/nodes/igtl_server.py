@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Literal
 
 from igtflow.render.igtl.limits import MIB, Limits
@@ -12,6 +13,7 @@ from igtflow.render.igtl.server import (
     IgtlServer,
 )
 from igtflow.render.nodes.igtl_output import IgtlOutput
+from igtflow.stream.node import Count, PermanentError, PortOrAny, Positive
 
 
 class IgtlServerNode(IgtlOutput):
@@ -20,13 +22,13 @@ class IgtlServerNode(IgtlOutput):
     def setup(
         self,
         host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
+        port: PortOrAny = DEFAULT_PORT,
         header_version: Literal[0, 1, 2] = 0,
-        mesh_triangles: int = 20000,
-        queue_depth: int = 256,
-        stall_s: float = 5.0,
-        max_message_mb: int = DEFAULT_MAX_MESSAGE // MIB,
-        max_in_flight_mb: int = DEFAULT_MAX_IN_FLIGHT // MIB,
+        mesh_triangles: Count = 20000,
+        queue_depth: Count = 256,
+        stall_s: Positive = 5.0,
+        max_message_mb: Count = DEFAULT_MAX_MESSAGE // MIB,
+        max_in_flight_mb: Count = DEFAULT_MAX_IN_FLIGHT // MIB,
     ) -> None:
         """
         host: address to listen on (0.0.0.0 for every interface)
@@ -38,15 +40,21 @@ class IgtlServerNode(IgtlOutput):
         max_message_mb: largest message a client may send; a client declaring more is cut
         max_in_flight_mb: unfinished messages of all clients together; a client passing it is cut
         """
-        server = IgtlServer(
-            host,
-            port,
-            self.log,
-            queue_depth,
-            header_version,
-            stall_s,
-            Limits(message=max_message_mb * MIB),
-            max_in_flight_mb * MIB,
-        )
+        try:
+            server = IgtlServer(
+                host,
+                port,
+                self.log,
+                queue_depth,
+                header_version,
+                stall_s,
+                Limits(message=max_message_mb * MIB),
+                max_in_flight_mb * MIB,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            # The server's own text already names the port and the fix.
+            raise PermanentError(exc.strerror or f"cannot listen on {host}:{port}: {exc}") from None
         self.log.info("OpenIGTLink server listening on %s:%d", server.host, server.port)
         self.start(server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Literal
+from typing import Annotated, Literal
 
 from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
@@ -20,6 +20,7 @@ from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_client import parse_address
 from igtflow.stream.messages import Image, Message, Points, Status, Transform
 from igtflow.stream.node import Source
+from pydantic import Field
 
 MAX_PENDING = 10_000
 # Only these become graph messages; anything else is dropped undecoded, so a peer cannot make
@@ -38,7 +39,7 @@ class IgtlSource(Source):
         self,
         address: str = "127.0.0.1:18944",
         header_version: Literal[1, 2] = 2,
-        max_body_mb: int = 256,
+        max_body_mb: Annotated[int, Field(ge=1, le=4096)] = 256,
     ) -> None:
         """
         address: host:port of the server (PlusServer's default is 127.0.0.1:18944)

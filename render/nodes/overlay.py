@@ -10,13 +10,15 @@ frozen stream turns stale instead of looking live forever.
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import numpy as np
 from igtflow.render.freshness import Freshness
 from igtflow.render.overlay_compose import LAYERS, OverlayComposer
 from igtflow.render.video_out import FrameOutputs
 from igtflow.stream.messages import Image, Mesh, Message, Points, Status
-from igtflow.stream.node import Source
+from igtflow.stream.node import Fraction, NonNegative, Positive, Source
+from pydantic import Field
 
 STALE_CODE = "stale-overlay"
 
@@ -36,16 +38,16 @@ class Overlay(Source):
 
     def setup(
         self,
-        stale_ms: float = 250.0,
+        stale_ms: Positive = 250.0,
         static: tuple[str, ...] = (),
-        near_mm: float = 2.0,
-        low_confidence: float = 0.5,
-        fill_alpha: float = 0.25,
+        near_mm: NonNegative = 2.0,
+        low_confidence: Fraction = 0.5,
+        fill_alpha: Fraction = 0.25,
         show: bool = True,
         video: str = "",
-        video_fps: float = 15.0,
+        video_fps: Annotated[float, Field(gt=0, le=1000)] = 15.0,
         snapshot_dir: str = "",
-        snapshot_every_s: float = 0.0,
+        snapshot_every_s: NonNegative = 0.0,
     ) -> None:
         """
         stale_ms: anything drawn older than this (or this much older than the frame) is stale

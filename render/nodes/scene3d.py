@@ -11,7 +11,7 @@ import time
 from igtflow.render.scene import LAYERS, VIEWS, SceneRenderer, prepare_offscreen
 from igtflow.render.video_out import FrameOutputs
 from igtflow.stream.messages import Image, Mesh, Message, Points, Transform
-from igtflow.stream.node import Source
+from igtflow.stream.node import NonNegative, Pixels, Positive, Source
 
 
 class Scene3D(Source):
@@ -29,17 +29,17 @@ class Scene3D(Source):
 
     def setup(
         self,
-        width: int = 800,
-        height: int = 600,
+        width: Pixels = 800,
+        height: Pixels = 600,
         view: str = "oblique",
         focus: tuple[float, ...] = (),
-        distance_mm: float = 0.0,
-        stale_ms: float = 250.0,
+        distance_mm: NonNegative = 0.0,
+        stale_ms: Positive = 250.0,
         static: tuple[str, ...] = ("model",),
         show: bool = True,
         video: str = "",
         snapshot_dir: str = "",
-        snapshot_every_s: float = 1.0,
+        snapshot_every_s: NonNegative = 1.0,
     ) -> None:
         """
         width: render width in pixels

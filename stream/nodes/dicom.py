@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from igtflow.stream.messages import Image
+from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
 from igtflow.stream.sources.dicom import DicomCine
 from igtflow.stream.sources.frames import FileFrame
@@ -16,7 +17,7 @@ class DicomSource(FileReplay):
 
     outputs = {"image": Image}
 
-    def setup(self, path: str, loop: bool = False, speed: float = 1.0) -> None:
+    def setup(self, path: str, loop: bool = False, speed: Positive = 1.0) -> None:
         """
         path: DICOM file (multi-frame ultrasound, XA or RF cine)
         loop: start again from the first frame at the end

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated, Literal
 
 import numpy as np
 from igtflow.stream.messages import Image, Transform
-from igtflow.stream.node import Source
+from igtflow.stream.node import Count, Pixels, Positive, Seed, Source
 from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
+from pydantic import Field
 
 
 class PhantomFluoro(Source):
@@ -23,22 +25,22 @@ class PhantomFluoro(Source):
 
     def setup(
         self,
-        seed: int = 0,
-        width: int = 512,
-        height: int = 512,
-        pixel_spacing_mm: float = 0.6,
-        sid_mm: float = 1000.0,
-        sod_mm: float = 750.0,
+        seed: Seed = 0,
+        width: Pixels = 512,
+        height: Pixels = 512,
+        pixel_spacing_mm: Positive = 0.6,
+        sid_mm: Positive = 1000.0,
+        sod_mm: Positive = 750.0,
         lao_deg: float = 0.0,
         cranial_deg: float = 0.0,
-        dose: float = 3000.0,
-        polarity: str = "fluoro",
+        dose: Positive = 3000.0,
+        polarity: Literal["fluoro", "radiograph"] = "fluoro",
         contrast: bool = False,
         collimate: bool = True,
-        breathing_amplitude_mm: float = 10.0,
-        breathing_period_s: float = 4.0,
-        deformation_mm: float = 4.0,
-        key_every: int = 30,
+        breathing_amplitude_mm: Annotated[float, Field(ge=0, le=30)] = 10.0,
+        breathing_period_s: Positive = 4.0,
+        deformation_mm: Annotated[float, Field(ge=0, le=6)] = 4.0,
+        key_every: Count = 30,
         truth: bool = True,
     ) -> None:
         """

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from igtflow.stream.messages import Mesh
-from igtflow.stream.node import Source
+from igtflow.stream.node import Count, Seed, Source
 from igtflow.stream.phantom.anatomy import LESION, ORGAN, VESSEL, build_anatomy
 from igtflow.stream.phantom.export import MESH_STRUCTURES, structure_mesh
+from pydantic import Field
 
 SHARE = {ORGAN: 0.6, VESSEL: 0.3, LESION: 0.1}
 
@@ -21,7 +24,12 @@ class PhantomModel(Source):
     outputs = {"model": Mesh}
     rate_hz = 1.0
 
-    def setup(self, seed: int = 0, triangles: int = 20000, voxel_stride: int = 2) -> None:
+    def setup(
+        self,
+        seed: Seed = 0,
+        triangles: Annotated[int, Field(ge=100)] = 20000,
+        voxel_stride: Count = 2,
+    ) -> None:
         """
         seed: phantom seed (the same as the imaging sources' for a matching model)
         triangles: triangle budget of the whole model (organ 60 %, vessels 30 %, lesion 10 %);

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated, Literal
 
 import numpy as np
 from igtflow.stream.messages import Image, Transform
-from igtflow.stream.node import Source
+from igtflow.stream.node import Count, NonNegative, Pixels, Positive, Seed, Source
 from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
+from pydantic import Field
 
 
 class PhantomUS(Source):
@@ -30,22 +32,22 @@ class PhantomUS(Source):
 
     def setup(
         self,
-        seed: int = 0,
-        width: int = 256,
-        height: int = 256,
-        width_mm: float = 60.0,
-        depth_mm: float = 80.0,
-        path: str = "sweep",
-        sweep_speed_mm_s: float = 10.0,
-        sweep_range_mm: float = 50.0,
-        breathing_amplitude_mm: float = 10.0,
-        breathing_period_s: float = 4.0,
-        deformation_mm: float = 4.0,
-        key_every: int = 30,
+        seed: Seed = 0,
+        width: Pixels = 256,
+        height: Pixels = 256,
+        width_mm: Positive = 60.0,
+        depth_mm: Positive = 80.0,
+        path: Literal["sweep", "static"] = "sweep",
+        sweep_speed_mm_s: NonNegative = 10.0,
+        sweep_range_mm: NonNegative = 50.0,
+        breathing_amplitude_mm: Annotated[float, Field(ge=0, le=30)] = 10.0,
+        breathing_period_s: Positive = 4.0,
+        deformation_mm: Annotated[float, Field(ge=0, le=6)] = 4.0,
+        key_every: Count = 30,
         truth: bool = True,
-        probe: str = "linear",
-        radius_mm: float = 50.0,
-        sector_deg: float = 70.0,
+        probe: Literal["linear", "curvilinear"] = "linear",
+        radius_mm: Positive = 50.0,
+        sector_deg: Annotated[float, Field(gt=0, lt=180)] = 70.0,
     ) -> None:
         """
         seed: phantom seed; same seed and parameters give bit-identical frames

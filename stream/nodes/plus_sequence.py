@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 from igtflow.stream.messages import Image, Transform
+from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
 from igtflow.stream.sources.frames import FileFrame, TrackedTransform
 from igtflow.stream.sources.plus_sequence import PlusSequence
@@ -36,7 +37,7 @@ class PlusSequenceSource(FileReplay):
         self,
         path: str,
         loop: bool = False,
-        speed: float = 1.0,
+        speed: Positive = 1.0,
         modality: Literal["US", "XA", "RF"] = "US",
     ) -> None:
         """

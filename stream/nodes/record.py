@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from igtflow.stream.messages import Message
-from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node
+from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node, Positive
 from igtflow.stream.recording import GAP_METADATA, RecordingWriter, recover
 from igtflow.stream.recording_scan import RawMessage
 
@@ -55,15 +55,13 @@ class Record(Node):
     inputs = {WILDCARD: Message}
     reports_own_gaps = True  # the hole is what the file lacks, not what the process missed
 
-    def setup(self, path: str, graph: str = "", flush_s: float = 0.1) -> None:
+    def setup(self, path: str, graph: str = "", flush_s: Positive = 0.1) -> None:
         """
         path: MCAP file to write (an existing file is kept; the next free name-N.mcap is used)
         graph: graph YAML file to store in the recording (default: the copy the launcher wrote)
         flush_s: longest a message waits in memory before its chunk is written to the file,
             which bounds what a crash of the recorder loses
         """
-        if flush_s <= 0:
-            raise ValueError(f"flush_s must be > 0, got {flush_s}")
         graph_path = Path(graph) if graph else self._launcher_graph()
         graph_yaml = graph_path.read_text() if graph_path is not None else ""
         if not graph_yaml:

@@ -17,12 +17,13 @@ import fnmatch
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from igtflow.stream.messages import KINDS, Message
-from igtflow.stream.node import Source
+from igtflow.stream.node import NonNegative, Source
 from igtflow.stream.recording import read_info, read_messages
 from igtflow.stream.recording_scan import RecordingError, ScanReport
+from pydantic import Field
 
 LATE_REANCHOR_S = 0.25  # further behind than this (pause, overload): restart the clock here
 
@@ -66,9 +67,9 @@ class Replay(Source):
     def setup(
         self,
         path: str,
-        rate: float = 1.0,
+        rate: Annotated[float, Field(ge=0.1, le=10)] = 1.0,
         loop: bool = False,
-        start_s: float = 0.0,
+        start_s: NonNegative = 0.0,
         topics: tuple[str, ...] = (),
     ) -> None:
         """

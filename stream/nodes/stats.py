@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from igtflow.stream.messages import Message
-from igtflow.stream.node import WILDCARD, Node
+from igtflow.stream.node import WILDCARD, Node, NonNegative
 
 
 class StatsSink(Node):
@@ -16,7 +16,7 @@ class StatsSink(Node):
 
     inputs = {WILDCARD: Message}
 
-    def setup(self, report: str = "", log_every_s: float = 5.0) -> None:
+    def setup(self, report: str = "", log_every_s: NonNegative = 5.0) -> None:
         """
         report: path of a JSON file written on stop with per-input counts and ages (ms)
         log_every_s: seconds between summary log lines (0 = never)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from igtflow.stream.messages import Image
-from igtflow.stream.node import Source
+from igtflow.stream.node import NonNegative, Pixels, Source
 
 _DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
 
@@ -16,11 +18,11 @@ class SyntheticImage(Source):
 
     def setup(
         self,
-        width: int = 256,
-        height: int = 256,
-        dtype: str = "uint8",
-        modality: str = "US",
-        noise: float = 0.0,
+        width: Pixels = 256,
+        height: Pixels = 256,
+        dtype: Literal["uint8", "uint16", "float32"] = "uint8",
+        modality: Literal["US", "XA", "RF"] = "US",
+        noise: NonNegative = 0.0,
     ) -> None:
         """
         width: frame width in pixels

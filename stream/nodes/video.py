@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 from igtflow.stream.messages import Image
+from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
 from igtflow.stream.sources.frames import FileFrame
 from igtflow.stream.sources.video import VideoFile
@@ -24,7 +25,7 @@ class VideoSource(FileReplay):
         grayscale: bool = False,
         modality: Literal["US", "XA", "RF"] = "US",
         spacing: tuple[float, float] = (1.0, 1.0),
-        speed: float = 1.0,
+        speed: Positive = 1.0,
     ) -> None:
         """
         path: video file (AVI, MP4, MKV… whatever this OpenCV build decodes)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from igtflow.stream.node import PermanentError
 
-class SourceFileError(Exception):
+
+class SourceFileError(PermanentError):
     """A frame file that cannot be replayed as it is; ``str()`` is the whole story for a user.
 
     Readers wrap library exceptions (pydicom, pynrrd, zlib, OpenCV) into this one, so a caller
-    never sees a traceback from deep inside a library.
+    never sees a traceback from deep inside a library. Raised from a node's ``setup`` it stops
+    the node for good: reopening the same file cannot make it readable.
     """
 
     def __init__(self, path: str | Path, problem: str) -> None:
