@@ -51,6 +51,8 @@ class FileReplay(Source):
         requested = float(self.rate_hz or 0.0)
         if requested < 0:
             raise ValueError(f"rate_hz must be >= 0, got {requested}")
+        if requested == 0 and not file_rate_hz and _at_most_one(frames()):
+            file_rate_hz = 1.0  # a single frame has no timing to keep: any pace plays it
         if requested == 0 and not file_rate_hz:
             raise ValueError(
                 f"{path}: the file gives no frame timing; set rate_hz to replay it at a fixed rate"
@@ -137,3 +139,9 @@ class FileReplay(Source):
         if frame.time_s is not None:
             meta["file_timestamp_s"] = frame.time_s
         return meta
+
+
+def _at_most_one(frames: Iterator[FileFrame]) -> bool:
+    """Whether ``frames`` holds no more than one frame (reads at most two of them)."""
+    next(frames, None)
+    return next(frames, None) is None
