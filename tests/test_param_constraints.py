@@ -125,3 +125,14 @@ def test_a_missing_file_stops_its_source_for_good(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["nodes"][0]["restarts"] == 0
     assert any("no such file" in e and "not restarting" in e for e in report["events"])
+
+
+def test_a_recording_gone_before_its_replay_starts_is_a_permanent_fault(tmp_path: Path) -> None:
+    # validate reads the recording first; this is the file that vanished before the node started
+    from igtflow.stream.node import PermanentError
+    from igtflow.stream.nodes.replay import Replay
+
+    node = Replay()
+    node.id = "probe"
+    with pytest.raises(PermanentError, match="readable recording"):
+        node.setup(path=str(tmp_path / "gone.mcap"))

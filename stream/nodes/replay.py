@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from igtflow.stream.messages import KINDS, Message
-from igtflow.stream.node import NonNegative, Source
+from igtflow.stream.node import NonNegative, PermanentError, Source
 from igtflow.stream.recording import read_info, read_messages
 from igtflow.stream.recording_scan import RecordingError, ScanReport
 from pydantic import Field
@@ -87,10 +87,14 @@ class Replay(Source):
         self.rate = rate
         self.loop = loop
         self.start_s = start_s
-        self.outputs = self.outputs_for(self.id, {"path": path, "topics": topics})
+        try:
+            self.outputs = self.outputs_for(self.id, {"path": path, "topics": topics})
+            recorded = sorted(read_info(path).topics)
+        except (RecordingError, ValueError) as exc:  # outputs_for says RecordingError as ValueError
+            raise PermanentError(f"{exc}; give the path of a readable recording") from None
         self.topics = {
             topic: output_name(self.id, topic)
-            for topic in select_topics(sorted(read_info(path).topics), list(topics), self.id)
+            for topic in select_topics(recorded, list(topics), self.id)
         }
         self.played = 0
         self._pending: tuple[int, Message] | None = None
