@@ -112,13 +112,15 @@ def test_quick_bench_paced_runs_lose_nothing_and_keep_the_rate(
     quick_report: dict[str, Any],
 ) -> None:
     for case in (c for c in quick_report["cases"] if c["rate_hz"]):
-        for side in ("igtflow", "raw"):
-            stats = case[side]
-            # Zero drops is the benchmark's claim on a quiet machine; a test shares the CPU with
-            # whatever else runs, so it allows a few frames of a sink descheduled for a while.
-            assert stats["drops"] <= 6, (side, case["payload"], stats["drops"])
-            assert stats["p99_ms"] < 50.0, (side, case["payload"])
-            assert 50.0 < stats["msgs_per_s"] < 70.0, (side, case["payload"])
+        # Our side only: raw pyzmq is the baseline the bench prints, not a claim of ours (on a
+        # loaded machine its paced p99 has reached 1.3 s). Zero drops is the benchmark's claim
+        # on a quiet machine; a test shares the CPU with whatever else runs, so it allows a few
+        # frames of a sink descheduled for a while, and a p99 far above a hop's (< 1 ms idle).
+        stats = case["igtflow"]
+        assert stats["drops"] <= 6, (case["payload"], stats["drops"])
+        assert stats["p99_ms"] < 100.0, (case["payload"], stats["p99_ms"])
+        assert 50.0 < stats["msgs_per_s"] < 70.0, (case["payload"], stats["msgs_per_s"])
+        assert case["raw"]["msgs_per_s"] > 0, "the baseline ran"
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ def test_clients_declaring_huge_bodies_are_cut_without_costing_memory_or_frames(
     reader.start()
     hostile: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while len(arrivals) < 15 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(arrivals) >= 15, "the good client received no frames before the attack"
@@ -163,17 +163,17 @@ def test_clients_together_are_held_to_the_in_flight_cap_and_the_last_one_is_cut(
         with caplog.at_level(logging.WARNING, logger=LOG.name):
             for sender in senders[:2]:
                 sender.send(image[: 900 * 1024])
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 30
             while server.budget.held < 2 * MIB and time.monotonic() < deadline:
                 time.sleep(0.01)
             senders[2].send(image[: 900 * 1024])
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 30
             while len(server.peers) > 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert len(server.peers) == 2, "the client over the in-flight cap was not cut"
             for sender in senders[:2]:
                 sender.send(image[900 * 1024 :])
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 30
             while server.budget.held and time.monotonic() < deadline:
                 time.sleep(0.01)
         assert server.budget.held == 0, "finished bodies still count as in flight"
@@ -195,15 +195,15 @@ def test_source_side_cuts_a_server_that_declares_more_than_its_image_holds() -> 
         "127.0.0.1", port, LOG, on_packet=received.append, limits=Limits(message=64 * MIB)
     )
     try:
-        listener.settimeout(3)
+        listener.settimeout(30)
         conn, _ = listener.accept()
         pose = b"".join(bytes(b) for b in encode(TransformContent(np.eye(4)), "ProbeToTracker", 0))
         lying = header("IMAGE", 60 * MIB) + image_header((64, 64, 1))
         conn.sendall(pose + lying + bytes(1024))
-        conn.settimeout(3)
+        conn.settimeout(30)
         assert conn.recv(1) == b"", "the lying server was not cut"
         assert [decode(p).device for p in received] == ["ProbeToTracker"]
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         while connector.peer is None and time.monotonic() < deadline:
             time.sleep(0.01)
         reason = connector.peer.close_reason if connector.peer is not None else ""
@@ -246,7 +246,7 @@ def test_a_client_that_stops_in_the_middle_of_a_message_is_cut_and_its_buffer_fr
     client = RawClient(server.port)
     try:
         client.send(header("STRING", 60_000) + bytes(100))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         while not server.budget.held and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.budget.held > 0
