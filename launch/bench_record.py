@@ -66,7 +66,7 @@ nodes:
 
 def _record_run(case: RecordCase, rate_hz: float, seconds: float, tmp: Path) -> dict[str, Any]:
     """Run source → recorder for ``seconds``, let it drain, and count what reached the file."""
-    from igtflow.launch.graph import parse_graph
+    from igtflow.launch.graph_reader import parse_graph
     from igtflow.launch.supervisor import Supervisor
     from igtflow.stream.recording_scan import ScanReport, scan
 
@@ -160,8 +160,8 @@ def _stand_in_recording(path: Path, seconds: float = 10.0) -> None:
 
 def _replay_run(recording: Path, tmp: Path) -> dict[str, Any]:
     """Lockstep replay of ``recording`` through a pass-through of its images, as fast as it goes."""
-    from igtflow.launch.graph import parse_graph
     from igtflow.launch.graph_edit import replay_graph
+    from igtflow.launch.graph_reader import parse_graph
     from igtflow.launch.supervisor import Supervisor
     from igtflow.stream.recording import read_info
     from igtflow.stream.recording_scan import scan

@@ -266,7 +266,7 @@ def run_igtflow_case(case: Case, console: Any = None) -> dict[str, Any]:
     ``node_drops`` is each consumer's own count (skipped, lost, overwritten, malformed) from the
     supervisor: where in the chain the sink's gaps were made.
     """
-    from igtflow.launch.graph import parse_graph
+    from igtflow.launch.graph_reader import parse_graph
     from igtflow.launch.launcher import run_graph
 
     tmp = Path(tempfile.mkdtemp(prefix="igtflow-bench-"))

@@ -45,7 +45,8 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="replace the file(s) if 
 
 
 def _load(path: Path, overrides: list[str] | None) -> Any:
-    from igtflow.launch.graph import GraphError, load_graph
+    from igtflow.launch.graph_issues import GraphError
+    from igtflow.launch.graph_reader import load_graph
 
     try:
         return load_graph(path, overrides or [])
@@ -130,7 +131,8 @@ def validate(
     A node written 'uses: package.module:Class' is checked by importing its module, which runs
     that module's code: validate a graph from someone you do not trust with --no-import.
     """
-    from igtflow.launch.graph import GraphError, load_graph
+    from igtflow.launch.graph_issues import GraphError
+    from igtflow.launch.graph_reader import load_graph
 
     try:
         spec = load_graph(graph, set_ or [], import_nodes)
@@ -214,7 +216,8 @@ RecordOpt = Annotated[
 
 
 def _parse(text: str, path: str, overrides: list[str] | None) -> Any:
-    from igtflow.launch.graph import GraphError, parse_graph
+    from igtflow.launch.graph_issues import GraphError
+    from igtflow.launch.graph_reader import parse_graph
 
     try:
         return parse_graph(text, path, overrides or [])

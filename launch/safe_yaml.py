@@ -144,4 +144,16 @@ def load(text: str) -> Any:
         raise YamlLimitError(0, "values nest too deep to read") from None
 
 
-__all__ = ["MAX_BYTES", "YAMLError", "YamlLimitError", "load", "quote", "read_text"]
+def plain(value: Any) -> Any:
+    """Round-trip YAML values as plain Python, so params pickle/serialise without ruamel."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+__all__ = ["MAX_BYTES", "YAMLError", "YamlLimitError", "load", "plain", "quote", "read_text"]

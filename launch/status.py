@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from igtflow.launch.status_row import NodeState
 from rich.table import Table
 
 STATE_STYLE = {
-    "running": "green",
-    "ready": "green",
-    "starting": "yellow",
-    "restarting": "yellow",
-    "failed": "bold red",
-    "finished": "blue",
-    "stopped": "dim",
+    NodeState.RUNNING: "green",
+    NodeState.READY: "green",
+    NodeState.STARTING: "yellow",
+    NodeState.RESTARTING: "yellow",
+    NodeState.FAILED: "bold red",
+    NodeState.FINISHED: "blue",
+    NodeState.STOPPED: "dim",
 }
 
 
@@ -37,7 +38,7 @@ FILE_STATES = {
 
 
 def run_files(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Every file the run's nodes wrote, with its last state, from ``Supervisor.snapshot()``."""
+    """Every file the run's nodes wrote, with its last state, from the status rows."""
     return [{"node": row["node"], **f} for row in rows for f in row.get("files", [])]
 
 

@@ -61,7 +61,7 @@ class GraphRun:
     """A graph run by an in-process ``Supervisor``; ``wait`` polls it until a condition holds."""
 
     def __init__(self, text: str, tmp_path: Path, lockstep: bool = False) -> None:
-        from igtflow.launch.graph import parse_graph
+        from igtflow.launch.graph_reader import parse_graph
         from igtflow.launch.supervisor import Supervisor
 
         self.tmp_path = tmp_path

@@ -161,7 +161,7 @@ nodes:
 
 
 def test_broken_file_fails_the_node_with_the_reason(tmp_path: Path) -> None:
-    from igtflow.launch.graph import parse_graph
+    from igtflow.launch.graph_reader import parse_graph
     from igtflow.launch.supervisor import Supervisor
 
     path = tmp_path / "cut.seq.mha"

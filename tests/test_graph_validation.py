@@ -12,14 +12,9 @@ from typing import Literal
 
 import pytest
 from igtflow.launch import registry
-from igtflow.launch.graph import (
-    Graph,
-    GraphError,
-    GraphIssue,
-    InputSpec,
-    load_graph,
-    parse_graph,
-)
+from igtflow.launch.graph import Graph, InputSpec
+from igtflow.launch.graph_issues import GraphError, GraphIssue
+from igtflow.launch.graph_reader import load_graph, parse_graph
 from igtflow.stream.messages import Image, Status, Transform
 from igtflow.stream.node import WILDCARD, Node, Source
 

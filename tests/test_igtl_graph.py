@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pyigtl
 import pytest
-from igtflow.launch.graph import GraphError, parse_graph
+from igtflow.launch.graph_issues import GraphError
+from igtflow.launch.graph_reader import parse_graph
 from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
 
 from tests.conftest import GraphRun, read_jsonl

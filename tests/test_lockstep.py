@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from igtflow.launch.graph import parse_graph
+from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.lockstep import LockstepLedger
 
 from tests.conftest import GraphRun, read_jsonl

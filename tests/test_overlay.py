@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from igtflow.launch.graph import parse_graph
+from igtflow.launch.graph_reader import parse_graph
 from igtflow.render import overlay_draw as draw
 from igtflow.render.image_geometry import plane_geometry, projection_geometry
 from igtflow.render.overlay_compose import OverlayComposer

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from igtflow.launch.graph import GraphError, parse_graph
+from igtflow.launch.graph_issues import GraphError
+from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.registry import builtin_nodes, load_node_class
 from igtflow.stream.node import node_params
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from igtflow.launch.graph import MAX_NODES
+from igtflow.launch.graph_reader import MAX_NODES
 
 
 def igtflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
