@@ -14,6 +14,7 @@ from igtflow.launch.console import console
 from rich.table import Table
 
 from igtflow import __version__
+from igtflow.report import check_output, deliver, print_json, read_json
 
 app = typer.Typer(
     name="igtflow",
@@ -58,29 +59,13 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
 
 def _check_output(output: Path | None, force: bool) -> None:
     """Refuse an output file before a long run, not after it."""
-    from igtflow.stream.atomic_file import OutputError, check_target
+    from igtflow.stream.atomic_file import OutputError
 
-    if output is not None:
-        try:
-            check_target(output, force)
-        except OutputError as exc:
-            _error(exc)
-            raise typer.Exit(2) from None
-
-
-def _bench_report(
-    report: dict[str, Any], json_: bool, output: Path | None, printer: Any, force: bool = False
-) -> None:
-    """A benchmark's report: saved as JSON if asked, then JSON or a table on stdout."""
-    from igtflow.stream.atomic_file import atomic_output
-
-    if output:
-        with atomic_output(output, force) as partial:
-            partial.write_text(json.dumps(report, indent=2))
-    if json_:
-        _print_json(report)
-    else:
-        printer(report, out)
+    try:
+        check_output(output, force)
+    except OutputError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
 
 
 def _error(problem: object) -> None:
@@ -88,10 +73,6 @@ def _error(problem: object) -> None:
     text = str(problem)
     text = text if text.startswith("error: ") else f"error: {text}"
     err.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.callback(invoke_without_command=True)
@@ -136,7 +117,7 @@ def validate(
         spec = load_graph(graph, set_ or [], import_nodes)
     except GraphError as exc:
         if json_:
-            _print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
+            print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
         else:
             for issue in exc.issues:
                 err.print(str(issue), highlight=False, markup=False, soft_wrap=True)
@@ -155,7 +136,7 @@ def validate(
     ]
     if json_:
         nodes = [n.id for n in spec.nodes]
-        _print_json(
+        print_json(
             {
                 "ok": True,
                 "name": spec.name,
@@ -229,7 +210,7 @@ def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
     from igtflow.launch.status import run_files, status_table, summary_lines
 
     if json_:
-        _print_json(
+        print_json(
             {
                 "exit_code": result.exit_code,
                 "nodes": result.rows,
@@ -359,7 +340,7 @@ def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
         _error(exc)
         raise typer.Exit(2) from None
     if json_:
-        _print_json(summary)
+        print_json(summary)
     else:
         print_summary(summary, out)
     if summary["problems"]:
@@ -405,7 +386,7 @@ def recover(
     }
     lossy = report.lost_anything
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
         for problem in report.problems:
             err.print(problem, style="yellow", markup=False, highlight=False, soft_wrap=True)
@@ -449,7 +430,7 @@ def nodes(json_: JsonOpt = False) -> None:
             }
         )
     if json_:
-        _print_json(catalogue)
+        print_json(catalogue)
         return
     for entry in catalogue:
         table = Table(
@@ -506,7 +487,7 @@ def demo(
         "scene_snapshots": sorted(str(p) for p in (log_dir / "scene").glob("*.png")),
     }
     if json_:
-        _print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
+        print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
         raise typer.Exit(result.exit_code)
     from igtflow.launch.status import status_table
 
@@ -546,14 +527,14 @@ def bench_transport(
     from igtflow.launch.bench_transport import markdown_table, print_table, run_transport_bench
 
     if markdown is not None:
-        sys.stdout.write(markdown_table(json.loads(markdown.read_text())))
+        sys.stdout.write(markdown_table(read_json(markdown)))
         return
 
     _check_output(output, force)
     report = run_transport_bench(
         duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err, rehearsal=rehearsal
     )
-    _bench_report(report, json_, output, print_table, force)
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
 
 
 @app.command()
@@ -597,7 +578,7 @@ def convert(
     if "warning" in result:
         err.print(f"warning: {result['warning']}", style="yellow", markup=False, soft_wrap=True)
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(
             f"wrote {target}: "
@@ -623,7 +604,7 @@ def bench_record(
 
     _check_output(output, force)
     report = run_record_bench(duration, saturated_s, recording, progress=err)
-    _bench_report(report, json_, output, print_report, force)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
 
 
 @bench_app.command("igtl")
@@ -638,7 +619,7 @@ def bench_igtl(
 
     _check_output(output, force)
     report = run_igtl_bench(quick=quick, progress=err)
-    _bench_report(report, json_, output, print_table, force)
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
 
 
 phantom_app = typer.Typer(help="The synthetic phantom with ground truth: export its files.")
@@ -669,7 +650,7 @@ def phantom_export(
             _error(exc)
             raise typer.Exit(1) from None
     if json_:
-        _print_json(written)
+        print_json(written)
     else:
         for what, path in written.items():
             out.print(f"{what}: {path}", highlight=False)
@@ -700,7 +681,7 @@ def bench_phantom(
             duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
         )
     if json_:
-        _print_json(report)
+        print_json(report)
         return
     table = Table(title="phantom renderers, 1 thread")
     for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from igtflow.stream.node import GRAPH_ENV
 from igtflow.stream.runtime import NodeConfig
 from igtflow.stream.threads import thread_budget_env
 from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
+
+from igtflow.ports import free_port
 
 RUN_PREFIX = "igtflow-"
 READY_TIMEOUT_S = 60.0
@@ -74,12 +75,6 @@ def remove_stale_run_dirs(root: Path | None = None) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _free_tcp_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -182,7 +177,7 @@ class Supervisor:
         if hosts == {None}:
             return ipc_endpoint(self.run_dir, producer.id, output)
         bind_host = producer.host or "127.0.0.1"
-        return f"tcp://{bind_host}:{_free_tcp_port(bind_host)}"
+        return f"tcp://{bind_host}:{free_port(bind_host)}"
 
     def _build_configs(self) -> None:
         endpoints: dict[tuple[str, str], str] = {}
