@@ -524,7 +524,7 @@ def bench_transport(
     ] = None,
 ) -> None:
     """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
-    from igtflow.launch.bench_transport import markdown_table, print_table, run_transport_bench
+    from igtflow.launch.bench.transport import markdown_table, print_table, run_transport_bench
 
     if markdown is not None:
         sys.stdout.write(markdown_table(read_json(markdown)))
@@ -600,7 +600,7 @@ def bench_record(
     force: ForceOpt = False,
 ) -> None:
     """Recorder headroom and loss at 30/60 fps, bytes per frame, lockstep replay speed-up."""
-    from igtflow.launch.bench_record import print_report, run_record_bench
+    from igtflow.launch.bench.record import print_report, run_record_bench
 
     _check_output(output, force)
     report = run_record_bench(duration, saturated_s, recording, progress=err)
@@ -615,7 +615,7 @@ def bench_igtl(
     force: ForceOpt = False,
 ) -> None:
     """OpenIGTLink: igtl-server vs pyigtl's server, rate and send→receive p50/p99/max, stalls."""
-    from igtflow.launch.bench_igtl import print_table, run_igtl_bench
+    from igtflow.render.igtl.bench import print_table, run_igtl_bench
 
     _check_output(output, force)
     report = run_igtl_bench(quick=quick, progress=err)
