@@ -668,49 +668,17 @@ def bench_phantom(
 ) -> None:
     """Phantom frames/s on one core (US 256x256 linear and convex, fluoro 512x512) and truth
     consistency."""
-    from igtflow.stream.phantom.bench import TRUTH_SEEDS, consistency_rows, run_phantom_bench
+    from igtflow.stream.phantom import bench
     from rich.progress import Progress
 
-    from igtflow.machine import describe
-
-    seeds = tuple(truth_seed or TRUTH_SEEDS)
-    frames = tuple(range(7, 7 + 10 * truth_frames, 10))  # never a key frame (key_every 30)
+    seeds = tuple(truth_seed or bench.TRUTH_SEEDS)
+    frames = bench.truth_frames(truth_frames)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("fps, then truth consistency", total=len(seeds) * len(frames))
-        report = run_phantom_bench(
+        report = bench.run_phantom_bench(
             duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
         )
-    if json_:
-        print_json(report)
-        return
-    table = Table(title="phantom renderers, 1 thread")
-    for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):
-        table.add_column(column)
-    for name in ("us", "us_curvilinear", "fluoro"):
-        r = report[name]
-        table.add_row(
-            name,
-            "x".join(map(str, r["size"])),
-            f"{r['fps']:.0f}",
-            f"{report['targets_fps'][name]:.0f}",
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-            f"{r['max_ms']:.2f}",
-            str(r["frames"]),
-        )
-    out.print(table)
-    if report["consistency"]:
-        c = report["consistency"]
-        title = f"truth consistency (min median max), seeds {c['seeds']} x {len(frames)} frames"
-        table = Table(title=title)
-        for column in ("metric", "US", "fluoro", "target"):
-            table.add_column(column)
-        for row in consistency_rows(c):
-            table.add_row(*row)
-        out.print(table)
-        if c["failed"]:
-            out.print(f"outside target: {', '.join(c['failed'])}", style="red", highlight=False)
-    out.print(describe(report["machine"]), highlight=False)
+    deliver(report, json_=json_, printer=bench.print_report, console=out)
 
 
 def main() -> None:
