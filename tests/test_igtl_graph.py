@@ -13,8 +13,9 @@ import pytest
 from igtflow.launch.graph import GraphError, parse_graph
 from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
 
+from igtflow.ports import free_port
 from tests.conftest import GraphRun, read_jsonl
-from tests.igtl_helpers import RawClient, free_port
+from tests.igtl_helpers import RawClient
 from tests.nodes.igtl import pose_stamp
 
 
