@@ -14,6 +14,7 @@ from igtflow.launch.console import console
 from rich.table import Table
 
 from igtflow import __version__
+from igtflow.report import check_output, deliver, print_json, read_json
 
 app = typer.Typer(
     name="igtflow",
@@ -59,29 +60,13 @@ def _load(path: Path, overrides: list[str] | None) -> Any:
 
 def _check_output(output: Path | None, force: bool) -> None:
     """Refuse an output file before a long run, not after it."""
-    from igtflow.stream.atomic_file import OutputError, check_target
+    from igtflow.stream.atomic_file import OutputError
 
-    if output is not None:
-        try:
-            check_target(output, force)
-        except OutputError as exc:
-            _error(exc)
-            raise typer.Exit(2) from None
-
-
-def _bench_report(
-    report: dict[str, Any], json_: bool, output: Path | None, printer: Any, force: bool = False
-) -> None:
-    """A benchmark's report: saved as JSON if asked, then JSON or a table on stdout."""
-    from igtflow.stream.atomic_file import atomic_output
-
-    if output:
-        with atomic_output(output, force) as partial:
-            partial.write_text(json.dumps(report, indent=2))
-    if json_:
-        _print_json(report)
-    else:
-        printer(report, out)
+    try:
+        check_output(output, force)
+    except OutputError as exc:
+        _error(exc)
+        raise typer.Exit(2) from None
 
 
 def _error(problem: object) -> None:
@@ -89,10 +74,6 @@ def _error(problem: object) -> None:
     text = str(problem)
     text = text if text.startswith("error: ") else f"error: {text}"
     err.print(text, style="red", markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.callback(invoke_without_command=True)
@@ -138,7 +119,7 @@ def validate(
         spec = load_graph(graph, set_ or [], import_nodes)
     except GraphError as exc:
         if json_:
-            _print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
+            print_json({"ok": False, "issues": [vars(i) for i in exc.issues]})
         else:
             for issue in exc.issues:
                 err.print(str(issue), highlight=False, markup=False, soft_wrap=True)
@@ -157,7 +138,7 @@ def validate(
     ]
     if json_:
         nodes = [n.id for n in spec.nodes]
-        _print_json(
+        print_json(
             {
                 "ok": True,
                 "name": spec.name,
@@ -232,7 +213,7 @@ def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
     from igtflow.launch.status import run_files, status_table, summary_lines
 
     if json_:
-        _print_json(
+        print_json(
             {
                 "exit_code": result.exit_code,
                 "nodes": result.rows,
@@ -362,7 +343,7 @@ def inspect(recording: RecordingArg, json_: JsonOpt = False) -> None:
         _error(exc)
         raise typer.Exit(2) from None
     if json_:
-        _print_json(summary)
+        print_json(summary)
     else:
         print_summary(summary, out)
     if summary["problems"]:
@@ -408,7 +389,7 @@ def recover(
     }
     lossy = report.lost_anything
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
         for problem in report.problems:
             err.print(problem, style="yellow", markup=False, highlight=False, soft_wrap=True)
@@ -452,7 +433,7 @@ def nodes(json_: JsonOpt = False) -> None:
             }
         )
     if json_:
-        _print_json(catalogue)
+        print_json(catalogue)
         return
     for entry in catalogue:
         table = Table(
@@ -509,7 +490,7 @@ def demo(
         "scene_snapshots": sorted(str(p) for p in (log_dir / "scene").glob("*.png")),
     }
     if json_:
-        _print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
+        print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
         raise typer.Exit(result.exit_code)
     from igtflow.launch.status import status_table
 
@@ -546,17 +527,17 @@ def bench_transport(
     ] = None,
 ) -> None:
     """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
-    from igtflow.launch.bench_transport import markdown_table, print_table, run_transport_bench
+    from igtflow.launch.bench.transport import markdown_table, print_table, run_transport_bench
 
     if markdown is not None:
-        sys.stdout.write(markdown_table(json.loads(markdown.read_text())))
+        sys.stdout.write(markdown_table(read_json(markdown)))
         return
 
     _check_output(output, force)
     report = run_transport_bench(
         duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err, rehearsal=rehearsal
     )
-    _bench_report(report, json_, output, print_table, force)
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
 
 
 @app.command()
@@ -600,7 +581,7 @@ def convert(
     if "warning" in result:
         err.print(f"warning: {result['warning']}", style="yellow", markup=False, soft_wrap=True)
     if json_:
-        _print_json(result)
+        print_json(result)
     else:
         out.print(
             f"wrote {target}: "
@@ -622,11 +603,11 @@ def bench_record(
     force: ForceOpt = False,
 ) -> None:
     """Recorder headroom and loss at 30/60 fps, bytes per frame, lockstep replay speed-up."""
-    from igtflow.launch.bench_record import print_report, run_record_bench
+    from igtflow.launch.bench.record import print_report, run_record_bench
 
     _check_output(output, force)
     report = run_record_bench(duration, saturated_s, recording, progress=err)
-    _bench_report(report, json_, output, print_report, force)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
 
 
 @bench_app.command("igtl")
@@ -637,11 +618,11 @@ def bench_igtl(
     force: ForceOpt = False,
 ) -> None:
     """OpenIGTLink: igtl-server vs pyigtl's server, rate and send→receive p50/p99/max, stalls."""
-    from igtflow.launch.bench_igtl import print_table, run_igtl_bench
+    from igtflow.render.igtl.bench import print_table, run_igtl_bench
 
     _check_output(output, force)
     report = run_igtl_bench(quick=quick, progress=err)
-    _bench_report(report, json_, output, print_table, force)
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
 
 
 phantom_app = typer.Typer(help="The synthetic phantom with ground truth: export its files.")
@@ -672,7 +653,7 @@ def phantom_export(
             _error(exc)
             raise typer.Exit(1) from None
     if json_:
-        _print_json(written)
+        print_json(written)
     else:
         for what, path in written.items():
             out.print(f"{what}: {path}", highlight=False)
@@ -690,49 +671,17 @@ def bench_phantom(
 ) -> None:
     """Phantom frames/s on one core (US 256x256 linear and convex, fluoro 512x512) and truth
     consistency."""
-    from igtflow.stream.phantom.bench import TRUTH_SEEDS, consistency_rows, run_phantom_bench
+    from igtflow.stream.phantom import bench
     from rich.progress import Progress
 
-    from igtflow.machine import describe
-
-    seeds = tuple(truth_seed or TRUTH_SEEDS)
-    frames = tuple(range(7, 7 + 10 * truth_frames, 10))  # never a key frame (key_every 30)
+    seeds = tuple(truth_seed or bench.TRUTH_SEEDS)
+    frames = bench.truth_frames(truth_frames)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("fps, then truth consistency", total=len(seeds) * len(frames))
-        report = run_phantom_bench(
+        report = bench.run_phantom_bench(
             duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
         )
-    if json_:
-        _print_json(report)
-        return
-    table = Table(title="phantom renderers, 1 thread")
-    for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):
-        table.add_column(column)
-    for name in ("us", "us_curvilinear", "fluoro"):
-        r = report[name]
-        table.add_row(
-            name,
-            "x".join(map(str, r["size"])),
-            f"{r['fps']:.0f}",
-            f"{report['targets_fps'][name]:.0f}",
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-            f"{r['max_ms']:.2f}",
-            str(r["frames"]),
-        )
-    out.print(table)
-    if report["consistency"]:
-        c = report["consistency"]
-        title = f"truth consistency (min median max), seeds {c['seeds']} x {len(frames)} frames"
-        table = Table(title=title)
-        for column in ("metric", "US", "fluoro", "target"):
-            table.add_column(column)
-        for row in consistency_rows(c):
-            table.add_row(*row)
-        out.print(table)
-        if c["failed"]:
-            out.print(f"outside target: {', '.join(c['failed'])}", style="red", highlight=False)
-    out.print(describe(report["machine"]), highlight=False)
+    deliver(report, json_=json_, printer=bench.print_report, console=out)
 
 
 def main() -> None:

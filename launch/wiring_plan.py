@@ -7,7 +7,6 @@ process or a socket. The supervisor writes each config as the node's JSON and sp
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,14 +14,9 @@ from igtflow.launch.graph import Graph, NodeSpec
 from igtflow.stream.runtime import NodeConfig
 from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
 
+from igtflow.ports import free_port
+
 LOCKSTEP_DEPTH = 1024
-
-
-def free_tcp_port(host: str) -> int:
-    """A port on ``host`` that nothing listens on now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wiring_plan(
@@ -30,7 +24,7 @@ def wiring_plan(
     run_dir: Path,
     control_endpoint: str,
     lockstep: bool = False,
-    pick_port: Callable[[str], int] = free_tcp_port,
+    pick_port: Callable[[str], int] = free_port,
 ) -> dict[str, NodeConfig]:
     """One config per node, in file order.
 

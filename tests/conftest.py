@@ -1,4 +1,7 @@
-"""Shared fixtures: run a graph of real node processes and wait on it with deadlines.
+"""Shared fixtures and helpers: run a graph of real node processes and wait on it with deadlines,
+read what its nodes wrote, check a bench report's machine calibration. Elsewhere: frames in
+``frames.py`` and ``frame_files.py``, OpenIGTLink peers in ``igtl_helpers.py``, free ports from
+``igtflow.ports``.
 
 Node processes are spawned with ``python -m igtflow.stream.process`` and import test node types
 as ``tests.nodes.<module>:<Class>``, so the repository root goes on their PYTHONPATH.
@@ -7,6 +10,7 @@ as ``tests.nodes.<module>:<Class>``, so the repository root goes on their PYTHON
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +33,19 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
     return result
+
+
+CALIBRATION_KEYS = {"memcpy_gb_s", "python_loop_ms", "numpy_sort_ms"}
+
+
+def assert_calibrated(machine: dict[str, Any]) -> None:
+    """What every bench report's ``machine`` must carry: a finite, positive calibration."""
+    calibration = machine["calibration"]
+    assert calibration.keys() >= CALIBRATION_KEYS
+    for key, value in calibration.items():
+        assert math.isfinite(value) and value > 0, (key, value)
+    assert calibration["memcpy_gb_s"] >= calibration["memcpy_gb_s_median"]
+    assert calibration["python_loop_ms"] <= calibration["python_loop_ms_median"]
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -9,12 +9,6 @@ from igtflow.render.igtl.codec import Received, decode
 from igtflow.render.igtl.reader import Parser
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class RawClient:
     """Connects, reads whole messages (CRC checked), can send raw bytes."""
 

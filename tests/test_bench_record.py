@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_machine import assert_calibrated
+from tests.conftest import assert_calibrated
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from igtflow.launch.bench_transport import PATTERN_MOD, Case, Tally, compare, side_stats
+from igtflow.launch.bench.transport import PATTERN_MOD, Case, Tally, compare, side_stats
 
-from tests.test_machine import assert_calibrated
+from tests.conftest import assert_calibrated
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 SIDE_KEYS = {"p50_ms", "p99_ms", "max_ms", "msgs_per_s", "drops"}
@@ -137,7 +137,7 @@ def test_quick_bench_never_shows_a_frame_changed_under_its_reader(
 
 @pytest.mark.slow
 def test_the_table_says_whether_nodes_rehearsed(quick_report: dict[str, Any]) -> None:
-    from igtflow.launch.bench_transport import markdown_table
+    from igtflow.launch.bench.transport import markdown_table
 
     assert quick_report["settings"]["rehearsal"] is True
     assert "rehearsal on" in markdown_table(quick_report)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,7 @@ from pathlib import Path
 import cv2
 from igtflow.stream.recording_scan import ScanReport, scan
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from igtflow.ports import free_port
 
 
 def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
 
+from igtflow.ports import free_port
 from tests.conftest import GraphRun, read_jsonl
-from tests.igtl_helpers import RawClient, free_port
+from tests.igtl_helpers import RawClient
 from tests.nodes.igtl import pose_stamp
 
 

@@ -25,19 +25,11 @@ from igtflow.render.igtl.text import StringContent
 from igtflow.render.nodes.igtl_server import IgtlServerNode
 from igtflow.stream.messages import Image, Mesh, Points, Status, Transform
 
-from tests.igtl_helpers import RawClient, free_port
+from igtflow.ports import free_port
+from tests.conftest import wait_until
+from tests.igtl_helpers import RawClient
 
 LOG = logging.getLogger("test.igtl")
-
-
-def wait_for(condition, timeout_s: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ def test_pyigtl_client_reads_images_transforms_points_and_strings_from_our_serve
 ) -> None:
     client = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server_of(server_node).port)
     try:
-        wait_for(lambda: server_of(server_node).peers, what="pyigtl to connect")
+        wait_until(lambda: server_of(server_node).peers, 5, "pyigtl to connect")
         pixels = (np.arange(48 * 64) % 251).astype(np.uint8).reshape(48, 64)
         stamp = 1_700_000_123_250_000_000
         server_node.on_message("Image", Image(data=pixels, ijk_to_ras=ijk_to_ras(), stamp_ns=stamp))
@@ -111,7 +103,7 @@ def test_every_message_type_arrives_with_a_crc_our_reader_checks(
 ) -> None:
     client = RawClient(server_of(server_node).port)
     try:
-        wait_for(lambda: server_of(server_node).peers, what="the client to connect")
+        wait_until(lambda: server_of(server_node).peers, 5, "the client to connect")
         vertices = np.array([[0, 0, 0], [10, 0, 0], [10, 10, 0]], np.float32)
         server_node.on_message(
             "Model", Mesh(vertices=vertices, faces=[[0, 1, 2]], scalars=[1, 2, 3])
@@ -141,7 +133,7 @@ def test_every_message_type_arrives_with_a_crc_our_reader_checks(
 def test_server_speaks_v1_until_the_pyigtl_client_sends_v2(server_node: IgtlServerNode) -> None:
     client = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server_of(server_node).port)
     try:
-        wait_for(lambda: server_of(server_node).peers, what="pyigtl to connect")
+        wait_until(lambda: server_of(server_node).peers, 5, "pyigtl to connect")
         server_node.on_message("ProbeToTracker", Transform(matrix=np.eye(4)))
         first = client.wait_for_message("ProbeToTracker", timeout=5)
         assert first.header_version == 1 and first.metadata == {}
@@ -150,7 +142,7 @@ def test_server_speaks_v1_until_the_pyigtl_client_sends_v2(server_node: IgtlServ
         hello.header_version = 2
         client.send_message(hello, wait=True)
         peer = server_of(server_node).peers[0]
-        wait_for(lambda: peer.version == 2, what="the server to switch the client to v2")
+        wait_until(lambda: peer.version == 2, 5, "the server to switch the client to v2")
 
         server_node.on_message("ProbeToTracker", Transform(matrix=np.eye(4), valid=False))
         second = client.wait_for_message("ProbeToTracker", timeout=5)
@@ -171,7 +163,7 @@ def test_our_source_side_reads_every_type_pyigtl_sends_in_v1_and_v2(
     received: list[Packet] = []
     connector = Connector("127.0.0.1", port, LOG, header_version=2, on_packet=received.append)
     try:
-        wait_for(server.is_connected, what="our connector to reach pyigtl")
+        wait_until(server.is_connected, 5, "our connector to reach pyigtl")
         volume = (np.arange(32 * 40) % 200).astype(np.uint8).reshape(1, 32, 40)
         matrix = ijk_to_ras()
         for version in (1, 2):
@@ -188,7 +180,7 @@ def test_our_source_side_reads_every_type_pyigtl_sends_in_v1_and_v2(
                 if version == 2:
                     message.metadata = {"TransformStatus": "OK", "Modality": "US"}
                 server.send_message(message, wait=True)
-        wait_for(lambda: len(received) >= 8, what="8 messages from pyigtl")
+        wait_until(lambda: len(received) >= 8, 5, "8 messages from pyigtl")
         from igtflow.render.igtl.codec import decode
 
         decoded = [decode(p) for p in received]
@@ -225,7 +217,7 @@ def test_garbage_and_truncated_messages_close_only_that_client(
     truncated = RawClient(server.port)
     bad_crc = RawClient(server.port)
     try:
-        wait_for(lambda: len(server.peers) == 4, what="four clients")
+        wait_until(lambda: len(server.peers) == 4, 5, "four clients")
         with caplog.at_level(logging.INFO, logger=LOG.name):
             garbage.send(b"\x00\x01NOT A MESSAGE AT ALL" + bytes(range(200)))
             message = pack_bytes("STRING", "Text", 0, StringContent("abc").pack())
@@ -234,7 +226,7 @@ def test_garbage_and_truncated_messages_close_only_that_client(
             corrupt = bytearray(message)
             corrupt[-1] ^= 0xFF
             bad_crc.send(bytes(corrupt))
-            wait_for(lambda: len(server.peers) == 1, what="the bad clients to be dropped")
+            wait_until(lambda: len(server.peers) == 1, 5, "the bad clients to be dropped")
         text = caplog.text
         assert "sent a bad message" in text
         assert "CRC mismatch" in text
@@ -264,7 +256,7 @@ def test_a_stalled_client_slows_neither_the_graph_nor_other_clients(
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", server.port))  # and never reads
     reader = RawClient(server.port)
-    wait_for(lambda: len(server.peers) == 2, what="both clients")
+    wait_until(lambda: len(server.peers) == 2, 5, "both clients")
     counts = {"images": 0}
     stop = threading.Event()
 
@@ -287,7 +279,7 @@ def test_a_stalled_client_slows_neither_the_graph_nor_other_clients(
                 server_node.on_message("Image", Image(data=frame))
                 call_ms.append((time.perf_counter() - start) * 1e3)
                 time.sleep(0.01)
-            wait_for(lambda: len(server.peers) == 1, 3, "the stalled client to be dropped")
+            wait_until(lambda: len(server.peers) == 1, 3, "the stalled client to be dropped")
         assert "stalled" in caplog.text
         # Publishing never waits for a client: 10x margin over a 2 MiB-frame copy on a busy box.
         assert np.percentile(call_ms, 99) < 50, f"publish p99 {np.percentile(call_ms, 99):.1f} ms"
@@ -306,14 +298,14 @@ def test_a_client_too_far_behind_on_transforms_is_disconnected(
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", server.port))
-    wait_for(lambda: server.peers, what="the client")
+    wait_until(lambda: server.peers, 5, "the client")
     big = np.eye(4)
     with caplog.at_level(logging.WARNING, logger=LOG.name):
         for _ in range(20_000):  # 20k × 106 bytes: far more than the socket buffers hold
             server_node.on_message("ProbeToTracker", Transform(matrix=big))
             if not server.peers:
                 break
-        wait_for(lambda: not server.peers, what="the lagging client to be dropped")
+        wait_until(lambda: not server.peers, 5, "the lagging client to be dropped")
     assert "messages behind" in caplog.text
     stalled.close()
 
@@ -326,19 +318,19 @@ def test_connector_reconnects_with_back_off_when_the_peer_appears() -> None:
         assert not connector.connected
         server = IgtlServer(port=port, log=LOG)
         try:
-            wait_for(lambda: connector.connected, 8, "the connector to reach the new server")
+            wait_until(lambda: connector.connected, 8, "the connector to reach the new server")
             connector.publish(
                 __import__("igtflow.render.igtl.outbox", fromlist=["Outgoing"]).Outgoing(
                     "Text", StringContent("hi"), time.time_ns()
                 )
             )
-            wait_for(lambda: server.peers and server.peers[0].received == 1, what="the message")
+            wait_until(lambda: server.peers and server.peers[0].received == 1, 5, "the message")
         finally:
             server.close()
-        wait_for(lambda: not connector.connected, what="the connector to notice the loss")
+        wait_until(lambda: not connector.connected, 5, "the connector to notice the loss")
         server = IgtlServer(port=port, log=LOG)
         try:
-            wait_for(lambda: connector.connected, 8, "the connector to reconnect")
+            wait_until(lambda: connector.connected, 8, "the connector to reconnect")
             assert connector.connects == 2
         finally:
             server.close()

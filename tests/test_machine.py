@@ -2,22 +2,8 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 from igtflow.machine import calibrate, describe, machine_info
-
-CALIBRATION_KEYS = {"memcpy_gb_s", "python_loop_ms", "numpy_sort_ms"}
-
-
-def assert_calibrated(machine: dict[str, Any]) -> None:
-    """What a bench report's ``machine`` must carry, shared by the bench tests."""
-    calibration = machine["calibration"]
-    assert calibration.keys() >= CALIBRATION_KEYS
-    for key, value in calibration.items():
-        assert math.isfinite(value) and value > 0, (key, value)
-    assert calibration["memcpy_gb_s"] >= calibration["memcpy_gb_s_median"]
-    assert calibration["python_loop_ms"] <= calibration["python_loop_ms_median"]
+from tests.conftest import assert_calibrated
 
 
 def test_calibration_times_fixed_workloads_and_reads_as_one_line() -> None:

@@ -12,32 +12,32 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from igtflow.stream.phantom.consistency import (
+    LESION_CENTROID_PX_MAX,
+    STRUCTURE_THRESHOLD,
+    THRESHOLDS,
+)
 from igtflow.stream.threads import apply_thread_budget
 
-from igtflow.machine import machine_info
+from igtflow.machine import describe, machine_info
 
+# Frames/s each renderer must reach on one core.
 TARGETS_FPS = {"us": 120.0, "us_curvilinear": 120.0, "fluoro": 60.0}
 
 # Held-out seeds: perception trains on seeds < 1000, so these are never seen in training.
 TRUTH_SEEDS = (1001, 1002, 1003)
-# Frames 7, 17, …, 117: every phase of a 4 s breathing cycle at 30 Hz, none a key frame
-# (key_every 30), 7 to 27 frames after their key, so the flow spans up to ~1 s of motion.
-TRUTH_FRAMES = tuple(range(7, 120, 10))
 # C-arm angles (LAO, cranial) cycled over the seeds, so the projection is not only AP.
 TRUTH_CARM = ((0.0, 0.0), (30.0, -15.0), (-25.0, 10.0))
-# Thresholds as in tests/test_phantom.py (the overall flow Dice, new here, gets the per-structure
-# 0.98 too); None: reported, not held to a threshold.
-THRESHOLDS: dict[str, tuple[str, float] | None] = {
-    "us_label_agreement": (">=", 0.99),
-    "us_curvilinear_label_agreement": (">=", 0.99),
-    "us_target_px": ("<", 0.5),
-    "fluoro_target_px": ("<", 0.5),
-    "us_lesion_centroid_px": None,
-    "fluoro_lesion_centroid_px": ("<", 0.75),
-    "us_flow_dice": (">=", 0.98),
-    "fluoro_flow_dice": (">=", 0.98),
-}
-STRUCTURE_THRESHOLD = 0.98  # organ, lesion and foreground Dice in the tests; vessel/device none
+
+
+def truth_frames(count: int) -> tuple[int, ...]:
+    """Frames 7, 17, 27, … (``count`` of them) for truth consistency: never a key frame."""
+    return tuple(range(7, 7 + 10 * count, 10))
+
+
+# Frames 7, 17, …, 117: every phase of a 4 s breathing cycle at 30 Hz, none a key frame
+# (key_every 30), 7 to 27 frames after their key, so the flow spans up to ~1 s of motion.
+TRUTH_FRAMES = truth_frames(12)
 
 
 def _time_frames(render: Callable[[int], Any], duration_s: float) -> dict[str, float]:
@@ -233,7 +233,7 @@ def run_truth_consistency(
 
 
 def consistency_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """Table rows (metric, US, fluoro, target) for the CLI: "min median max" per cell."""
+    """Table rows (metric, US, fluoro, target): "min median max" per cell."""
 
     def cell(stats: dict[str, float] | None, digits: int = 3) -> str:
         if stats is None or stats["n"] == 0:
@@ -267,7 +267,7 @@ def consistency_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "lesion centroid px",
             cell(report["us_lesion_centroid_px"]),
             cell(report["fluoro_lesion_centroid_px"]),
-            "XA < 0.75",
+            f"XA < {LESION_CENTROID_PX_MAX:g}",
         ),
         (
             "flow Dice, all",
@@ -288,3 +288,38 @@ def consistency_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
     return rows
+
+
+def print_report(report: dict[str, Any], console: Any) -> None:
+    """The report as tables: frames/s per renderer against its target, then truth consistency
+    (min median max per metric) with what fell outside its target, then the machine."""
+    from rich.table import Table
+
+    table = Table(title="phantom renderers, 1 thread")
+    for column in ("stream", "size", "fps", "target", "p50 ms", "p99 ms", "max ms", "frames"):
+        table.add_column(column)
+    for name in ("us", "us_curvilinear", "fluoro"):
+        r = report[name]
+        table.add_row(
+            name,
+            "x".join(map(str, r["size"])),
+            f"{r['fps']:.0f}",
+            f"{report['targets_fps'][name]:.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['max_ms']:.2f}",
+            str(r["frames"]),
+        )
+    console.print(table)
+    if report["consistency"]:
+        c = report["consistency"]
+        title = f"truth consistency (min median max), seeds {c['seeds']} x {len(c['frames'])}"
+        table = Table(title=f"{title} frames")
+        for column in ("metric", "US", "fluoro", "target"):
+            table.add_column(column)
+        for row in consistency_rows(c):
+            table.add_row(*row)
+        console.print(table)
+        if c["failed"]:
+            console.print(f"outside target: {', '.join(c['failed'])}", style="red", highlight=False)
+    console.print(describe(report["machine"]), highlight=False)

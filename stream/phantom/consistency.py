@@ -16,6 +16,24 @@ from igtflow.stream.phantom.ultrasound import UltrasoundSim, UsFrame
 
 FOREGROUND = 0  # label argument meaning "any structure" (labels > 0)
 
+# What the truth must meet, held by the tests and reported by ``igtflow bench phantom``.
+LABEL_AGREEMENT_MIN = 0.99  # fraction of field-of-view pixels, linear and curvilinear probes
+TARGET_PX_MAX = 0.5  # target reprojection error, ultrasound and fluoroscopy
+LESION_CENTROID_PX_MAX = 0.75  # fluoroscopy; ultrasound reported only
+FLOW_DICE_MIN = 0.98  # overall, and per structure for organ, lesion and foreground
+# Per report key: (comparison, limit) on every value, or None: reported, not held to a threshold.
+THRESHOLDS: dict[str, tuple[str, float] | None] = {
+    "us_label_agreement": (">=", LABEL_AGREEMENT_MIN),
+    "us_curvilinear_label_agreement": (">=", LABEL_AGREEMENT_MIN),
+    "us_target_px": ("<", TARGET_PX_MAX),
+    "fluoro_target_px": ("<", TARGET_PX_MAX),
+    "us_lesion_centroid_px": None,
+    "fluoro_lesion_centroid_px": ("<", LESION_CENTROID_PX_MAX),
+    "us_flow_dice": (">=", FLOW_DICE_MIN),
+    "fluoro_flow_dice": (">=", FLOW_DICE_MIN),
+}
+STRUCTURE_THRESHOLD = FLOW_DICE_MIN  # organ, lesion and foreground flow Dice; vessel/device none
+
 
 def pixel_ras(ijk_to_ras: np.ndarray, height: int, width: int) -> np.ndarray:
     """RAS (H×W×3) of every pixel centre of an image with this ``ijk_to_ras``."""

@@ -27,6 +27,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from igtflow.machine import describe, machine_info
+from igtflow.ports import free_port
 
 CASES = {
     "transform": {"rate_hz": 1000.0},
@@ -82,11 +83,11 @@ def receive(port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> dict[str,
 
 
 class Receiver:
-    """The receiving side in its own process (``python -m igtflow.launch.bench_igtl PORT``)."""
+    """The receiving side in its own process (``python -m igtflow.render.igtl.bench PORT``)."""
 
     def __init__(self, port: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "igtflow.launch.bench_igtl", str(port)],
+            [sys.executable, "-m", "igtflow.render.igtl.bench", str(port)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -121,12 +122,6 @@ def _frame(case: dict[str, Any]) -> np.ndarray:
     return (np.arange(h * w) % 251).astype(case["dtype"]).reshape(h, w)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _wait(condition: Callable[[], Any], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -143,7 +138,7 @@ def _ours(case_name: str, duration_s: float) -> dict[str, Any]:
     case = CASES[case_name]
     node = IgtlServerNode()
     node.log = LOG
-    node.setup(port=_free_port())
+    node.setup(port=free_port())
     server = node.transport
     receiver = Receiver(server.port)  # type: ignore[attr-defined]
     try:
@@ -171,7 +166,7 @@ def _pyigtl(case_name: str, duration_s: float) -> dict[str, Any]:
     import pyigtl
 
     case = CASES[case_name]
-    port = _free_port()
+    port = free_port()
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = pyigtl.OpenIGTLinkServer(port=port, local_server=True)
     receiver = Receiver(port)
@@ -208,7 +203,7 @@ def _publish_rate(duration_s: float, stalled: bool) -> dict[str, Any]:
 
     node = IgtlServerNode()
     node.log = LOG
-    node.setup(port=_free_port())
+    node.setup(port=free_port())
     server = node.transport
     port = server.port  # type: ignore[attr-defined]
     blocker = None

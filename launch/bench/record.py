@@ -11,6 +11,9 @@ Every figure comes from real graphs of node processes:
   frames in this process, no graph, beside ``RecordingWriter`` doing the same;
 - **replay**: a recording played in lockstep through a pass-through graph, as fast as it goes;
   speed-up = recorded duration / wall time.
+
+It lives in ``launch`` rather than beside the recorder in ``stream``: the paced, saturated and
+replay figures come from graphs started by the supervisor, and ``stream`` imports no other layer.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ relay → relay → sink), one process per node, over ipc://, one run after the 
 Both sinks measure with the same :class:`Tally`: per-hop latency = (receive − source send) / hops,
 gaps in the source's frame counter (drops), frames whose pixels do not match their counter
 (corrupt), and msgs/s over the samples kept after a warm-up.
+
+It lives in ``launch`` rather than beside the transport in ``stream``: the igtflow side is a graph
+started by the launcher, and ``stream`` imports no other layer.
 """
 
 from __future__ import annotations
