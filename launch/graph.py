@@ -7,9 +7,6 @@ so an integrator fixes a graph in one pass instead of one launch per typo. The r
 
 from __future__ import annotations
 
-import difflib
-import functools
-import inspect
 import re
 import typing
 from collections.abc import Iterable, Sequence
@@ -20,8 +17,11 @@ from typing import Any, Literal
 from igtflow.launch import registry, safe_yaml
 from igtflow.launch.safe_yaml import YamlLimitError, quote
 from igtflow.stream.messages import Message
-from igtflow.stream.node import WILDCARD, Node, Param, all_outputs, node_params
-from pydantic import TypeAdapter, ValidationError
+from igtflow.stream.node import WILDCARD, Node, Param, all_outputs
+from igtflow.stream.param_values import coerce as _coerce
+from igtflow.stream.param_values import declared_params as _declared_params
+from igtflow.stream.param_values import suggest as _suggest
+from igtflow.stream.param_values import type_name as _type_name
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
@@ -843,17 +843,6 @@ def _key_line(mapping: Any, key: Any) -> int:
         return _line(mapping)
 
 
-def _suggest(word: str, choices: Iterable[str], listing: str) -> str:
-    """'; did you mean 'x'?' for a close match, else the list of choices (when named)."""
-    options = [str(c) for c in choices]
-    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if matches:
-        return f"; did you mean {matches[0]!r}?"
-    if listing and options:
-        return f" ({listing}: {', '.join(options)})"
-    return ""
-
-
 def _yaml_type(value: Any) -> str:
     """What was found instead of a mapping, as a message says it: 'a list', 'nothing', '7'."""
     if isinstance(value, dict):
@@ -895,60 +884,6 @@ def _bad_character(exc: ReaderError) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-@functools.cache
-def _declared_params(cls: type[Node]) -> dict[str, Param]:
-    """``node_params`` once per node type: a big graph repeats a few types many times."""
-    return node_params(cls)
-
-
-# Building a pydantic validator costs ~0.15 ms; a thousand-node graph needs a handful of kinds.
-_ADAPTERS: dict[int, tuple[Param, TypeAdapter[Any] | None]] = {}
-
-
-def _adapter(param: Param) -> TypeAdapter[Any] | None:
-    """The validator of ``param``'s annotation, built once per declared parameter."""
-    cached = _ADAPTERS.get(id(param))
-    if cached is not None and cached[0] is param:
-        return cached[1]
-    try:
-        adapter: TypeAdapter[Any] | None = TypeAdapter(param.annotation)
-    except Exception:
-        adapter = None
-    _ADAPTERS[id(param)] = (param, adapter)
-    return adapter
-
-
-def _coerce(param: Param, value: Any) -> Any:
-    """``value`` as the type ``setup`` annotates; ValueError says what was expected."""
-    annotation = param.annotation
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return value
-    adapter = _adapter(param)
-    if adapter is None:  # an annotation pydantic cannot check is taken on trust
-        return value
-    try:
-        result = adapter.validate_python(value)
-    except ValidationError as exc:
-        msg = exc.errors()[0]["msg"]
-        detail = f" ({msg[:1].lower()}{msg[1:]})"
-        if typing.get_origin(annotation) is Literal:
-            # The choices are already in the type name; a close one is the useful hint.
-            choices = [str(a) for a in typing.get_args(annotation)]
-            detail = _suggest(value, choices, "") if isinstance(value, str) else ""
-        raise ValueError(f"expects {_type_name(param)}, got {quote(value)}{detail}") from None
-    if isinstance(value, bool) and not isinstance(result, bool):
-        raise ValueError(f"expects {_type_name(param)}, got {quote(value)} (a yes/no value)")
-    return result
-
-
-def _type_name(param: Param) -> str:
-    """How an error names a parameter's type: ``int``, ``tuple[int, int]``, ``one of 'a', 'b'``."""
-    annotation = param.annotation
-    if typing.get_origin(annotation) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
-    return param.type_name
 
 
 def _reads_everything(draft: _Draft) -> bool:
