@@ -39,7 +39,8 @@ class CollectingEmitter:
 
     Each message is stamped as the runtime stamps it before sending: topic ``node_id/output``,
     ``seq`` counting from 0 per output, and a trace hop ``[node_id, t_in_ns, t_out_ns]``
-    appended. A message of another kind than the output declares raises TypeError, as live.
+    appended. Given the outputs' ``kinds``, a message of another kind than its output declares
+    raises TypeError, as live.
     """
 
     def __init__(self, node_id: str, kinds: dict[str, type[Message]] | None = None) -> None:
@@ -89,7 +90,7 @@ class NodeHarness:
     ) -> None:
         cls = _node_class(node_type)
         checked = check_params(cls, params or {}, node_id)
-        self.emitter = CollectingEmitter(node_id, all_outputs(cls, node_id, checked))
+        self.emitter = CollectingEmitter(node_id)
         log = logging.getLogger(f"igtflow.test.{node_id}")
         self.node = create_node(
             cls,
@@ -100,6 +101,8 @@ class NodeHarness:
             lockstep=lockstep,
             restart_count=restart_count,
         )
+        # As live: the outputs are known once setup has run (a replay's come from its file).
+        self.emitter.kinds = all_outputs(cls, node_id, checked)
         self.torn_down = False
 
     @property
