@@ -7,7 +7,6 @@ importing it loads neither the YAML reader nor any node type. A graph comes from
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,16 +92,3 @@ class Graph:
 
 # Reading and validation moved to their own modules; old imports of them from here still resolve,
 # lazily, so that importing the model never imports the validator.
-_MOVED = {
-    "load_graph": "igtflow.launch.graph_reader",
-    "parse_graph": "igtflow.launch.graph_reader",
-    "MAX_NODES": "igtflow.launch.graph_reader",
-    "GraphError": "igtflow.launch.graph_issues",
-    "GraphIssue": "igtflow.launch.graph_issues",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,12 +11,12 @@ from typing import Any
 
 from igtflow.launch.graph import InputSpec
 from igtflow.launch.graph_draft import NodeDraft, WireDraft
-from igtflow.launch.graph_issues import Report, suggest
-from igtflow.launch.params import is_int
+from igtflow.launch.graph_issues import Report
 from igtflow.launch.safe_yaml import quote
 from igtflow.launch.topology import cycles
 from igtflow.stream.messages import Message
 from igtflow.stream.node import WILDCARD, Node, all_outputs
+from igtflow.stream.param_values import is_int, suggest
 
 
 def wire_inputs(report: Report, drafts: list[NodeDraft], nodes: dict[str, NodeDraft]) -> None:

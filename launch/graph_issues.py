@@ -6,8 +6,7 @@ so each step words its mistakes the same way and none depends on another to say 
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Report = Callable[[int, str], None]  # (line, message): record one mistake in the graph file
@@ -31,14 +30,3 @@ class GraphError(Exception):
     def __init__(self, issues: Sequence[GraphIssue]) -> None:
         self.issues: list[GraphIssue] = list(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
-
-
-def suggest(word: str, choices: Iterable[str], listing: str) -> str:
-    """'; did you mean 'x'?' for a close match, else the list of choices (when named)."""
-    options = [str(c) for c in choices]
-    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    if matches:
-        return f"; did you mean {matches[0]!r}?"
-    if listing and options:
-        return f" ({listing}: {', '.join(options)})"
-    return ""

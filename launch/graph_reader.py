@@ -25,12 +25,12 @@ from igtflow.launch.graph import (
 )
 from igtflow.launch.graph_checks import check_cycles, check_node_wiring, check_ports, wire_inputs
 from igtflow.launch.graph_draft import NodeDraft, WireDraft, unique
-from igtflow.launch.graph_issues import GraphError, GraphIssue, suggest
+from igtflow.launch.graph_issues import GraphError, GraphIssue
 from igtflow.launch.overrides import OVERRIDES_PATH, Override, parse_overrides
-from igtflow.launch.params import coerce, declared_params, is_int, type_name
 from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
 from igtflow.stream.messages import Message
 from igtflow.stream.node import WILDCARD
+from igtflow.stream.param_values import coerce, declared_params, is_int, suggest, type_name
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError

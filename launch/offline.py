@@ -6,14 +6,14 @@ messages the node sends live, named and numbered as the runtime would name and n
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Any
 
 import numpy as np
 from igtflow.launch.registry import load_node_class
 from igtflow.stream.messages import Message
-from igtflow.stream.node import Node, node_params
+from igtflow.stream.node import Node, create_node
+from igtflow.stream.param_values import check_params
 from igtflow.stream.recording import RecordingWriter
 
 
@@ -48,22 +48,11 @@ class RecordingEmitter:
 
 
 def offline_node(uses: str, node_id: str, params: dict[str, Any], emitter: Any) -> Node:
-    """An instance of node type ``uses`` set up with ``params`` (defaults filled in), as the
-    runtime would, emitting into ``emitter``. ``rate_hz`` is a parameter like any other.
+    """An instance of node type ``uses`` set up with ``params`` (checked and coerced as the graph
+    validator checks them, defaults filled in), as the runtime would, emitting into ``emitter``.
+    ``rate_hz`` is a parameter like any other; a bad one raises ValueError.
     """
     cls = load_node_class(uses)
-    node = cls()
-    node.id = node_id
-    node.log = logging.getLogger(f"igtflow.offline.{node_id}")
-    node._emitter = emitter
-    declared = node_params(cls)
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
-        raise ValueError(f"{uses} has no parameter {', '.join(unknown)}")
-    values = {n: p.default for n, p in declared.items() if not p.required}
-    values.update(params)
-    for name, value in values.items():
-        setattr(node, name, value)
-    accepted = inspect.signature(cls.setup).parameters
-    node.setup(**{k: v for k, v in values.items() if k in accepted})
-    return node
+    checked = check_params(cls, params, node_id, uses)
+    log = logging.getLogger(f"igtflow.offline.{node_id}")
+    return create_node(cls, node_id, checked, emitter, log=log)

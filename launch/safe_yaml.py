@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from igtflow.stream.param_values import quote
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import YAMLError
@@ -21,7 +22,6 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MAX_BYTES = 1 << 20  # 1 MiB: a thousand-node graph is about 100 KiB
 MAX_NESTING = 64  # a graph nests four levels deep; the parser recurses per level
 MAX_EXPANDED = 200_000  # values once every alias is expanded: a 1 MiB file holds fewer
-QUOTE_CHARS = 40
 MAX_NUMBER_CHARS = 1000  # Python refuses to parse an int of more than 4300 digits
 
 
@@ -32,15 +32,6 @@ class YamlLimitError(ValueError):
         self.line = line
         self.problem = problem
         super().__init__(f"line {line}: {problem}")
-
-
-def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so a message never embeds a whole document."""
-    if isinstance(value, list | dict | tuple) and len(value) > limit:
-        kind = type(value).__name__
-        return f"<a {kind} of {len(value)} items>"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_text(path: str | Path, limit: int = MAX_BYTES) -> str:

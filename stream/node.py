@@ -2,6 +2,11 @@
 
 A node declares ``inputs`` and ``outputs`` (name → message kind), takes its parameters through the
 signature of ``setup`` and handles each input in ``on_<input>``; a source implements ``tick()``.
+
+Every parameter the graph gives (and every default of one it leaves out) is an attribute of the
+node before ``setup`` runs: ``setup`` may read ``self.threshold`` as well as its argument, and a
+handler reads it the same way later. :func:`create_node` is that one way of making a node, used
+by node processes, offline conversion and ``igtflow.stream.testing``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import inspect
 import logging
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
@@ -163,6 +169,42 @@ def load_class(import_path: str) -> type[Node]:
     if not (isinstance(cls, type) and issubclass(cls, Node)):
         raise LookupError(f"{module_name} has no Node class {class_name!r}")
     return cls
+
+
+def create_node(
+    cls: type[Node],
+    node_id: str,
+    params: dict[str, Any],
+    emitter: Emitter | None,
+    *,
+    log: logging.Logger | None = None,
+    lockstep: bool = False,
+    restart_count: int = 0,
+    earlier_files: Iterable[dict[str, str]] = (),
+) -> Node:
+    """A ``cls`` node named ``node_id``, set up with ``params`` and emitting into ``emitter``.
+
+    ``params`` are taken as checked (the graph validator or ``check_params`` did it); the
+    defaults of those left out are filled in, each is set as an attribute, then ``setup`` is
+    called with the ones its signature names. Whatever ``setup`` raises is raised here.
+    """
+    node = cls()
+    node.id = node_id
+    node.log = log or logging.getLogger(f"igtflow.node.{node_id}")
+    node._emitter = emitter
+    node.lockstep = lockstep
+    node.restart_count = restart_count
+    node.earlier_files = tuple(dict(f) for f in earlier_files)
+    values = {
+        name: params.get(name, p.default)
+        for name, p in node_params(cls).items()
+        if name in params or not p.required
+    }
+    for name, value in values.items():
+        setattr(node, name, value)
+    accepted = inspect.signature(cls.setup).parameters
+    node.setup(**{k: v for k, v in values.items() if k in accepted})
+    return node
 
 
 def all_outputs(

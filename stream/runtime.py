@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import inspect
 import logging
 import math
 import select
@@ -30,8 +29,8 @@ from igtflow.stream.node import (
     PermanentError,
     Source,
     all_outputs,
+    create_node,
     load_class,
-    node_params,
 )
 from igtflow.stream.packets import PacketLink
 from igtflow.stream.shm import SlotReader
@@ -293,24 +292,18 @@ class NodeRuntime:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def _instantiate(self) -> Node:
-        cls = load_class(self.config.import_path)
-        node = cls()
-        node.id = self.config.node_id
-        node.log = self.log
-        node._emitter = self
-        node.lockstep = self.config.lockstep
-        node.restart_count = self.config.restart_count
-        node.earlier_files = tuple(dict(f) for f in self.config.files)
-        params = {
-            name: self.config.params.get(name, p.default)
-            for name, p in node_params(cls).items()
-            if name in self.config.params or not p.required
-        }
-        for name, value in params.items():
-            setattr(node, name, value)
-        accepted = inspect.signature(cls.setup).parameters
-        node.setup(**{k: v for k, v in params.items() if k in accepted})
-        apply_thread_budget(self.config.threads)  # setup may have imported torch or OpenCV
+        config = self.config
+        node = create_node(
+            load_class(config.import_path),
+            config.node_id,
+            config.params,
+            self,
+            log=self.log,
+            lockstep=config.lockstep,
+            restart_count=config.restart_count,
+            earlier_files=config.files,
+        )
+        apply_thread_budget(config.threads)  # setup may have imported torch or OpenCV
         return node
 
     def _open_sockets(self) -> None:

@@ -64,11 +64,11 @@ def serve_frames(rate_hz: float = 30.0, seconds: float = 30.0) -> None:
     import numpy as np
     from igtflow.render.nodes.igtl_server import IgtlServerNode
     from igtflow.stream.messages import Image
+    from igtflow.stream.testing import NodeHarness
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
-    node = IgtlServerNode()
-    node.log = logging.getLogger("igtl-server")
-    node.setup(port=0)
+    harness = NodeHarness(IgtlServerNode, {"port": 0}, node_id="slicer")
+    node = harness.node
     print(node.transport.port, flush=True)  # type: ignore[attr-defined]
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
@@ -77,7 +77,7 @@ def serve_frames(rate_hz: float = 30.0, seconds: float = 30.0) -> None:
     next_at = time.monotonic()
     end = next_at + seconds
     while not done.is_set() and time.monotonic() < end:
-        node.on_message("Image", Image(data=frame))
+        harness.feed("Image", Image(data=frame))
         next_at += period
         done.wait(max(0.0, next_at - time.monotonic()))
-    node.teardown()
+    harness.teardown()

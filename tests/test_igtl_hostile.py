@@ -27,6 +27,7 @@ from igtflow.render.igtl.reader import Parser
 from igtflow.render.igtl.server import IgtlServer
 from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_source import IgtlSource
+from igtflow.stream.testing import NodeHarness
 
 from tests.conftest import REPO
 from tests.igtl_helpers import RawClient
@@ -223,10 +224,10 @@ def test_a_transform_must_be_48_bytes_and_text_at_most_a_full_string() -> None:
 
 def test_source_spends_no_time_on_types_it_does_not_forward_and_remembers_few_bad_devices() -> None:
     """A POLYDATA of a million empty cells costs a Python loop to decode; igtl-source drops it."""
-    source = IgtlSource()
-    source.log = LOG
-    source.setup(address="127.0.0.1:1")  # nothing listens: the connector retries quietly
-    try:
+    # nothing listens: the connector retries quietly
+    with NodeHarness(IgtlSource, {"address": "127.0.0.1:1"}) as harness:
+        source = harness.node
+        assert isinstance(source, IgtlSource)
         cells = np.zeros(1_000_000, ">u4").tobytes()
         content = POLY_HEADER.pack(0, 1_000_000, len(cells), 0, 0, 0, 0, 0, 0, 0) + cells
         polydata = Packet(Header(1, "POLYDATA", "Model", 0, len(content), 0), memoryview(content))
@@ -237,8 +238,6 @@ def test_source_spends_no_time_on_types_it_does_not_forward_and_remembers_few_ba
         for n in range(5000):  # a peer inventing a device name for each malformed transform
             source.on_packet(Packet(Header(1, "TRANSFORM", f"D{n}", 0, 3, 0), memoryview(b"abc")))
         assert len(source.refused) <= 257
-    finally:
-        source.teardown()
 
 
 def test_a_client_that_stops_in_the_middle_of_a_message_is_cut_and_its_buffer_freed() -> None:

@@ -24,6 +24,7 @@ from igtflow.render.igtl.server import IgtlServer, PortInUse
 from igtflow.render.igtl.text import StringContent
 from igtflow.render.nodes.igtl_server import IgtlServerNode
 from igtflow.stream.messages import Image, Mesh, Points, Status, Transform
+from igtflow.stream.testing import NodeHarness
 
 from igtflow.ports import free_port
 from tests.conftest import wait_until
@@ -35,11 +36,9 @@ LOG = logging.getLogger("test.igtl")
 @pytest.fixture
 def server_node() -> Iterator[IgtlServerNode]:
     """The igtl-server node's logic in this process, listening on a free port."""
-    node = IgtlServerNode()
-    node.log = LOG
-    node.setup(port=free_port(), stall_s=1.0, queue_depth=64)
-    yield node
-    node.teardown()
+    params = {"port": free_port(), "stall_s": 1.0, "queue_depth": 64}
+    with NodeHarness(IgtlServerNode, params, node_id="slicer") as harness:
+        yield harness.node  # type: ignore[misc]
 
 
 def server_of(node: IgtlServerNode) -> IgtlServer:
@@ -217,8 +216,8 @@ def test_garbage_and_truncated_messages_close_only_that_client(
     truncated = RawClient(server.port)
     bad_crc = RawClient(server.port)
     try:
-        wait_until(lambda: len(server.peers) == 4, 5, "four clients")
-        with caplog.at_level(logging.INFO, logger=LOG.name):
+        wait_until(lambda: len(server.peers) == 4, 30, "four clients")
+        with caplog.at_level(logging.INFO, logger=server_node.log.name):
             garbage.send(b"\x00\x01NOT A MESSAGE AT ALL" + bytes(range(200)))
             message = pack_bytes("STRING", "Text", 0, StringContent("abc").pack())
             truncated.send(message[:-2])

@@ -132,8 +132,7 @@ def test_a_recording_gone_before_its_replay_starts_is_a_permanent_fault(tmp_path
     # validate reads the recording first; this is the file that vanished before the node started
     from igtflow.stream.node import PermanentError
     from igtflow.stream.nodes.replay import Replay
+    from igtflow.stream.testing import NodeHarness
 
-    node = Replay()
-    node.id = "probe"
     with pytest.raises(PermanentError, match="readable recording"):
-        node.setup(path=str(tmp_path / "gone.mcap"))
+        NodeHarness(Replay, {"path": str(tmp_path / "gone.mcap")}, node_id="probe")

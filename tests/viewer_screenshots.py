@@ -15,6 +15,7 @@ from igtflow.launch.offline import offline_node
 from igtflow.render.overlay_compose import OverlayComposer
 from igtflow.render.scene import SceneRenderer, prepare_offscreen
 from igtflow.stream.messages import Message
+from igtflow.stream.testing import CollectingEmitter
 
 from tests.frames import Scene
 
@@ -47,24 +48,13 @@ def scene3d(scene: Scene, view: str) -> np.ndarray:
     return rgb
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.last: dict[str, Message] = {}
-
-    def emit(self, output: str, message: Message) -> None:
-        self.last[output] = message
-
-    def new_frame(self, output: str, shape: tuple[int, ...], dtype: object) -> np.ndarray:
-        return np.empty(shape, dtype=dtype)
-
-
 def phantom_scene(uses: str, params: dict, frame: int, model: Message) -> Scene:
     """The phantom's own frame ``frame`` with its truth, as the overlay receives it."""
-    sink = _Collect()
+    sink = CollectingEmitter("probe")
     node = offline_node(uses, "probe", params, sink)
     for _ in range(frame + 1):
         node.tick()
-    got = {k: m.restamped(seq=frame) for k, m in sink.last.items()}
+    got = {k: sent[-1] for k, sent in sink.emitted.items()}
     probe = got.get("probe_to_tracker")
     none = (0, 0)
     return Scene(
@@ -76,9 +66,9 @@ def phantom_scene(uses: str, params: dict, frame: int, model: Message) -> Scene:
 def main(folder: str) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    sink = _Collect()
+    sink = CollectingEmitter("model")
     offline_node("phantom-model", "model", {"seed": 0}, sink).tick()
-    model = sink.last["model"]
+    (model,) = sink.emitted["model"]
     us_params = {"seed": 0, "path": "static", "width": 400, "height": 400}
     us = phantom_scene("phantom-us", us_params, 40, model)
     xa = phantom_scene("phantom-fluoro", {"seed": 0, "lao_deg": 20.0}, 40, model)

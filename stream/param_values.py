@@ -1,21 +1,43 @@
-"""Parameter values as a node's ``setup`` annotates them: coerced, checked, and named in errors.
+"""Parameter values checked against a node's ``setup`` signature: coerced, and named in errors.
 
-A graph's ``params:`` and ``--set`` values arrive as YAML scalars; each is checked against the
-type (and constraints) its node declares before any process starts, with pydantic doing the
-checking and a message an integrator can act on when it fails.
+The graph validator checks every ``params:`` value with these before any process starts, and
+:func:`check_params` does the same for a node made without a graph (offline conversion, tests),
+so a bad value is refused with the same words wherever it comes from.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import typing
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from igtflow.launch.graph_issues import suggest
-from igtflow.launch.safe_yaml import quote
 from igtflow.stream.node import Node, Param, node_params
 from pydantic import TypeAdapter, ValidationError
+
+QUOTE_CHARS = 40
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so a message never embeds a whole document."""
+    if isinstance(value, list | dict | tuple) and len(value) > limit:
+        kind = type(value).__name__
+        return f"<a {kind} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def suggest(word: str, choices: Iterable[str], listing: str) -> str:
+    """'; did you mean 'x'?' for a close match, else the list of choices (when named)."""
+    options = [str(c) for c in choices]
+    matches = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if matches:
+        return f"; did you mean {matches[0]!r}?"
+    if listing and options:
+        return f" ({listing}: {', '.join(options)})"
+    return ""
 
 
 @functools.cache
@@ -70,6 +92,36 @@ def type_name(param: Param) -> str:
     if typing.get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     return param.type_name
+
+
+def check_params(
+    cls: type[Node], params: dict[str, Any], node_id: str, uses: str | None = None
+) -> dict[str, Any]:
+    """``params`` of a node ``node_id`` of type ``cls``, each coerced to its declared type.
+
+    Raises ValueError at the first unknown, missing or mistyped parameter, worded as the graph
+    validator words it; ``uses`` is how the message names the type (default ``module:Class``).
+    """
+    uses = uses or f"{cls.__module__}:{cls.__qualname__}"
+    declared = declared_params(cls)
+    label = repr(node_id)
+    for key in params:
+        if key not in declared:
+            message = f"node {label} ({uses}) has no parameter {quote(key)}"
+            if not declared:
+                raise ValueError(f"{message} (it takes none)")
+            raise ValueError(message + suggest(str(key), declared, "parameters"))
+    for name, param in declared.items():
+        if param.required and name not in params:
+            wanted = f"{quote(name)} ({type_name(param)})"
+            raise ValueError(f"node {label} ({uses}) needs parameter {wanted}")
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            checked[key] = coerce(declared[key], value)
+        except ValueError as exc:
+            raise ValueError(f"parameter {quote(key)} of node {label} {exc}") from None
+    return checked
 
 
 def is_int(value: Any) -> bool:
