@@ -60,7 +60,7 @@ def test_a_graph_past_the_node_cap_is_refused_quickly(tmp_path: Path) -> None:
     graph.write_text("name: huge\nnodes:\n" + nodes)
     started = time.monotonic()
     done = igtflow("validate", str(graph), cwd=tmp_path)
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 30  # a whole process on a shared machine
     assert done.returncode == 2
     assert f"huge.yaml:2: the graph has {MAX_NODES + 1} nodes, more than the {MAX_NODES}" in (
         done.stderr
