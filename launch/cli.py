@@ -407,16 +407,16 @@ def recover(
 @app.command()
 def nodes(json_: JsonOpt = False) -> None:
     """List every node type with its inputs, outputs and parameters (type, default, doc)."""
-    from igtflow.launch.registry import builtin_nodes, load_node_class
+    from igtflow.launch.registry import load_node_class, node_types
     from igtflow.stream.node import all_outputs, node_params, node_summary
 
     catalogue = []
-    for name, path in builtin_nodes().items():
+    for name, node_type in node_types().items():
         cls = load_node_class(name)
         catalogue.append(
             {
                 "name": name,
-                "class": path,
+                "class": node_type.path,
                 "summary": node_summary(cls),
                 "inputs": {k: v.KIND for k, v in cls.inputs.items()},
                 "outputs": {k: v.KIND for k, v in all_outputs(cls).items()},
