@@ -19,7 +19,8 @@ from igtflow.report import check_output, deliver, print_json, read_json
 app = typer.Typer(
     name="igtflow",
     help=(
-        "Real-time intraoperative guidance graphs: small processes wired with ZeroMQ.\n\n"
+        "Real-time intraoperative guidance graphs: small processes, linked by unix packet "
+        "sockets and shared memory on one host and by ZeroMQ across hosts.\n\n"
         "Write a graph in YAML, check it with `igtflow validate graph.yaml`, run it with "
         "`igtflow run graph.yaml` and watch the live status table. `igtflow nodes` lists "
         "every node type with its parameters."
