@@ -44,7 +44,7 @@ bench: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(LOCK) Makefile
+$(STAMP): pyproject.toml setup.py $(LOCK) Makefile
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "Could not create $(VENV). On Debian/Ubuntu run: sudo apt-get install -y python3-venv"; exit 1; }

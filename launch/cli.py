@@ -19,7 +19,8 @@ from igtflow.report import check_output, deliver, print_json, read_json
 app = typer.Typer(
     name="igtflow",
     help=(
-        "Real-time intraoperative guidance graphs: small processes wired with ZeroMQ.\n\n"
+        "Real-time intraoperative guidance graphs: small processes, linked by unix packet "
+        "sockets and shared memory on one host and by ZeroMQ across hosts.\n\n"
         "Write a graph in YAML, check it with `igtflow validate graph.yaml`, run it with "
         "`igtflow run graph.yaml` and watch the live status table. `igtflow nodes` lists "
         "every node type with its parameters."
@@ -407,16 +408,16 @@ def recover(
 @app.command()
 def nodes(json_: JsonOpt = False) -> None:
     """List every node type with its inputs, outputs and parameters (type, default, doc)."""
-    from igtflow.launch.registry import builtin_nodes, load_node_class
+    from igtflow.launch.registry import load_node_class, node_types
     from igtflow.stream.node import all_outputs, node_params, node_summary
 
     catalogue = []
-    for name, path in builtin_nodes().items():
+    for name, node_type in node_types().items():
         cls = load_node_class(name)
         catalogue.append(
             {
                 "name": name,
-                "class": path,
+                "class": node_type.path,
                 "summary": node_summary(cls),
                 "inputs": {k: v.KIND for k, v in cls.inputs.items()},
                 "outputs": {k: v.KIND for k, v in all_outputs(cls).items()},

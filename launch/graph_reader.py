@@ -255,7 +255,7 @@ class _Reader:
             draft.import_path = registry.import_path(draft.uses)
             draft.cls = registry.load_node_class(draft.uses)
         except registry.UnknownNodeType as exc:
-            if ":" in draft.uses:
+            if ":" in draft.uses or draft.uses in registry.node_types():
                 detail = str(exc).removeprefix(draft.uses).strip()
                 self.issue(
                     line, f"node {draft.label} uses {quote(draft.uses)}, which fails {detail}"
@@ -264,9 +264,11 @@ class _Reader:
                 self.issue(
                     line,
                     f"node {draft.label} uses unknown node type {quote(draft.uses)}"
-                    + suggest(draft.uses, registry.builtin_nodes(), "known types"),
+                    + suggest(draft.uses, registry.node_types(), "known types"),
                 )
             return
+        except registry.NodeRegistryError:
+            raise  # the installation is at fault, not this graph
         except Exception as exc:  # a broken node module must not crash validation
             self.issue(
                 line,

@@ -79,18 +79,22 @@ class FakeNamedSink(Node):
 
 
 FAKE_NODES = {
-    "fake-segment": f"{__name__}:FakeSegment",
-    "fake-tracker": f"{__name__}:FakeTracker",
-    "fake-server": f"{__name__}:FakeServer",
-    "fake-image-recorder": f"{__name__}:FakeImageRecorder",
-    "fake-named-sink": f"{__name__}:FakeNamedSink",
+    name: registry.NodeType(name, f"{__name__}:{cls}", "tests")
+    for name, cls in {
+        "fake-segment": "FakeSegment",
+        "fake-tracker": "FakeTracker",
+        "fake-server": "FakeServer",
+        "fake-image-recorder": "FakeImageRecorder",
+        "fake-named-sink": "FakeNamedSink",
+    }.items()
 }
 
 
 @pytest.fixture(autouse=True)
 def fake_node_types(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Registers the stand-in node types beside the built-in ones under their short names."""
-    monkeypatch.setattr(registry, "LAYER_TABLES", (*registry.LAYER_TABLES, FAKE_NODES))
+    """Registers the stand-in node types beside the installed ones under their short names."""
+    installed = registry.node_types()
+    monkeypatch.setattr(registry, "node_types", lambda: {**installed, **FAKE_NODES})
     yield
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
-from igtflow.launch.registry import builtin_nodes, load_node_class
+from igtflow.launch.registry import load_node_class, node_types
 from igtflow.stream.node import node_params
 
 
@@ -84,7 +84,7 @@ def test_igtflow_nodes_shows_the_constraints() -> None:
 
 def test_every_rate_size_and_duration_of_a_builtin_node_is_bounded() -> None:
     unbounded = []
-    for name in builtin_nodes():
+    for name in node_types():
         for param in node_params(load_node_class(name)).values():
             numeric = param.type_name in ("int", "float")
             if numeric and param.name.endswith(("_hz", "_s", "_ms", "width", "height", "port")):

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from importlib.metadata import Distribution
 from pathlib import Path
 
+from igtflow.launch.registry import ENTRY_POINT_GROUP, node_types
+
 REPO = Path(__file__).resolve().parents[1]
+LAYERS = ("igtflow", "stream", "perception", "registration", "render", "launch")
 
 
 def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
+    # Built from a copy: an in-tree build leaves build/ and igtflow.egg-info in the checkout, and
+    # an egg-info in the working folder would shadow the installed metadata (its entry points).
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for layer in LAYERS:
+        shutil.copytree(REPO / layer, source / layer, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -18,7 +31,7 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(source),
             "--no-deps",
             "--no-build-isolation",
             "-q",
@@ -62,6 +75,20 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
     )
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
     assert (site / "igtflow" / "launch" / "graphs" / "demo.yaml").is_file()
+    # Every package in a layer folder is in the wheel, found without being listed anywhere.
+    missing = []
+    for layer in LAYERS:
+        installed = site / "igtflow" if layer == "igtflow" else site / "igtflow" / layer
+        for init in (REPO / layer).rglob("__init__.py"):
+            if not (installed / init.relative_to(REPO / layer)).is_file():
+                missing.append(str(init.parent.relative_to(REPO)))
+    assert missing == []
+    # The wheel registers the node types the checkout does.
+    (dist_info,) = site.glob("igtflow-*.dist-info")
+    registered = Distribution.at(dist_info).entry_points.select(group=ENTRY_POINT_GROUP)
+    assert {(p.name, p.value) for p in registered} == {
+        (name, node_type.path) for name, node_type in node_types().items()
+    }
     helped = subprocess.run(
         [sys.executable, str(site / "bin" / "igtflow"), "--help"],
         cwd=tmp_path,
