@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from igtflow.launch.console import console
 from rich.table import Table
 
 from igtflow import __version__
+from igtflow.launch.console import console
 from igtflow.report import check_output, deliver, print_json, read_json
 
 app = typer.Typer(
@@ -561,12 +561,13 @@ def convert(
     module: `igtflow convert case.mcap case.seq.nrrd` (or .seq.mha), images plus every pose.
     The target appears only when the conversion succeeds; an existing one needs --force.
     """
+    from rich.progress import Progress
+
     from igtflow.launch.convert import ConvertError
     from igtflow.launch.convert import convert as convert_file
     from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.recording_scan import RecordingError
     from igtflow.stream.sources.errors import SourceFileError
-    from rich.progress import Progress
 
     try:
         # Off when stderr is not a terminal: a log then holds the result and nothing else.
@@ -638,9 +639,10 @@ def phantom_export(
     json_: JsonOpt = False,
 ) -> None:
     """Write the phantom model (NRRD labels, VTK/STL meshes), truth JSON and a contact sheet."""
+    from rich.progress import Progress
+
     from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.phantom.export import ExportError, export_phantom
-    from rich.progress import Progress
 
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("phantom", total=4)
@@ -672,8 +674,9 @@ def bench_phantom(
 ) -> None:
     """Phantom frames/s on one core (US 256x256 linear and convex, fluoro 512x512) and truth
     consistency."""
-    from igtflow.stream.phantom import bench
     from rich.progress import Progress
+
+    from igtflow.stream.phantom import bench
 
     seeds = tuple(truth_seed or bench.TRUTH_SEEDS)
     frames = bench.truth_frames(truth_frames)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from igtflow.launch.offline import RecordingEmitter, offline_node
 from igtflow.stream.atomic_file import atomic_output, check_target
 from igtflow.stream.messages import Image, Transform

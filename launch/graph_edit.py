@@ -11,12 +11,13 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from igtflow.launch import safe_yaml
-from igtflow.launch.safe_yaml import YamlLimitError, quote
-from igtflow.stream.nodes.replay import output_name
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from igtflow.launch import safe_yaml
+from igtflow.launch.safe_yaml import YamlLimitError, quote
+from igtflow.stream.nodes.replay import output_name
 
 RECORD_DEPTH = 256
 

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
+
 from igtflow.launch import registry, safe_yaml
 from igtflow.launch.graph import (
     DEFAULT_BUDGET_MIB,
@@ -31,9 +35,6 @@ from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
 from igtflow.stream.messages import Message
 from igtflow.stream.node import WILDCARD
 from igtflow.stream.param_values import coerce, declared_params, is_int, suggest, type_name
-from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
 
 TOP_KEYS = ("name", "nodes")
 NODE_KEYS = ("id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads")

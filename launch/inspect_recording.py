@@ -8,6 +8,9 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+
 from igtflow.stream.recording import (
     GAP_METADATA,
     GRAPH_ATTACHMENT,
@@ -16,8 +19,6 @@ from igtflow.stream.recording import (
     unpack_frames,
 )
 from igtflow.stream.recording_scan import RawMessage, ScanReport, scan
-from rich.console import Console
-from rich.table import Table
 
 
 class _TopicTally:

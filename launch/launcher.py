@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.live import Live
+
 from igtflow.launch.console import console as make_console
 from igtflow.launch.graph import Graph
 from igtflow.launch.keys import key_reader
 from igtflow.launch.status import status_table
 from igtflow.launch.supervisor import Supervisor
-from rich.console import Console
-from rich.live import Live
 
 EXIT_OK = 0
 EXIT_NODE_FAILED = 3

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import numpy as np
+
 from igtflow.launch.registry import load_node_class
 from igtflow.stream.messages import Message
 from igtflow.stream.node import Node, create_node

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ruamel.yaml.error import YAMLError
+
 from igtflow.launch import safe_yaml
 from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
-from ruamel.yaml.error import YAMLError
 
 OVERRIDES_PATH = "<--set>"  # where an override's mistakes are reported; it has no file or line
 

@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from igtflow.stream.param_values import quote
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from igtflow.stream.param_values import quote
 
 MAX_BYTES = 1 << 20  # 1 MiB: a thousand-node graph is about 100 KiB
 MAX_NESTING = 64  # a graph nests four levels deep; the parser recurses per level

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from igtflow.launch.status_row import NodeState
 from rich.table import Table
+
+from igtflow.launch.status_row import NodeState
 
 STATE_STYLE = {
     NodeState.RUNNING: "green",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+
 from igtflow.launch.graph import Graph
 from igtflow.launch.lockstep import LockstepLedger
 from igtflow.launch.status_row import ENDED, NodeRun, NodeState, status_row

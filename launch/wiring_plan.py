@@ -11,10 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from igtflow.launch.graph import Graph, NodeSpec
+from igtflow.ports import free_port
 from igtflow.stream.runtime import NodeConfig
 from igtflow.stream.transport import QUEUE, InputConfig, OutputConfig, ipc_endpoint
-
-from igtflow.ports import free_port
 
 LOCKSTEP_DEPTH = 1024
 

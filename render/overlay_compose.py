@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from igtflow.render import overlay_draw as draw
 from igtflow.render.freshness import FRAME, Freshness, assess
 from igtflow.render.image_geometry import (

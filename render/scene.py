@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from igtflow.render.freshness import Freshness, assess
 from igtflow.render.image_geometry import GeometryError, ProjectionGeometry, frame_geometry
 from igtflow.stream.messages import Image, Mesh, Message, Points, Transform

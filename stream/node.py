@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-from igtflow.stream.messages import Message, Status
 from pydantic import Field
+
+from igtflow.stream.messages import Message, Status
 
 WILDCARD = "*"
 # Path of the running graph's YAML, set by the launcher for nodes that store it (recorders).

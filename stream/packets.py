@@ -37,6 +37,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from igtflow.stream.shm import SlotPool, _Slot
 from igtflow.stream.wire import FrameOverwritten, WireError
 

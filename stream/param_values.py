@@ -14,8 +14,9 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from igtflow.stream.node import Node, Param, node_params
 from pydantic import TypeAdapter, ValidationError
+
+from igtflow.stream.node import Node, Param, node_params
 
 QUOTE_CHARS = 40
 

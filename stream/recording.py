@@ -34,14 +34,14 @@ from typing import Any, BinaryIO
 
 import mcap.writer
 import zstandard
-from igtflow.stream import recording_scan, wire
-from igtflow.stream.atomic_file import atomic_output
-from igtflow.stream.messages import Message
-from igtflow.stream.recording_scan import RawMessage, RecordingError, ScanReport, scan
 from mcap.reader import make_reader
 from mcap.writer import CompressionType, Writer
 
 from igtflow import __version__
+from igtflow.stream import recording_scan, wire
+from igtflow.stream.atomic_file import atomic_output
+from igtflow.stream.messages import Message
+from igtflow.stream.recording_scan import RawMessage, RecordingError, ScanReport, scan
 
 MESSAGE_ENCODING = recording_scan.MESSAGE_ENCODING
 PROFILE = "igtflow"

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 import numpy as np
+
 from igtflow.stream import packets, wire
 
 # Rehearse twice before a due message: the first absorbs most of the cold start and still

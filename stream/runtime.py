@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+
 from igtflow.stream import control, rehearsal
 from igtflow.stream.ledger import Ledger, Mark
 from igtflow.stream.messages import Message, Status

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from igtflow.stream.messages import Message
 from igtflow.stream.node import (
     WILDCARD,

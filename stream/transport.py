@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+
 from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.shm import SlotPool, SlotReader

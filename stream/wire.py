@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 from igtflow.stream.messages import KINDS, Message
 
 WIRE_VERSION = 1

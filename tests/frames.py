@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from igtflow.stream.messages import Image, Mesh, Points, Transform
 
 US_SPACING = 0.15  # mm per pixel

@@ -62,6 +62,7 @@ def serve_frames(rate_hz: float = 30.0, seconds: float = 30.0) -> None:
     import threading
 
     import numpy as np
+
     from igtflow.render.nodes.igtl_server import IgtlServerNode
     from igtflow.stream.messages import Image
     from igtflow.stream.testing import NodeHarness

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from igtflow.stream.atomic_file import OutputError, atomic_output
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from igtflow.launch.bench.transport import PATTERN_MOD, Case, Tally, compare, side_stats
 
+from igtflow.launch.bench.transport import PATTERN_MOD, Case, Tally, compare, side_stats
 from tests.conftest import assert_calibrated
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"

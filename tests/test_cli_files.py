@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from igtflow.stream.recording import read_info
 from mcap.reader import make_reader
 
+from igtflow.stream.recording import read_info
 from tests import frame_files as ff
 
 SAMPLE = Path(__file__).resolve().parent.parent / "recordings" / "phantom-us.mcap"

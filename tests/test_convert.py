@@ -13,9 +13,9 @@ from pathlib import Path
 
 import nrrd
 import numpy as np
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import read_info, read_messages
-
 from tests import frame_files as ff
 
 

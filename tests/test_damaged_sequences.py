@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
+
 from igtflow.launch.cli import app
 from igtflow.stream.messages import Image
 from igtflow.stream.recording import read_messages
-from typer.testing import CliRunner
-
 from tests import frame_files as ff
 
 CONTENT = ff.tracked_content()

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import cv2
-from igtflow.stream.recording_scan import ScanReport, scan
 
 from igtflow.ports import free_port
+from igtflow.stream.recording_scan import ScanReport, scan
 
 
 def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:

@@ -13,14 +13,14 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from pydicom.uid import JPEGLSLossless
+
 from igtflow.stream.sources.dicom import DicomCine
 from igtflow.stream.sources.errors import SourceFileError
 from igtflow.stream.sources.plus_fields import transform_frames
 from igtflow.stream.sources.plus_sequence import PlusSequence
 from igtflow.stream.sources.plus_writer import write_seq_mha, write_seq_nrrd
 from igtflow.stream.sources.video import VideoFile
-from pydicom.uid import JPEGLSLossless
-
 from tests import frame_files as ff
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from igtflow.launch.graph_edit import replay_graph
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import load_graph, parse_graph

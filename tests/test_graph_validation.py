@@ -11,6 +11,7 @@ from textwrap import dedent
 from typing import Literal
 
 import pytest
+
 from igtflow.launch import registry
 from igtflow.launch.graph import Graph, InputSpec
 from igtflow.launch.graph_issues import GraphError, GraphIssue

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from igtflow.render.igtl.codec import CONTENTS, decode, encode
 from igtflow.render.igtl.convert import (
     image_content,

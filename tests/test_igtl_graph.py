@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyigtl
 import pytest
+
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
-from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
-
 from igtflow.ports import free_port
+from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
 from tests.conftest import GraphRun, read_jsonl
 from tests.igtl_helpers import RawClient
 from tests.nodes.igtl import pose_stamp

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import psutil
 import pytest
+
 from igtflow.render.igtl.codec import decode, encode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.image import IMAGE_HEADER, ImageContent
@@ -28,7 +29,6 @@ from igtflow.render.igtl.server import IgtlServer
 from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_source import IgtlSource
 from igtflow.stream.testing import NodeHarness
-
 from tests.conftest import REPO
 from tests.igtl_helpers import RawClient
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from igtflow.render.igtl.mesh_worker import MeshReducer, pack_job, unpack_job
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.nodes.igtl_output import IgtlOutput

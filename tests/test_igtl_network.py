@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import numpy as np
 import pyigtl
 import pytest
+
+from igtflow.ports import free_port
 from igtflow.render.igtl.codec import encode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.convert import image_from, points_from, transform_from
@@ -25,8 +27,6 @@ from igtflow.render.igtl.text import StringContent
 from igtflow.render.nodes.igtl_server import IgtlServerNode
 from igtflow.stream.messages import Image, Mesh, Points, Status, Transform
 from igtflow.stream.testing import NodeHarness
-
-from igtflow.ports import free_port
 from tests.conftest import wait_until
 from tests.igtl_helpers import RawClient
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from igtflow.render.igtl.codec import encode
 from igtflow.render.igtl.image import IMAGE_HEADER, ImageContent
 from igtflow.render.igtl.limits import Budget, Limits

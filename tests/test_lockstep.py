@@ -8,7 +8,6 @@ from pathlib import Path
 
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.lockstep import LockstepLedger
-
 from tests.conftest import GraphRun, read_jsonl
 
 GRAPH = """name: chain

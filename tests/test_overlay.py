@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.render import overlay_draw as draw
 from igtflow.render.image_geometry import plane_geometry, projection_geometry
 from igtflow.render.overlay_compose import OverlayComposer
-
 from tests.conftest import GraphRun, read_jsonl
 from tests.frames import SID_MM, SOD_MM, Scene, us_scene, xa_projection, xa_scene
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from igtflow.stream import packets, wire
 from igtflow.stream.messages import Points
 from igtflow.stream.shm import SlotPool, SlotReader

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.registry import load_node_class, node_types

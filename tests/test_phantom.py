@@ -13,6 +13,8 @@ import nrrd
 import numpy as np
 import pytest
 import vedo
+from typer.testing import CliRunner
+
 from igtflow.launch.cli import app
 from igtflow.stream.phantom.anatomy import LESION, ORGAN, build_anatomy
 from igtflow.stream.phantom.bench import TARGETS_FPS
@@ -32,7 +34,6 @@ from igtflow.stream.phantom.consistency import (
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
 from igtflow.stream.phantom.motion import BREATHING_DIRECTION, make_motion
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
-from typer.testing import CliRunner
 
 SEED = 0
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from igtflow.stream.messages import Image, Points, Transform
 from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 from igtflow.stream.recording import read_messages
-
 from tests.conftest import GraphRun
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mcap.reader import make_reader
+
+from igtflow import __version__
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Mesh, Message, Points, Status, Transform
 from igtflow.stream.recording import (
@@ -17,9 +20,6 @@ from igtflow.stream.recording import (
     read_messages,
     unpack_frames,
 )
-from mcap.reader import make_reader
-
-from igtflow import __version__
 from tests.conftest import GraphRun
 
 GRAPH = "name: unit\nnodes: []\n"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mcap.reader import make_reader
+
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import (
@@ -25,8 +27,6 @@ from igtflow.stream.recording import (
     recover,
 )
 from igtflow.stream.recording_scan import RecordingError, ScanReport, scan
-from mcap.reader import make_reader
-
 from tests.conftest import GraphRun
 
 GRAPH = "name: unit\nnodes: []\n"

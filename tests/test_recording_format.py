@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import numpy as np
 import zstandard
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import RecordingWriter
 

@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mcap.reader import make_reader
+
 from igtflow.launch.inspect_recording import inspect_recording
 from igtflow.stream.recording import read_info, read_messages, recover
 from igtflow.stream.recording_scan import ScanReport, scan
-from mcap.reader import make_reader
 
 SAMPLES = Path(__file__).resolve().parent.parent / "recordings"
 US_MESSAGES = 216

@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mcap.reader import NonSeekingReader, make_reader
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import RecordingWriter
 from igtflow.stream.recording_scan import RecordingError, ScanReport, scan
-from mcap.reader import NonSeekingReader, make_reader
 
 Key = tuple[str, int, bytes]
 

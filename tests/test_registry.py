@@ -13,6 +13,7 @@ from textwrap import dedent
 from types import SimpleNamespace
 
 import pytest
+
 from igtflow.launch import registry
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph

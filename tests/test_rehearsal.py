@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.shm import SlotPool
-
 from tests.conftest import GraphRun, chain, wait_settled
 
 

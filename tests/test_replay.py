@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from igtflow.launch.graph_edit import replay_graph, with_recorder
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.recording import RecordingWriter, read_info, read_messages
-
 from tests.conftest import GraphRun
 
 FRAMES = 40

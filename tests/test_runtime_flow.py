@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+
 from igtflow.stream import shm
 from igtflow.stream.messages import Image
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.stats import InputStats
 from igtflow.stream.transport import Input, InputConfig, Output, OutputConfig, ipc_endpoint
-
 from tests.conftest import GraphRun, read_jsonl, wait_settled
 
 INLINE = pytest.param(32, id="inline-32x32")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
 
+from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
 from tests.conftest import GraphRun, chain, read_jsonl, wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"

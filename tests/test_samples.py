@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from igtflow.launch.samples import FLOW_STEP_PX, SAMPLES, write_sample
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Message

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from igtflow.stream.messages import Image
 from igtflow.stream.shm import SlotPool, SlotReader
 from igtflow.stream.wire import decode, encode

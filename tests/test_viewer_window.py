@@ -7,6 +7,7 @@ the one a window on a display runs.
 from __future__ import annotations
 
 import numpy as np
+
 from igtflow.render.video_out import VtkWindow
 
 

@@ -16,6 +16,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from igtflow.stream import wire
 from igtflow.stream.messages import KINDS, Image, Mesh, Message, Points, Status, Transform
 from igtflow.stream.wire import (

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from igtflow.launch.offline import offline_node
 from igtflow.render.overlay_compose import OverlayComposer
 from igtflow.render.scene import SceneRenderer, prepare_offscreen
 from igtflow.stream.messages import Message
 from igtflow.stream.testing import CollectingEmitter
-
 from tests.frames import Scene
 
 MS = 1_000_000

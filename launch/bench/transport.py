@@ -33,11 +33,11 @@ from typing import Any
 import msgpack
 import numpy as np
 import zmq
+
+import igtflow.machine
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Node, Source
 from igtflow.stream.rehearsal import ENV_SWITCH
-
-import igtflow.machine
 
 WARMUP_S = 0.5
 QUICK_S = 2.0
@@ -621,8 +621,9 @@ def _progress_line(row: dict[str, Any]) -> str:
 
 def print_table(report: dict[str, Any], console: Any) -> None:
     """The report as a rich table: per-hop latency, msgs/s, ratios and the target verdict."""
-    from igtflow.launch.console import whole_width
     from rich.table import Table
+
+    from igtflow.launch.console import whole_width
 
     machine = report["machine"]
     table = Table(

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from igtflow.render.igtl.reader import Parser
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from igtflow.machine import describe, machine_info
 from igtflow.ports import free_port
+from igtflow.render.igtl.reader import Parser
 
 CASES = {
     "transform": {"rate_hz": 1000.0},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from igtflow.render.igtl.codec import Received
 from igtflow.render.igtl.image import ImageContent
 from igtflow.render.igtl.point import PointContent

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
+
 from igtflow.render.igtl.protocol import Buffer, IgtlError
 
 IMAGE_HEADER = struct.Struct(">HBBBBHHH12fHHHHHH")  # 72 bytes

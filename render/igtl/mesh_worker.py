@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
+
 from igtflow.stream import packets, wire
 from igtflow.stream.messages import Mesh
 

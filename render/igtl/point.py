@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+
 from igtflow.render.igtl.protocol import Buffer, IgtlError
 
 ELEMENT = np.dtype(

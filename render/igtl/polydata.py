@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
+
 from igtflow.render.igtl.protocol import Buffer, IgtlError
 
 POLY_HEADER = struct.Struct(">10I")

@@ -7,6 +7,8 @@ import time
 from collections import deque
 from typing import Annotated, Literal
 
+from pydantic import Field
+
 from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
 from igtflow.render.igtl.convert import image_from, points_from, status_from, transform_from
@@ -20,7 +22,6 @@ from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_client import parse_address
 from igtflow.stream.messages import Image, Message, Points, Status, Transform
 from igtflow.stream.node import Source
-from pydantic import Field
 
 MAX_PENDING = 10_000
 # Only these become graph messages; anything else is dropped undecoded, so a peer cannot make

@@ -13,12 +13,13 @@ import time
 from typing import Annotated
 
 import numpy as np
+from pydantic import Field
+
 from igtflow.render.freshness import Freshness
 from igtflow.render.overlay_compose import LAYERS, OverlayComposer
 from igtflow.render.video_out import FrameOutputs
 from igtflow.stream.messages import Image, Mesh, Message, Points, Status
 from igtflow.stream.node import Fraction, NonNegative, Positive, Source
-from pydantic import Field
 
 STALE_CODE = "stale-overlay"
 

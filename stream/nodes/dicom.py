@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay

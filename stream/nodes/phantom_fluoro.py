@@ -6,12 +6,13 @@ import time
 from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Count, Pixels, Positive, Seed, Source
 from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
-from pydantic import Field
 
 
 class PhantomFluoro(Source):

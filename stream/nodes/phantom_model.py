@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
+from pydantic import Field
+
 from igtflow.stream.messages import Mesh
 from igtflow.stream.node import Count, Seed, Source
 from igtflow.stream.phantom.anatomy import LESION, ORGAN, VESSEL, build_anatomy
 from igtflow.stream.phantom.export import MESH_STRUCTURES, structure_mesh
-from pydantic import Field
 
 SHARE = {ORGAN: 0.6, VESSEL: 0.3, LESION: 0.1}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from igtflow.stream.messages import Image, Points
 from igtflow.stream.node import Node
 

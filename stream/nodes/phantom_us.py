@@ -6,11 +6,12 @@ import time
 from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Count, NonNegative, Pixels, Positive, Seed, Source
 from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
-from pydantic import Field
 
 
 class PhantomUS(Source):

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay

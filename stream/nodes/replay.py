@@ -19,11 +19,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+from pydantic import Field
+
 from igtflow.stream.messages import KINDS, Message
 from igtflow.stream.node import NonNegative, PermanentError, Source
 from igtflow.stream.recording import read_info, read_messages
 from igtflow.stream.recording_scan import RecordingError, ScanReport
-from pydantic import Field
 
 LATE_REANCHOR_S = 0.25  # further behind than this (pause, overload): restart the clock here
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from igtflow.stream.messages import Message
 from igtflow.stream.node import WILDCARD, Node, NonNegative
 

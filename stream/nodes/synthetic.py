@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+
 from igtflow.stream.messages import Image
 from igtflow.stream.node import NonNegative, Pixels, Source
 

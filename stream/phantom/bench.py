@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from igtflow.machine import describe, machine_info
 from igtflow.stream.phantom.consistency import (
     LESION_CENTROID_PX_MAX,
     STRUCTURE_THRESHOLD,
     THRESHOLDS,
 )
 from igtflow.stream.threads import apply_thread_budget
-
-from igtflow.machine import describe, machine_info
 
 # Frames/s each renderer must reach on one core.
 TARGETS_FPS = {"us": 120.0, "us_curvilinear": 120.0, "fluoro": 60.0}
@@ -75,6 +75,7 @@ def run_phantom_bench(
     truth consistency over ``truth_seeds`` × ``truth_frames`` (none when ``truth_seeds`` is empty).
     """
     import cv2
+
     from igtflow.stream.phantom.anatomy import build_anatomy
     from igtflow.stream.phantom.fluoro import FluoroSim
     from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim

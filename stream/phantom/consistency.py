@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from igtflow.stream.phantom.anatomy import LABEL_NAMES, LESION
 from igtflow.stream.phantom.fluoro import XaFrame
 from igtflow.stream.phantom.ultrasound import UltrasoundSim, UsFrame

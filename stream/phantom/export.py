@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from igtflow.stream.atomic_file import atomic_output, check_target
 from igtflow.stream.phantom.anatomy import LABEL_NAMES, LESION, ORGAN, VESSEL, Anatomy
 from igtflow.stream.phantom.anatomy import build_anatomy as _build

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from igtflow.stream.phantom.anatomy import (
     CATHETER_RADIUS_MM,
     DEVICE,

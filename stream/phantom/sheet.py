@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from igtflow.stream.phantom.anatomy import DEVICE, LESION, ORGAN, VESSEL
 from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim

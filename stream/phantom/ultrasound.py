@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from igtflow.stream.phantom.anatomy import Anatomy, build_anatomy, sample_labels
 from igtflow.stream.phantom.convex import SectorGeometry, sector_width_mm
 from igtflow.stream.phantom.grid import CoarseGrid

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from igtflow.stream.sources.errors import SourceFileError, check_input
-from igtflow.stream.sources.frames import FileDamage, FileFrame
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import convert_color_space, get_decoder
 from pydicom.pixels.utils import get_expected_length
+
+from igtflow.stream.sources.errors import SourceFileError, check_input
+from igtflow.stream.sources.frames import FileDamage, FileFrame
 
 # DICOM Modality -> Image.modality: the stream calls every fluoroscopy run "XA".
 MODALITY = {"US": "US", "XA": "XA", "RF": "XA"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from igtflow.stream.sources.errors import SourceFileError
 from igtflow.stream.sources.frames import FileDamage
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from igtflow.stream.sources.errors import SourceFileError
 from igtflow.stream.sources.frames import TrackedTransform
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import nrrd
 import numpy as np
+
 from igtflow.stream.sources import metaio
 from igtflow.stream.sources.errors import SourceFileError, check_input
 from igtflow.stream.sources.frames import FileDamage, FileFrame

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from igtflow.stream.sources.errors import SourceFileError, check_input
 from igtflow.stream.sources.frames import FileFrame
 

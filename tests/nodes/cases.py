@@ -7,7 +7,6 @@ from typing import Literal
 
 from igtflow.stream.messages import Image, Mesh, Points, Transform
 from igtflow.stream.node import Source
-
 from tests.frames import us_scene, xa_scene
 
 

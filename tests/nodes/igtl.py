@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from igtflow.stream.messages import Image, Mesh, Message, Points, Status, Transform
 from igtflow.stream.node import WILDCARD, Node, Source
 

@@ -9,9 +9,9 @@ import os
 import time
 
 import numpy as np
+
 from igtflow.stream.messages import Image, Message, Status, Transform
 from igtflow.stream.node import Node
-
 from tests.nodes.sources import expected_frame
 
 

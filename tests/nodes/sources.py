@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Source
 
