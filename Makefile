@@ -55,6 +55,9 @@ $(STAMP): pyproject.toml setup.py $(LOCK) Makefile
 	@extra="$$($(BIN)/python tools/lock.py extras $(LOCK) '$(TORCH)')"; \
 	if [ -n "$$extra" ]; then echo "Removing packages the lock does not pin: $$extra"; \
 	  $(BIN)/python -m pip uninstall --quiet -y $$extra; fi
+	@# An in-tree build leaves igtflow.egg-info in the root, whose stale entry points would shadow
+	@# the installed ones (node types are found through them) for anything run from here.
+	rm -rf build igtflow.egg-info
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
