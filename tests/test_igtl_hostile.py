@@ -156,7 +156,10 @@ def test_clients_together_are_held_to_the_in_flight_cap_and_the_last_one_is_cut(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Three 1 MiB images arrive at once into a server that holds 2.5 MiB in flight."""
-    server = IgtlServer(port=0, log=LOG, limits=Limits(message=2 * MIB), max_in_flight=5 * MIB // 2)
+    # stall_s: the test pauses its senders mid-message; on a loaded machine for seconds.
+    server = IgtlServer(
+        port=0, log=LOG, stall_s=120, limits=Limits(message=2 * MIB), max_in_flight=5 * MIB // 2
+    )
     pixels = np.zeros((1, 1024, 1024, 1), np.uint8)
     image = b"".join(bytes(b) for b in encode(ImageContent(pixels, np.eye(4)), "Frame", 0))
     senders = [RawClient(server.port) for _ in range(3)]
