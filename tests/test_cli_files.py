@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,9 @@ from mcap.reader import make_reader
 
 from igtflow.stream.recording import read_info
 from tests import frame_files as ff
+from tests.conftest import igtflow
 
 SAMPLE = Path(__file__).resolve().parent.parent / "recordings" / "phantom-us.mcap"
-
-
-def igtflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> str:

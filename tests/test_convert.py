@@ -7,8 +7,6 @@ the exported ``.seq.nrrd`` is read back with pynrrd, not with our reader.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nrrd
@@ -17,12 +15,7 @@ import numpy as np
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import read_info, read_messages
 from tests import frame_files as ff
-
-
-def igtflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=120
-    )
+from tests.conftest import igtflow
 
 
 def test_plus_sequence_to_mcap_and_back_to_seq_nrrd(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -23,15 +22,14 @@ from igtflow.launch.graph_edit import replay_graph
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import load_graph, parse_graph
 from igtflow.launch.safe_yaml import MAX_BYTES
+from tests.conftest import igtflow as run_igtflow
 
 LOCATED = re.compile(r"^\S+:\d+: \S")
 ONE_NODE = "name: x\nnodes:\n  - id: src\n    uses: synthetic-image\n"
 
 
 def igtflow(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return run_igtflow(*args, timeout=timeout)
 
 
 def laughs(levels: int, width: int = 9) -> str:

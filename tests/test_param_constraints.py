@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,11 @@ from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.registry import load_node_class, node_types
 from igtflow.stream.node import node_params
+from tests.conftest import igtflow as run_igtflow
 
 
 def igtflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=60
-    )
+    return run_igtflow(*args, timeout=60)
 
 
 def test_validate_refuses_values_that_would_crash_the_node(tmp_path: Path) -> None:

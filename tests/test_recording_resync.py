@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from mcap.reader import make_reader
 from igtflow.launch.inspect_recording import inspect_recording
 from igtflow.stream.recording import read_info, read_messages, recover
 from igtflow.stream.recording_scan import ScanReport, scan
+from tests.conftest import igtflow
 
 SAMPLES = Path(__file__).resolve().parent.parent / "recordings"
 US_MESSAGES = 216
@@ -28,12 +27,6 @@ GRAPH_LENGTH_BYTE = 50  # inside the length field of the graph.yaml attachment r
 GRAPH_DATA_BYTE = 150  # inside the graph.yaml text
 FIRST_CHUNK = 347  # offset of the first chunk record
 DAMAGED = 3
-
-
-def igtflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def damaged_copy(tmp_path: Path, flip: tuple[int, int] | None = None, name: str = "us") -> Path:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,7 @@ from igtflow.launch.graph_reader import parse_graph
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.recording import RecordingWriter, read_info, read_messages
-from tests.conftest import GraphRun
+from tests.conftest import GraphRun, igtflow
 
 FRAMES = 40
 PERIOD_NS = 25_000_000  # 40 Hz
@@ -157,12 +155,6 @@ def test_replay_params_are_checked_before_anything_starts(
         parse_graph(base + f"    params: {{path: {path}, topics: ['xray/*']}}\n", "bad.yaml")
     graph = parse_graph(base + f"    params: {{path: {path}}}\n", "ok.yaml")
     assert set(graph.node("probe").outputs) == {"image", "pose", "status"}
-
-
-def igtflow(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_cli_replay_inspect_and_recover(

@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from igtflow.launch.graph_reader import MAX_NODES
+from tests.conftest import igtflow as run_igtflow
 
 
 def igtflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(cwd)}
-    return subprocess.run(
-        [sys.executable, "-m", "igtflow", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env=env,
-    )
+    return run_igtflow(*args, timeout=60, cwd=cwd, env={**os.environ, "PYTHONPATH": str(cwd)})
 
 
 def test_no_import_checks_the_graph_without_running_its_modules(tmp_path: Path) -> None:
