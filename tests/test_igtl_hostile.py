@@ -164,6 +164,11 @@ def test_clients_together_are_held_to_the_in_flight_cap_and_the_last_one_is_cut(
     image = b"".join(bytes(b) for b in encode(ImageContent(pixels, np.eye(4)), "Frame", 0))
     senders = [RawClient(server.port) for _ in range(3)]
     try:
+        # All three listed first: else "two peers left" could mean the third not yet accepted.
+        deadline = time.monotonic() + 30
+        while len(server.peers) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.peers) == 3
         with caplog.at_level(logging.WARNING, logger=LOG.name):
             for sender in senders[:2]:
                 sender.send(image[: 900 * 1024])

@@ -65,6 +65,7 @@ class Peer:
         self._limits = limits or Limits()
         self._budget = budget
         self._closed = threading.Event()
+        self._finished = threading.Event()
         self._close_lock = threading.Lock()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(stall_s)
@@ -78,6 +79,11 @@ class Peer:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """Closed, and what its reader held is back in the budget."""
+        return self._finished.is_set()
 
     def put(self, item: Outgoing) -> None:
         """Queue ``item``; a peer whose ordered queue overflows is disconnected."""
@@ -99,8 +105,6 @@ class Peer:
         except OSError:
             pass
         self.sock.close()
-        if self._on_closed is not None:
-            self._on_closed(self)
 
     def join(self, timeout: float = 1.0) -> None:
         for thread in self._threads:
@@ -132,7 +136,13 @@ class Peer:
         try:
             self._read(parser)
         finally:
+            self.close("reader stopped")  # a no-op when a reason was already given
+            # Whoever waits for this peer to go (the server's list, a connector's reconnect)
+            # hears it only once its buffer is back in the budget.
             parser.close()
+            self._finished.set()
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     def _read(self, parser: Parser) -> None:
         while not self._closed.is_set():

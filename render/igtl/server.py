@@ -121,7 +121,7 @@ class IgtlServer:
             with self._lock:
                 self._peers.append(peer)
                 current = list(self._current.values())
-            if peer.closed:  # it went before it was listed: _forget found nothing to remove
+            if peer.finished:  # it went before it was listed: _forget found nothing to remove
                 self._forget(peer)
                 continue
             for item in current:
