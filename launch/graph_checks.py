@@ -15,7 +15,7 @@ from igtflow.launch.graph_issues import Report
 from igtflow.launch.safe_yaml import quote
 from igtflow.launch.topology import cycles
 from igtflow.stream.messages import Message
-from igtflow.stream.node import WILDCARD, Node, all_outputs
+from igtflow.stream.node import WILDCARD, ImageSpec, Node, all_outputs
 from igtflow.stream.param_values import is_int, suggest
 
 
@@ -187,6 +187,40 @@ def check_node_wiring(report: Report, nodes: dict[str, NodeDraft]) -> None:
             problems = [f"checking its wiring failed: {type(exc).__name__}: {exc}"]
         for problem in problems:
             report(draft.line, f"node {draft.label} ({draft.uses}): {problem}")
+
+
+def check_upstream(report: Report, nodes: dict[str, NodeDraft]) -> None:
+    """Each node's parameters against what its inputs will carry (``Node.check_upstream``), at
+    the line of the parameter at fault: a model card whose input does not fit the frames."""
+    for draft in nodes.values():
+        if draft.cls is None:
+            continue
+        upstream = {
+            wire.name: _image_spec(nodes.get(wire.node), wire.output) for wire in draft.inputs
+        }
+        try:
+            problems = draft.cls.check_upstream(_values(draft), upstream)
+        except Exception as exc:  # a buggy check must not crash validation
+            problems = [("", f"checking its inputs failed: {type(exc).__name__}: {exc}")]
+        for param, problem in problems:
+            line = draft.param_lines.get(param) or draft.line
+            report(line, f"node {draft.label} ({draft.uses}): {problem}")
+
+
+def _image_spec(upstream: NodeDraft | None, output: str) -> ImageSpec | None:
+    if upstream is None or upstream.cls is None:
+        return None
+    try:
+        return upstream.cls.image_spec(output, _values(upstream))
+    except Exception:  # unknown is always a safe answer
+        return None
+
+
+def _values(draft: NodeDraft) -> dict[str, Any]:
+    """The node's parameters as it will run with them: the graph's, then the defaults."""
+    values = {n: p.default for n, p in draft.declared.items() if not p.required}
+    values.update(draft.params)
+    return values
 
 
 def check_cycles(report: Report, nodes: dict[str, NodeDraft]) -> None:

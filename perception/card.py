@@ -74,7 +74,8 @@ class ModelCard(_Strict):
     name: str
     task: Literal["segmentation", "tracking"]
     architecture: str
-    runtime: Literal["torchscript", "onnx"]
+    # auto: TorchScript weights, run by whichever of PyTorch and ONNX Runtime is faster here
+    runtime: Literal["torchscript", "onnx", "auto"]
     weights: str  # file name, relative to the card
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     input: InputSpec

@@ -15,6 +15,7 @@ import importlib
 import inspect
 import logging
 import re
+import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +62,16 @@ class Emitter(Protocol):
     def new_frame(self, output: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """What the images on an output will be, known from the node's parameters before it runs."""
+
+    height: int
+    width: int
+    modality: str
+    dtype: str = "uint8"
+
+
 class Node:
     """Base of every node. Subclasses set ``inputs``/``outputs`` and write ``on_<input>``."""
 
@@ -95,6 +106,25 @@ class Node:
 
         Called once the graph is wired, with the node's checked parameters and the names of its
         inputs (wildcards expanded); each text returned is reported at the node's line.
+        """
+        return []
+
+    @classmethod
+    def image_spec(cls, output: str, params: dict[str, Any]) -> ImageSpec | None:
+        """Size, modality and dtype of the images on ``output`` where ``params`` fix them (a
+        phantom's frames), for downstream checks by ``igtflow validate``; None when unknown."""
+        return None
+
+    @classmethod
+    def check_upstream(
+        cls, params: dict[str, Any], upstream: dict[str, ImageSpec | None]
+    ) -> list[tuple[str, str]]:
+        """Problems of this node's parameters with what its inputs will carry, found by
+        ``igtflow validate`` (a model card that does not fit the frames wired to it).
+
+        ``upstream`` maps each wired input to the :meth:`image_spec` of the output it reads (None
+        where unknown). Each problem is ``(parameter, text)``, reported at that parameter's line
+        (the node's line for ``""``).
         """
         return []
 
@@ -260,6 +290,11 @@ def describe_type(annotation: Any) -> str:
             return f"{name} {bounds['ge']}..{bounds['le']}"
         words = [form.format(bounds[key]) for key, form in _BOUNDS if key in bounds]
         return " ".join([name, *words]) if words else name
+    if origin is typing.Union or isinstance(annotation, types.UnionType):
+        return " | ".join(
+            "none" if arg is type(None) else describe_type(arg)
+            for arg in typing.get_args(annotation)
+        )
     if origin is not None:
         return str(annotation).replace("typing.", "")
     return getattr(annotation, "__name__", None) or str(annotation)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 THREAD_ENV = (
@@ -26,3 +27,12 @@ def apply_thread_budget(threads: int) -> None:
         torch = sys.modules["torch"]
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
+
+
+def thread_budget(default: int = 1) -> int:
+    """This process's budget as the supervisor set it (``threads:`` of the node), for pools a
+    node makes itself (ONNX Runtime sessions); ``default`` outside a graph."""
+    try:
+        return max(1, int(os.environ.get(THREAD_ENV[0], default)))
+    except ValueError:
+        return default

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from igtflow.stream.messages import Image, Transform
-from igtflow.stream.node import Count, NonNegative, Pixels, Positive, Seed, Source
+from igtflow.stream.node import Count, ImageSpec, NonNegative, Pixels, Positive, Seed, Source
 from igtflow.stream.nodes.phantom_truth import TRUTH_OUTPUTS, emit_truth
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 
@@ -30,6 +30,12 @@ class PhantomUS(Source):
         "image_to_probe": Transform,
         **TRUTH_OUTPUTS,
     }
+
+    @classmethod
+    def image_spec(cls, output: str, params: dict[str, Any]) -> ImageSpec | None:
+        if output != "image":
+            return None
+        return ImageSpec(int(params["height"]), int(params["width"]), "US")
 
     def setup(
         self,

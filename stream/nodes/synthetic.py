@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from igtflow.stream.messages import Image
-from igtflow.stream.node import NonNegative, Pixels, Source
+from igtflow.stream.node import ImageSpec, NonNegative, Pixels, Source
 
 _DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
 
@@ -16,6 +16,13 @@ class SyntheticImage(Source):
     """Emits a moving test pattern; the frame is rendered straight into shared memory."""
 
     outputs = {"image": Image}
+
+    @classmethod
+    def image_spec(cls, output: str, params: dict[str, Any]) -> ImageSpec | None:
+        if output != "image":
+            return None
+        shape = (int(params["height"]), int(params["width"]))
+        return ImageSpec(*shape, str(params["modality"]), str(params["dtype"]))
 
     def setup(
         self,

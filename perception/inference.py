@@ -1,0 +1,302 @@
+"""Running a model from its card: one frame at a time, on the CPU or a CUDA GPU.
+
+A :class:`Predictor` is made from a shipped name (``us-seg`` → the card
+``perception/weights/us-seg.card.yaml``) or a card path, loads the weights with the runtime the
+card names and runs batch 1 with the thread budget it is given (one intra-op thread per network:
+a graph on 2 cores runs two networks and a source without oversubscribing).
+
+Runtimes. ``torchscript`` runs the weights with PyTorch (frozen: BatchNorm folded into the
+convolutions); ``onnx`` with ONNX Runtime; ``auto`` (TorchScript weights) exports them to ONNX in
+memory, checks that both agree, times both on the card's frame size and keeps the faster.
+Why measured rather than fixed: on the 2-core VM, one thread, batch 1, p50/p99 in ms —
+
+    FastSeg 256² (depthwise, ~100k weights)  TorchScript 7.7/10.5   ONNX Runtime 4.1/5.9
+    FastSeg 512²                             TorchScript 42/68      ONNX Runtime 25/35
+    MONAI UNet 256² (dense)                  TorchScript 14.1/21.5  ONNX Runtime 13.6/20.8
+
+ONNX Runtime wins clearly on small depthwise nets (PyTorch's per-op dispatch costs as much as
+the tiny convolutions there) and ties on a dense one, and some ops (the tracker's ``grid_sample``
+in this ONNX Runtime build) only run in PyTorch; so each model is timed on the machine that runs
+it (``Predictor.timings``) and ``igtflow bench perception`` shows both. OpenVINO was not tried:
+it is not a locked dependency. On CUDA the TorchScript weights run in fp16 (the ONNX Runtime
+here is the CPU build).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from igtflow.perception.card import CARD_SUFFIX, CardError, ModelCard, load_card
+
+Device = Literal["auto", "cpu", "cuda"]
+Runtime = Literal["torchscript", "onnx", "auto"]
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED = ("us-seg", "fluoro-seg", "tracker")
+# Outputs of the two runtimes must agree this closely (relative to the output's range) before
+# the faster one is trusted with the frames.
+AGREEMENT = 1e-3
+
+
+class DeviceError(ValueError):
+    """A device that this machine does not have (``device: cuda`` without a GPU)."""
+
+
+def card_path(model: str | Path) -> Path:
+    """Where the card of ``model`` is: a bare name is shipped, anything else is a path."""
+    text = str(model)
+    if isinstance(model, str) and "/" not in text and os.sep not in text and "." not in text:
+        return WEIGHTS_DIR / f"{text}{CARD_SUFFIX}"
+    return Path(text).expanduser()
+
+
+def shipped_models() -> list[str]:
+    """Names of the models whose cards ship in ``perception/weights``."""
+    return sorted(p.name[: -len(CARD_SUFFIX)] for p in WEIGHTS_DIR.glob(f"*{CARD_SUFFIX}"))
+
+
+def load_model_card(model: str | Path, check_weights: bool = True) -> tuple[ModelCard, Path]:
+    """The card of ``model`` (name or path) and its weights' path; CardError naming the fix."""
+    path = card_path(model)
+    if not path.is_file() and path.parent == WEIGHTS_DIR:
+        shipped = ", ".join(shipped_models()) or "none yet"
+        raise CardError(
+            f"no shipped model {str(model)!r} (shipped: {shipped}); "
+            "give a shipped name or the path of a model card (.card.yaml)"
+        )
+    return load_card(path, check_weights=check_weights)
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``device`` cannot be used on this machine, or None (imports torch only for cuda)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return "device is cuda, but this machine has no CUDA GPU; use device: auto or cpu"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → cuda when a GPU is there, else cpu; ``cuda`` without one → DeviceError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if (problem := device_problem(device)) is not None:
+        raise DeviceError(problem)
+    if device not in ("cpu", "cuda"):
+        raise DeviceError(f"device {device!r} is not auto, cpu or cuda")
+    return device
+
+
+def set_thread_budget(threads: int) -> None:
+    """Torch's pools to ``threads`` intra-op and one inter-op thread (once per process)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already ran: keep what is there
+        pass
+
+
+def input_channels(card: ModelCard) -> int:
+    """Channels of the network input: a frame, or key frame and current frame for a tracker."""
+    return card.input.channels * (2 if card.task == "tracking" else 1)
+
+
+class Predictor:
+    """A model ready to run: ``predictor(batch)`` maps float32 1×C×H×W to the network output.
+
+    ``runtime`` overrides the card's (the bench tries each); ``threads`` is the intra-op budget.
+    After construction, ``runtime`` and ``device`` say what actually runs and ``timings`` the
+    median milliseconds of each runtime tried (``auto`` only).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "auto",
+        threads: int = 1,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.card, self.weights = load_model_card(model)
+        self.device = resolve_device(device)
+        self.threads = max(1, int(threads))
+        set_thread_budget(self.threads)
+        self.shape = (1, input_channels(self.card), self.card.input.height, self.card.input.width)
+        self.timings: dict[str, float] = {}
+        self.fp16 = False
+        wanted = runtime or self.card.runtime
+        self._run: Any
+        if wanted == "onnx":
+            self._run = self._onnx_runner(self.weights.read_bytes())
+            self.runtime = "onnx"
+        elif wanted == "torchscript" or self.device == "cuda":
+            self._run = self._torchscript_runner()
+            self.runtime = "torchscript"
+        else:
+            self._pick_faster()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def warm_up(self, runs: int = 3) -> np.ndarray:
+        """Run a few frames so the first real one is not the slow one; returns the last output
+        after checking its shape against the card (a model that does not fit it is refused)."""
+        rng = np.random.default_rng(0)
+        out = None
+        for _ in range(max(1, runs)):
+            out = self(rng.standard_normal(self.shape, dtype=np.float32))
+        assert out is not None
+        self._check_output(out)
+        return out
+
+    # -- runtimes -----------------------------------------------------------------------------
+
+    def _torchscript_module(self, freeze: bool = True) -> Any:
+        import torch
+
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated; it is still our format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(self.weights), map_location=self.device)
+        except Exception as exc:  # a corrupt or non-TorchScript file: say which and why
+            raise CardError(
+                f"{self.weights}: not a TorchScript model the card can run ({exc}); "
+                "save it with torch.jit.save, or set runtime: onnx for an ONNX file"
+            ) from None
+        module = module.eval()
+        if self.device == "cuda":
+            module = module.half()
+            self.fp16 = True
+        if freeze:
+            try:  # folds BatchNorm and constants: MONAI's U-Net runs 2× faster frozen
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    module = torch.jit.freeze(module)
+            except Exception:  # a module freezing cannot handle still runs as it is
+                pass
+        return module
+
+    def _torchscript_runner(self) -> Any:
+        import torch
+
+        module = self._torchscript_module()
+        if self.device == "cuda":
+
+            def run_cuda(batch: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    x = torch.from_numpy(batch).to("cuda", non_blocking=True).half()
+                    return module(x).float().cpu().numpy()
+
+            return run_cuda
+
+        def run_cpu(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return module(torch.from_numpy(batch)).numpy()
+
+        return run_cpu
+
+    def _onnx_runner(self, model_bytes: bytes) -> Any:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise DeviceError(
+                    "device is cuda, but this ONNX Runtime has no CUDA provider; use device: cpu, "
+                    "or a TorchScript model (runtime: torchscript) for the GPU"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(model_bytes, options, providers=providers)
+        except Exception as exc:
+            raise CardError(
+                f"{self.weights}: not an ONNX model ONNX Runtime can load ({exc})"
+            ) from None
+        name = session.get_inputs()[0].name
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: batch})[0]
+
+        return run
+
+    def _pick_faster(self) -> None:
+        """``auto``: TorchScript and its in-memory ONNX export, checked equal, the faster kept."""
+        import torch
+
+        torchscript = self._torchscript_runner()
+        module = self._torchscript_module(freeze=False)
+        example = torch.from_numpy(np.random.default_rng(1).standard_normal(self.shape, np.float32))
+        buffer = io.BytesIO()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the exporter's deprecation notices
+                torch.onnx.export(
+                    module,
+                    (example,),
+                    buffer,
+                    input_names=["image"],
+                    output_names=["output"],
+                    dynamo=False,
+                    opset_version=17,
+                )
+            onnx = self._onnx_runner(buffer.getvalue())
+        except Exception:  # an op ONNX cannot express: TorchScript it is
+            self._run, self.runtime = torchscript, "torchscript"
+            return
+        batch = example.numpy()
+        reference, candidate = torchscript(batch), onnx(batch)
+        scale = 1.0 + float(np.abs(reference).max())
+        if (
+            reference.shape != candidate.shape
+            or np.abs(reference - candidate).max() > AGREEMENT * scale
+        ):
+            self._run, self.runtime = torchscript, "torchscript"
+            return
+        self.timings = {
+            "torchscript": median_ms(torchscript, batch),
+            "onnx": median_ms(onnx, batch),
+        }
+        self.runtime = min(self.timings, key=self.timings.__getitem__)
+        self._run = onnx if self.runtime == "onnx" else torchscript
+
+    def _check_output(self, out: np.ndarray) -> None:
+        height, width = self.card.input.height, self.card.input.width
+        classes = len(self.card.labels) if self.card.task == "segmentation" else 3
+        expected = (1, classes, height, width)
+        if tuple(out.shape) != expected:
+            what = (
+                f"{classes} classes" if self.card.task == "segmentation" else "dx, dy, confidence"
+            )
+            raise CardError(
+                f"{self.weights}: the network gives {tuple(out.shape)}, its card promises "
+                f"{expected} ({what} at the input size); fix the card or the model"
+            )
+
+
+def median_ms(run: Any, batch: np.ndarray, runs: int = 15) -> float:
+    """Median wall time of ``run(batch)`` in ms, after two warm-up calls."""
+    for _ in range(2):
+        run(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))

@@ -1,0 +1,1 @@
+"""The perception node types: ``segment`` and ``track`` (registered in pyproject.toml)."""
