@@ -72,8 +72,8 @@ def _frame_problems(
             (
                 "model",
                 f"model {model!r} takes {size} {spec.modality} frames, but input 'image' "
-                f"carries {frames} frames; wire it to a {spec.modality} source or use a "
-                f"{image.modality} model",
+                f"carries {frames} frames; wire it to a {spec.modality} source or use a model "
+                f"for {image.modality} frames",
             )
         ]
     if (image.height, image.width) == (spec.height, spec.width):
