@@ -136,14 +136,17 @@ class Predictor:
         self.shape = (1, input_channels(self.card), self.card.input.height, self.card.input.width)
         self.timings: dict[str, float] = {}
         self.fp16 = False
+        self.log_note = ""  # why auto kept TorchScript without timing ONNX Runtime
         wanted = runtime or self.card.runtime
         self._run: Any
-        if wanted == "onnx":
-            self._run = self._onnx_runner(self.weights.read_bytes())
-            self.runtime = "onnx"
-        elif wanted == "torchscript" or self.device == "cuda":
-            self._run = self._torchscript_runner()
-            self.runtime = "torchscript"
+        if self.card.runtime == "onnx":
+            if wanted == "torchscript":
+                raise CardError(f"{self.weights}: an ONNX model cannot run as TorchScript")
+            self._run, self.runtime = self._onnx_runner(self.weights.read_bytes()), "onnx"
+        elif wanted == "torchscript" or (wanted == "auto" and self.device == "cuda"):
+            self._run, self.runtime = self._torchscript_runner(), "torchscript"
+        elif wanted == "onnx":  # TorchScript weights exported for ONNX Runtime
+            self._run, self.runtime = self._exported_onnx_runner(), "onnx"
         else:
             self._pick_faster()
 
@@ -236,12 +239,15 @@ class Predictor:
 
         return run
 
-    def _pick_faster(self) -> None:
-        """``auto``: TorchScript and its in-memory ONNX export, checked equal, the faster kept."""
+    def _exported_onnx_runner(self) -> Any:
+        """The TorchScript weights exported to ONNX in memory, run by ONNX Runtime after their
+        output is checked against TorchScript's; CardError when an op cannot be exported or the
+        two disagree."""
         import torch
 
-        torchscript = self._torchscript_runner()
         module = self._torchscript_module(freeze=False)
+        if self.fp16:
+            module = module.float()
         example = torch.from_numpy(np.random.default_rng(1).standard_normal(self.shape, np.float32))
         buffer = io.BytesIO()
         try:
@@ -256,25 +262,39 @@ class Predictor:
                     dynamo=False,
                     opset_version=17,
                 )
-            onnx = self._onnx_runner(buffer.getvalue())
-        except Exception:  # an op ONNX cannot express: TorchScript it is
-            self._run, self.runtime = torchscript, "torchscript"
-            return
-        batch = example.numpy()
-        reference, candidate = torchscript(batch), onnx(batch)
+            run = self._onnx_runner(buffer.getvalue())
+            candidate = run(example.numpy())
+        except Exception as exc:
+            raise CardError(
+                f"{self.weights}: no ONNX Runtime version of this model ({exc})"
+            ) from None
+        with torch.inference_mode():
+            reference = module(example).numpy()
         scale = 1.0 + float(np.abs(reference).max())
         if (
             reference.shape != candidate.shape
             or np.abs(reference - candidate).max() > AGREEMENT * scale
         ):
-            self._run, self.runtime = torchscript, "torchscript"
+            raise CardError(f"{self.weights}: its ONNX export disagrees with TorchScript")
+        return run
+
+    def _pick_faster(self) -> None:
+        """``auto``: TorchScript and its in-memory ONNX export, the faster kept; TorchScript
+        alone where the export fails or disagrees (an op ONNX Runtime lacks)."""
+        torchscript = self._torchscript_runner()
+        self._run, self.runtime = torchscript, "torchscript"
+        try:
+            onnx = self._exported_onnx_runner()
+        except CardError as exc:
+            self.log_note = str(exc)
             return
+        batch = np.random.default_rng(2).standard_normal(self.shape, np.float32)
         self.timings = {
             "torchscript": median_ms(torchscript, batch),
             "onnx": median_ms(onnx, batch),
         }
-        self.runtime = min(self.timings, key=self.timings.__getitem__)
-        self._run = onnx if self.runtime == "onnx" else torchscript
+        if self.timings["onnx"] < self.timings["torchscript"]:
+            self._run, self.runtime = onnx, "onnx"
 
     def _check_output(self, out: np.ndarray) -> None:
         height, width = self.card.input.height, self.card.input.width

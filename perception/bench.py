@@ -1,0 +1,411 @@
+"""``igtflow bench perception``: network latency per model, size and runtime, beside its baselines.
+
+Every network runs batch 1 on one thread, on the same held-out phantom frames (seed 1001), under
+each runtime it can run in (TorchScript, ONNX Runtime); the baselines run in the same process
+right after: MONAI's ``UNet(spatial_dims=2, channels=(16, 32, 64, 128), strides=(2, 2, 2))`` for
+segmentation (random weights are enough for latency) and OpenCV's DIS optical flow (presets
+fast and medium, one thread) for tracking. The figures a node would see are the runtime its card
+picks (``auto``: the faster); the baseline gets its faster runtime too. Shipped weights are used
+where present, otherwise untrained stand-ins of the same architecture (the report says which).
+Ratios in one run are the headline; absolute times come with the machine calibration.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igtflow.perception.card import (
+    Confidence,
+    InputSpec,
+    ModelCard,
+    Normalisation,
+    sha256_of,
+    write_card,
+)
+from igtflow.perception.frames import network_input
+from igtflow.perception.inference import Predictor, card_path, set_thread_budget
+from igtflow.perception.outputs import field_maps, segmentation_maps
+
+SEED = 1001  # held-out: training uses seeds below 1000
+DISTINCT_FRAMES = 24  # rendered once, cycled: the phantom is not what is timed
+US_LABELS = {0: "background", 1: "organ", 2: "vessel", 3: "lesion"}
+FLUORO_LABELS = {0: "background", 1: "organ", 2: "vessel", 3: "device"}
+RUNTIMES = ("torchscript", "onnx")
+
+
+def run_perception_bench(
+    frames: int = 200, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Latency p50/p99/max of each network and baseline; the JSON ``igtflow bench`` prints."""
+    from igtflow.machine import machine_info
+
+    say = progress or (lambda _text: None)
+    set_thread_budget(1)
+    frames = max(3, int(frames))
+    say("rendering held-out phantom frames")
+    us, fluoro = _us_frames(), _fluoro_frames()
+    report: dict[str, Any] = {"frames": frames, "seed": SEED, "threads": 1, "networks": {}}
+    with tempfile.TemporaryDirectory(prefix="igtflow-bench-perception-") as tmp:
+        folder = Path(tmp)
+        models = {
+            "us_seg": _model("us-seg", folder, "segmentation", "US", 256, US_LABELS),
+            "monai_unet": _model("us-seg-monai", folder, "monai", "US", 256, US_LABELS),
+            "fluoro_seg": _model("fluoro-seg", folder, "segmentation", "XA", 512, FLUORO_LABELS),
+            "track": _model("tracker", folder, "tracking", "US", 256, {}),
+        }
+        for key, (card, source) in models.items():
+            say(f"{key}: {source}")
+            images = fluoro if key == "fluoro_seg" else us
+            report["networks"][key] = _time_network(card, source, images, frames)
+    say("OpenCV DIS optical flow")
+    for preset in ("fast", "medium"):
+        report["networks"][f"dis_{preset}"] = _time_dis(preset, us, frames)
+    report.update(_headline(report["networks"]))
+    report["machine"] = machine_info()
+    report["gpu"] = _gpu_note()
+    return report
+
+
+# -- models: shipped, or stand-ins written with a card ------------------------------------------
+
+
+def _model(
+    name: str, folder: Path, kind: str, modality: str, size: int, labels: dict[int, str]
+) -> tuple[Path, str]:
+    """The shipped card of ``name`` if there is one, else a stand-in's; and which it is."""
+    shipped = card_path(name)
+    if shipped.is_file():
+        return shipped, f"shipped {name}"
+    task = "tracking" if kind == "tracking" else "segmentation"
+    net, what = _stand_in(kind, len(labels))
+    try:
+        return _write(folder, name, net, task, modality, size, labels), f"stand-in: {what}"
+    except Exception:  # an architecture that does not trace: the small net still times the path
+        net = _small_net(2 if task == "tracking" else 1, 3 if task == "tracking" else len(labels))
+        what = "a small strided conv net (the trained architecture did not trace)"
+        return _write(folder, name, net, task, modality, size, labels), f"stand-in: {what}"
+
+
+def _stand_in(kind: str, classes: int) -> tuple[Any, str]:
+    """An untrained net of the architecture the shipped one has, where its code is here."""
+    import torch
+
+    torch.manual_seed(0)
+    if kind == "monai":
+        from monai.networks.nets import UNet
+
+        net = UNet(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=classes,
+            channels=(16, 32, 64, 128),
+            strides=(2, 2, 2),
+        )
+        return net, "MONAI UNet(16, 32, 64, 128), random weights"
+    try:
+        if kind == "tracking":
+            from igtflow.perception.tracking.network import TrackNet  # type: ignore
+
+            return TrackNet(), "TrackNet, untrained"
+        from igtflow.perception.segmentation.nets import build_net  # type: ignore
+
+        return build_net("fast", classes), "FastSeg, untrained"
+    except Exception:  # the training code is not on this installation: a small U-Net-ish net
+        return _small_net(2 if kind == "tracking" else 1, 3 if kind == "tracking" else classes), (
+            "a small strided conv net (no trained architecture installed)"
+        )
+
+
+def _small_net(c_in: int, c_out: int) -> Any:
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(c_in, 16, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, 1, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, c_out, 3, 1, 1),
+        nn.Upsample(scale_factor=4, mode="bilinear"),
+    )
+
+
+def _write(
+    folder: Path,
+    name: str,
+    net: Any,
+    task: str,
+    modality: str,
+    size: int,
+    labels: dict[int, str],
+) -> Path:
+    import torch
+
+    net = net.eval()
+    channels = 2 if task == "tracking" else 1
+    weights = folder / f"{name}.pt"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, torch.zeros(1, channels, size, size))
+        torch.jit.save(traced, str(weights))
+    card = ModelCard(
+        name=name,
+        task=task,  # type: ignore[arg-type]
+        architecture=type(net).__name__,
+        runtime="auto",
+        weights=weights.name,
+        sha256=sha256_of(weights),
+        input=InputSpec(modality=modality, height=size, width=size),  # type: ignore[arg-type]
+        normalisation=Normalisation(scale=255.0, mean=0.5, std=0.25),
+        labels=labels,
+        confidence=Confidence(),
+        notes="untrained stand-in for latency only",
+    )
+    path = folder / f"{name}.card.yaml"
+    write_card(card, path)
+    return path
+
+
+# -- timing --------------------------------------------------------------------------------------
+
+
+def _percentiles(times_ms: list[float]) -> dict[str, float]:
+    values = np.asarray(times_ms)
+    return {
+        "p50_ms": round(float(np.percentile(values, 50)), 3),
+        "p99_ms": round(float(np.percentile(values, 99)), 3),
+        "max_ms": round(float(values.max()), 3),
+    }
+
+
+def _timed(run: Callable[[int], Any], frames: int, warm_up: int = 5) -> dict[str, float]:
+    for index in range(warm_up):
+        run(index)
+    times = []
+    for index in range(frames):
+        start = time.perf_counter()
+        run(index)
+        times.append((time.perf_counter() - start) * 1e3)
+    return _percentiles(times)
+
+
+def _time_network(card: Path, source: str, images: list[np.ndarray], frames: int) -> dict[str, Any]:
+    """Each runtime's latency for the network alone, and the node's whole step (frame in,
+    labels or field out) with the runtime its card picks."""
+    entry: dict[str, Any] = {"model": source, "runtimes": {}}
+    chosen = Predictor(card, device="cpu", threads=1)
+    entry["size"] = f"{chosen.card.input.height}x{chosen.card.input.width}"
+    entry["card_runtime"] = chosen.card.runtime
+    tracking = chosen.card.task == "tracking"
+    planes = [
+        network_input(image, chosen.card.input, chosen.card.normalisation) for image in images
+    ]
+
+    def batch(index: int) -> np.ndarray:
+        if tracking:  # key frame every 10 frames, as a tracker would hold it
+            key = planes[(index // 10 * 10) % len(planes)]
+            return np.stack([key, planes[index % len(planes)]])[None]
+        return planes[index % len(planes)][None, None]
+
+    batches = [batch(i) for i in range(len(planes) * 2)]
+    for runtime in RUNTIMES:
+        try:
+            predictor = Predictor(card, device="cpu", threads=1, runtime=runtime)  # type: ignore[arg-type]
+        except Exception as exc:  # e.g. an op ONNX Runtime lacks: say so, keep going
+            entry["runtimes"][runtime] = {"error": str(exc).split("\n")[0][:200]}
+            continue
+        entry["runtimes"][runtime] = _timed(
+            lambda i, p=predictor: p(batches[i % len(batches)]), frames
+        )
+    timed = {k: v for k, v in entry["runtimes"].items() if "p99_ms" in v}
+    if chosen.card.runtime == "auto" and timed:
+        pick = min(timed, key=lambda k: timed[k]["p99_ms"])
+    else:
+        pick = chosen.runtime
+    entry["runtime"] = pick
+    entry.update(timed.get(pick, {}))
+    node = Predictor(card, device="cpu", threads=1, runtime=pick)  # type: ignore[arg-type]
+    card_model = node.card
+    ids = card_model.label_ids() if not tracking else []
+
+    def step(index: int) -> None:
+        plane = network_input(
+            images[index % len(images)], card_model.input, card_model.normalisation
+        )
+        if tracking:
+            key = planes[(index // 10 * 10) % len(planes)]
+            field_maps(node(np.stack([key, plane])[None])[0], card_model.confidence)
+        else:
+            segmentation_maps(node(plane[None, None])[0], ids, card_model.confidence)
+
+    entry["node_step"] = _timed(step, frames)
+    return entry
+
+
+def _time_dis(preset: str, images: list[np.ndarray], frames: int) -> dict[str, Any]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    flow = cv2.DISOpticalFlow_create(
+        cv2.DISOPTICAL_FLOW_PRESET_FAST if preset == "fast" else cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+    )
+
+    def run(index: int) -> None:
+        key = images[(index // 10 * 10) % len(images)]
+        flow.calc(key, images[index % len(images)], None)
+
+    return {
+        "model": f"OpenCV {cv2.__version__} DIS preset {preset}",
+        "size": "x".join(map(str, images[0].shape)),
+        "runtime": "opencv",
+        **_timed(run, frames),
+    }
+
+
+def _headline(networks: dict[str, Any]) -> dict[str, Any]:
+    """The JSON keys the README quotes, and the ratios the targets are set on."""
+    p99 = {key: networks[key].get("p99_ms") for key in networks}
+    keys = {
+        f"{key}_p99_ms": p99[key]
+        for key in ("us_seg", "monai_unet", "track", "dis_fast", "dis_medium", "fluoro_seg")
+    }
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(p99[a] / p99[b], 3) if p99.get(a) and p99.get(b) else None
+
+    keys["us_seg_vs_monai_unet_p99"] = ratio("us_seg", "monai_unet")  # target <= 0.5
+    keys["track_vs_dis_medium_p99"] = ratio("track", "dis_medium")  # target <= 1.5
+    keys["fluoro_seg_vs_us_seg_p99"] = ratio("fluoro_seg", "us_seg")  # target <= 2
+    keys["targets_met"] = {
+        "us_seg_vs_monai_unet_p99": _met(keys["us_seg_vs_monai_unet_p99"], 0.5),
+        "track_vs_dis_medium_p99": _met(keys["track_vs_dis_medium_p99"], 1.5),
+        "fluoro_seg_vs_us_seg_p99": _met(keys["fluoro_seg_vs_us_seg_p99"], 2.0),
+    }
+    return keys
+
+
+def _met(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def _gpu_note() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"available": False, "note": "no CUDA GPU on this machine: GPU figures not run"}
+    return {"available": True, "name": torch.cuda.get_device_name(0)}
+
+
+# -- frames -------------------------------------------------------------------------------------
+
+
+def _us_frames() -> list[np.ndarray]:
+    from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
+
+    sim = UltrasoundSim(SEED, UltrasoundConfig())
+    return [sim.render(i, truth=False).image.copy() for i in range(DISTINCT_FRAMES)]
+
+
+def _fluoro_frames() -> list[np.ndarray]:
+    from igtflow.stream.phantom.fluoro import FluoroSim
+
+    sim = FluoroSim(SEED)
+    return [sim.render(i, truth=False).image.copy() for i in range(DISTINCT_FRAMES // 2)]
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+ROWS = (
+    ("us_seg", "ours: US segmentation"),
+    ("monai_unet", "MONAI UNet baseline"),
+    ("fluoro_seg", "ours: fluoro segmentation"),
+    ("track", "ours: tracking"),
+    ("dis_fast", "DIS fast baseline"),
+    ("dis_medium", "DIS medium baseline"),
+)
+
+
+def _cells(entry: dict[str, Any]) -> list[str]:
+    def three(t: dict[str, Any]) -> str:
+        if "error" in t:
+            return "n/a"
+        return f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f} / {t['max_ms']:.2f}"
+
+    runtimes = entry.get("runtimes", {})
+    return [
+        entry.get("size", ""),
+        three(runtimes["torchscript"]) if "torchscript" in runtimes else "",
+        three(runtimes["onnx"]) if "onnx" in runtimes else "",
+        three(entry) if "p99_ms" in entry and not runtimes else "",
+        entry.get("runtime", ""),
+        three(entry["node_step"]) if "node_step" in entry else "",
+        entry.get("model", ""),
+    ]
+
+
+HEADER = (
+    "network",
+    "size",
+    "TorchScript p50/p99/max ms",
+    "ONNX Runtime p50/p99/max ms",
+    "OpenCV p50/p99/max ms",
+    "used",
+    "node step p50/p99/max ms",
+    "weights",
+)
+
+
+def _ratio_lines(report: dict[str, Any]) -> list[str]:
+    met = report["targets_met"]
+
+    def line(key: str, what: str, limit: float) -> str:
+        value = report[key]
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[met[key]]
+        shown = "n/a" if value is None else f"{value:.2f}×"
+        return f"{what}: {shown} (target ≤ {limit}×, {verdict})"
+
+    return [
+        line("us_seg_vs_monai_unet_p99", "US segmentation p99 vs MONAI UNet p99", 0.5),
+        line("track_vs_dis_medium_p99", "tracking p99 vs DIS medium p99", 1.5),
+        line("fluoro_seg_vs_us_seg_p99", "fluoro segmentation 512² p99 vs US 256² p99", 2.0),
+    ]
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table: one row per network, each runtime's p50/p99/max, then the ratios."""
+    from igtflow.machine import describe
+
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for key, name in ROWS:
+        if key in report["networks"]:
+            lines.append("| " + " | ".join([name, *_cells(report["networks"][key])]) + " |")
+    lines.append("")
+    lines += [f"- {text}" for text in _ratio_lines(report)]
+    lines.append(f"- {report['frames']} frames, batch 1, one thread; {describe(report['machine'])}")
+    lines.append(f"- GPU: {report['gpu'].get('note') or report['gpu'].get('name')}")
+    return "\n".join(lines)
+
+
+def print_report(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    from igtflow.machine import describe
+
+    table = Table(title="igtflow bench perception", title_justify="left")
+    for column in HEADER:
+        table.add_column(column, justify="left" if column in ("network", "weights") else "right")
+    for key, name in ROWS:
+        if key in report["networks"]:
+            table.add_row(name, *_cells(report["networks"][key]))
+    console.print(table)
+    for text in _ratio_lines(report):
+        console.print(text, highlight=False)
+    console.print(describe(report["machine"]), highlight=False)
