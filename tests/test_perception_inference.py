@@ -20,6 +20,7 @@ from igtflow.perception.outputs import (
     segmentation_maps,
     target_confidence,
 )
+from igtflow.stream.threads import thread_budget
 from tests.perception_models import segmenter, tracker
 
 SPEC = InputSpec(modality="US", height=64, width=64)
@@ -52,8 +53,14 @@ def test_auto_runtime_times_both_runtimes_and_keeps_the_faster(tmp_path: Path) -
     assert tracking.warm_up().shape == (1, 3, 64, 64)
 
 
-def test_one_intra_op_thread_is_the_default_budget(tmp_path: Path) -> None:
-    Predictor(segmenter(tmp_path), device="cpu")
+def test_the_thread_budget_is_the_nodes_and_one_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # as the supervisor sets a node's `threads: 2`
+    assert thread_budget() == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert thread_budget() == 1
+    Predictor(segmenter(tmp_path), device="cpu", threads=thread_budget())
     assert torch.get_num_threads() == 1
 
 

@@ -24,6 +24,12 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
         shutil.copy2(REPO / name, source / name)
     for layer in LAYERS:
         shutil.copytree(REPO / layer, source / layer, ignore=shutil.ignore_patterns("__pycache__"))
+    # Shipped model weights and cards travel in the wheel; a stand-in set proves the rule.
+    shipped = source / "perception" / "weights"
+    shipped.mkdir(exist_ok=True)
+    stand_ins = ("wheel-probe.pt", "wheel-probe.onnx", "wheel-probe.card.yaml")
+    for name in stand_ins:
+        (shipped / name).write_bytes(b"stand-in")
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -75,6 +81,8 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
     )
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
     assert (site / "igtflow" / "launch" / "graphs" / "demo.yaml").is_file()
+    weights = site / "igtflow" / "perception" / "weights"
+    assert {p.name for p in shipped.iterdir()} <= {p.name for p in weights.iterdir()}
     # Every package in a layer folder is in the wheel, found without being listed anywhere.
     missing = []
     for layer in LAYERS:
