@@ -64,12 +64,14 @@ def run_perception_bench(
             say(f"{key}: {source}")
             images = fluoro if key == "fluoro_seg" else us
             report["networks"][key] = _time_network(card, source, images, frames)
+        report["gpu"] = _time_gpu(models, us, fluoro, frames, say)
     say("OpenCV DIS optical flow")
     for preset in ("fast", "medium"):
         report["networks"][f"dis_{preset}"] = _time_dis(preset, us, frames)
     report.update(_headline(report["networks"]))
+    for key in ("us_seg", "fluoro_seg", "track", "monai_unet"):
+        report[f"gpu_{key}_p99_ms"] = report["gpu"].get("networks", {}).get(key, {}).get("p99_ms")
     report["machine"] = machine_info()
-    report["gpu"] = _gpu_note()
     return report
 
 
@@ -296,12 +298,32 @@ def _met(value: float | None, limit: float) -> bool | None:
     return None if value is None else value <= limit
 
 
-def _gpu_note() -> dict[str, Any]:
+def _time_gpu(
+    models: dict[str, tuple[Path, str]],
+    us: list[np.ndarray],
+    fluoro: list[np.ndarray],
+    frames: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Each network on the GPU in fp16 (TorchScript), copies to and from the host included."""
     import torch
 
     if not torch.cuda.is_available():
         return {"available": False, "note": "no CUDA GPU on this machine: GPU figures not run"}
-    return {"available": True, "name": torch.cuda.get_device_name(0)}
+    gpu: dict[str, Any] = {"available": True, "name": torch.cuda.get_device_name(0)}
+    gpu["networks"] = {}
+    for key, (card, _source) in models.items():
+        say(f"{key}: CUDA fp16")
+        predictor = Predictor(card, device="cuda", threads=1, runtime="torchscript")
+        spec, norm = predictor.card.input, predictor.card.normalisation
+        planes = [network_input(f, spec, norm) for f in (fluoro if key == "fluoro_seg" else us)]
+        if predictor.card.task == "tracking":
+            batches = [np.stack([planes[0], p])[None] for p in planes]
+        else:
+            batches = [p[None, None] for p in planes]
+        timed = _timed(lambda i, p=predictor, b=batches: p(b[i % len(b)]), frames, warm_up=20)
+        gpu["networks"][key] = {"size": f"{spec.height}x{spec.width}", "fp16": True, **timed}
+    return gpu
 
 
 # -- frames -------------------------------------------------------------------------------------
@@ -390,7 +412,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines.append("")
     lines += [f"- {text}" for text in _ratio_lines(report)]
     lines.append(f"- {report['frames']} frames, batch 1, one thread; {describe(report['machine'])}")
-    lines.append(f"- GPU: {report['gpu'].get('note') or report['gpu'].get('name')}")
+    lines.append(f"- GPU: {_gpu_line(report['gpu'])}")
     return "\n".join(lines)
 
 
@@ -408,4 +430,16 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     console.print(table)
     for text in _ratio_lines(report):
         console.print(text, highlight=False)
+    console.print(f"GPU: {_gpu_line(report['gpu'])}", highlight=False)
     console.print(describe(report["machine"]), highlight=False)
+
+
+def _gpu_line(gpu: dict[str, Any]) -> str:
+    if not gpu.get("available"):
+        return str(gpu.get("note", "not run"))
+    timed = ", ".join(
+        f"{key} {entry['size']} p50/p99/max {entry['p50_ms']:.2f}/{entry['p99_ms']:.2f}/"
+        f"{entry['max_ms']:.2f} ms"
+        for key, entry in gpu.get("networks", {}).items()
+    )
+    return f"{gpu['name']}, fp16 TorchScript, batch 1: {timed}"

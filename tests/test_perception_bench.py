@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from igtflow.perception.bench import markdown_table
 from igtflow.perception.commands_bench import bench_perception
@@ -35,6 +36,7 @@ def test_bench_reports_each_network_beside_its_baselines(capsys: pytest.CaptureF
     assert report["us_seg_vs_monai_unet_p99"] == pytest.approx(
         report["us_seg_p99_ms"] / report["monai_unet_p99_ms"], rel=1e-2
     )
+    assert report["gpu"]["available"] == torch.cuda.is_available()  # figures only with a GPU
     assert_calibrated(report["machine"])
     table = markdown_table(report)
     assert "| MONAI UNet baseline | 256x256 |" in table and "DIS medium" in table

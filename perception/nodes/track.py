@@ -166,11 +166,11 @@ class Track(ModelNode):
 
     def _emit(self, image: Image, field: np.ndarray, conf: np.ndarray) -> float:
         """Send the field and the moved targets; the confidence that counts for this frame."""
-        moved = None
+        moved = per_target = None
         if self.anchors is not None and len(self.anchors):
             moved = self.anchors + sample_field(field, self.anchors)
             per_target = sample_map(conf, self.anchors)
-            value = float(per_target.min())
+            value = float(per_target.min())  # the least sure target is the one to warn about
         else:
             value = float(conf.mean(dtype=np.float64)) if conf.size else 0.0
         low = self.health.confidence(value, self.threshold, "tracking")
@@ -186,7 +186,7 @@ class Track(ModelNode):
             "field",
             image.with_data(self.out_frame("field", field), modality="FIELD", meta=meta),
         )
-        if moved is not None and self.targets_in is not None:
+        if moved is not None and per_target is not None and self.targets_in is not None:
             ras = targets_ras(image, moved, self.start_px, self.start_ras, self.start_k)
             self.emit(
                 "targets",
