@@ -27,7 +27,7 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
     # Shipped model weights and cards travel in the wheel; a stand-in set proves the rule.
     shipped = source / "perception" / "weights"
     shipped.mkdir(exist_ok=True)
-    stand_ins = ("wheel-probe.pt", "wheel-probe.onnx", "wheel-probe.card.yaml")
+    stand_ins = ("wheel-probe.pt", "wheel-probe.card.yaml")
     for name in stand_ins:
         (shipped / name).write_bytes(b"stand-in")
     wheels = tmp_path / "wheels"
