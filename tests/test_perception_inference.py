@@ -142,6 +142,20 @@ def test_softmax_margin_is_zero_where_two_classes_tie_and_high_where_one_wins() 
     assert confidence_pixels(conf, "uint8").max() == 255
 
 
+@pytest.mark.parametrize("method", ["softmax-margin", "softmax-max"])
+def test_label_and_confidence_match_a_plain_softmax(method: str) -> None:
+    logits = np.random.default_rng(3).normal(0, 3, (5, 32, 48)).astype(np.float32)
+    labels, conf = segmentation_maps(
+        logits, [0, 4, 1, 2, 3], Confidence(method=method, temperature=1.7)
+    )
+    scaled = logits / 1.7
+    probs = np.exp(scaled - scaled.max(0)) / np.exp(scaled - scaled.max(0)).sum(0)
+    ordered = np.sort(probs, axis=0)
+    expected = ordered[-1] - ordered[-2] if method == "softmax-margin" else ordered[-1]
+    np.testing.assert_array_equal(labels, np.array([0, 4, 1, 2, 3])[probs.argmax(0)])
+    np.testing.assert_allclose(conf, expected, atol=1e-6)
+
+
 def test_a_field_put_on_another_grid_is_rescaled_with_it() -> None:
     field = np.zeros((64, 64, 2), np.float32)
     field[..., 0], field[..., 1] = 2.0, -1.0  # 2 px right, 1 px up on the 64² grid
