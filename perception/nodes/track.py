@@ -6,12 +6,14 @@ p's tissue is now, minus p) and moves the targets with it. Targets that arrive (
 registration, or the phantom's truth) are anchored on the key grid; the node re-keys when the
 motion is large or the confidence low, carrying the targets over to the new key.
 
-The two rules that decide how targets move and when to re-key are the small functions
-:func:`rekey_reason` and :func:`targets_ras` below, kept apart so a better rule can replace them.
+The rules that decide when to re-key and where moved targets are (:class:`RekeyRule`,
+:func:`rekey_reason`, :func:`targets_ras`) are small and kept apart, so a better rule can replace
+them without touching the node.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -26,25 +28,39 @@ from igtflow.stream.node import Fraction, Positive
 IMAGING_PLANE = ("US",)  # modalities whose targets lie in the image plane (not a projection)
 
 
-def rekey_reason(
-    field: np.ndarray,
-    confidence: float,
-    frames_since_key: int,
-    motion_px: float,
-    min_confidence: float,
-    every: int,
-) -> str | None:
-    """Why the current frame should become the key frame, or None to keep the key.
+@dataclass(frozen=True)
+class RekeyRule:
+    """When the current frame becomes the new key frame: median motion above
+    ``max_motion_px``, mean confidence below ``min_confidence``, or ``every`` frames after the
+    key (0: never for age alone)."""
 
-    Large motion (95th percentile of the displacement) and low confidence both mean the key no
-    longer resembles the frame; ``every`` > 0 also re-keys by age.
+    max_motion_px: float = 20.0
+    min_confidence: float = 0.5
+    every: int = 30
+
+
+def rekey_reason(
+    rule: RekeyRule,
+    field: np.ndarray,
+    confidence: np.ndarray,
+    frames_since_key: int,
+    mask: np.ndarray | None = None,
+) -> str | None:
+    """Why the current frame should become the key (``motion``, ``confidence``, ``age``), or
+    None to keep it; ``mask`` (H×W bool) limits the statistics to imaged pixels.
+
+    Large motion and low confidence both mean the key no longer resembles the frame; re-keying
+    every frame would accumulate drift instead.
     """
-    if every and frames_since_key >= every:
-        return "age"
-    if field.size and float(np.percentile(np.hypot(field[..., 0], field[..., 1]), 95)) > motion_px:
+    magnitude = np.hypot(field[..., 0], field[..., 1])
+    if mask is not None and mask.any():
+        magnitude, confidence = magnitude[mask], confidence[mask]
+    if magnitude.size and float(np.median(magnitude)) > rule.max_motion_px:
         return "motion"
-    if confidence < min_confidence:
+    if confidence.size and float(np.mean(confidence)) < rule.min_confidence:
         return "confidence"
+    if rule.every and frames_since_key >= rule.every:
+        return "age"
     return None
 
 
@@ -91,21 +107,25 @@ class Track(ModelNode):
         device: Device = "auto",
         threshold: Fraction | None = None,
         other_size: OtherSize = "resize",
-        rekey_motion_px: Positive = 24.0,
-        rekey_confidence: Fraction = 0.3,
-        rekey_every: Annotated[int, Field(ge=0)] = 0,
+        rekey_motion_px: Positive = 20.0,
+        rekey_confidence: Fraction | None = None,
+        rekey_every: Annotated[int, Field(ge=0)] = 30,
     ) -> None:
         """
         model: a shipped model (tracker) or the path of a model card (.card.yaml)
         device: auto (a CUDA GPU when there is one, in fp16), cpu or cuda
         threshold: confidence at the targets below which a Status is raised (none: the card's)
         other_size: a frame of another size than the model's is resized, or refused (counted)
-        rekey_motion_px: re-key when the 95th percentile displacement exceeds this (pixels)
-        rekey_confidence: re-key when the confidence falls below this
-        rekey_every: also re-key every this many frames (0 = only by motion or confidence)
+        rekey_motion_px: re-key when the median displacement exceeds this (pixels)
+        rekey_confidence: re-key when the mean confidence falls below this (none: the card's)
+        rekey_every: re-key at the latest this many frames after the key (0 = never for age)
         """
         self.predictor = self.load(model, device)
         self.threshold = self.card.confidence.threshold if threshold is None else threshold
+        min_confidence = (
+            self.card.confidence.threshold if rekey_confidence is None else rekey_confidence
+        )
+        self.rule = RekeyRule(rekey_motion_px, min_confidence, rekey_every)
         self.key: np.ndarray | None = None
         self.key_meta: dict[str, Any] = {}
         self.keys = 0
@@ -145,19 +165,9 @@ class Track(ModelNode):
             field, conf = field_maps(output[0], self.card.confidence)
             field, conf = field_on(field, shape), confidence_on(conf, shape)
         self.since_key += 1
-        value = self._emit(image, field, conf)
-        reason = (
-            None
-            if blank
-            else rekey_reason(
-                field,
-                value,
-                self.since_key,
-                self.rekey_motion_px,
-                self.rekey_confidence,
-                self.rekey_every,
-            )
-        )
+        self._emit(image, field, conf)
+        mask = image.data > 0 if "fov" in image.meta and image.data.ndim == 2 else None
+        reason = None if blank else rekey_reason(self.rule, field, conf, self.since_key, mask)
         if reason is not None:
             self.log.debug("re-key after %d frames: %s", self.since_key, reason)
             self._rekey(plane, image, field)
