@@ -38,7 +38,6 @@ from igtflow.perception.card import CARD_SUFFIX, CardError, ModelCard, load_card
 Device = Literal["auto", "cpu", "cuda"]
 Runtime = Literal["torchscript", "onnx", "auto"]
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED = ("us-seg", "fluoro-seg", "tracker")
 # Outputs of the two runtimes must agree this closely (relative to the output's range) before
 # the faster one is trusted with the frames.
 AGREEMENT = 1e-3
@@ -97,6 +96,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def onnx_runs_on_cuda() -> bool:
+    """Whether this ONNX Runtime build can run a model on a CUDA GPU."""
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 def set_thread_budget(threads: int) -> None:
     """Torch's pools to ``threads`` intra-op and one inter-op thread (once per process)."""
     import torch
@@ -131,6 +137,8 @@ class Predictor:
     ) -> None:
         self.card, self.weights = load_model_card(model)
         self.device = resolve_device(device)
+        if device == "auto" and self.card.runtime == "onnx" and not onnx_runs_on_cuda():
+            self.device = "cpu"  # an ONNX model on a GPU machine whose ONNX Runtime is CPU-only
         self.threads = max(1, int(threads))
         set_thread_budget(self.threads)
         self.shape = (1, input_channels(self.card), self.card.input.height, self.card.input.width)
@@ -215,7 +223,7 @@ class Predictor:
 
         providers = ["CPUExecutionProvider"]
         if self.device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
+            if not onnx_runs_on_cuda():
                 raise DeviceError(
                     "device is cuda, but this ONNX Runtime has no CUDA provider; use device: cpu, "
                     "or a TorchScript model (runtime: torchscript) for the GPU"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from igtflow.perception.card import CardError
-from igtflow.perception.inference import device_problem, load_model_card
+from igtflow.perception.inference import device_problem, load_model_card, onnx_runs_on_cuda
 from igtflow.stream.node import ImageSpec
 
 # A frame whose aspect differs from the model's by more than this would be visibly distorted.
@@ -46,17 +46,22 @@ def model_problems(
                 "segmentation card maps every class (background included) to a phantom label",
             )
         )
-    if card.runtime == "onnx" and device == "cuda" and not problems:
-        import onnxruntime
-
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            problems.append(
-                (
-                    "device",
-                    "device is cuda, but this ONNX Runtime has no CUDA provider for the "
-                    f"ONNX model {model!r}; use device: cpu",
-                )
+    if card.input.channels != 1:
+        problems.append(
+            (
+                "model",
+                f"model {model!r} takes {card.input.channels}-channel frames; this node "
+                "gives its model grey frames (input.channels: 1)",
             )
+        )
+    if card.runtime == "onnx" and device == "cuda" and not problems and not onnx_runs_on_cuda():
+        problems.append(
+            (
+                "device",
+                "device is cuda, but this ONNX Runtime has no CUDA provider for the "
+                f"ONNX model {model!r}; use device: cpu",
+            )
+        )
     if image is not None:
         problems += _frame_problems(model, card.input, image, params.get("other_size", "resize"))
     return problems

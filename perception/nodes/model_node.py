@@ -42,6 +42,8 @@ class ModelNode(Node):
                     f"model {model!r} is a {predictor.card.task} model; this node runs "
                     f"{self.task} models"
                 )
+            if predictor.card.input.channels != 1:
+                raise CardError(f"model {model!r} does not take grey frames (input.channels 1)")
             predictor.warm_up()
         except (CardError, DeviceError) as exc:
             raise PermanentError(f"node {self.id!r}: {exc}") from None
