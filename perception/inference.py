@@ -124,6 +124,8 @@ class Predictor:
     """A model ready to run: ``predictor(batch)`` maps float32 1×C×H×W to the network output.
 
     ``runtime`` overrides the card's (the bench tries each); ``threads`` is the intra-op budget.
+    ``timed=False`` makes ``auto`` keep TorchScript without timing: what runs must not depend on
+    the machine's speed in a lockstep replay, which gives the same result every time.
     After construction, ``runtime`` and ``device`` say what actually runs and ``timings`` the
     median milliseconds of each runtime tried (``auto`` only).
     """
@@ -134,6 +136,7 @@ class Predictor:
         device: str = "auto",
         threads: int = 1,
         runtime: Runtime | None = None,
+        timed: bool = True,
     ) -> None:
         self.card, self.weights = load_model_card(model)
         self.device = resolve_device(device)
@@ -151,7 +154,7 @@ class Predictor:
             if wanted == "torchscript":
                 raise CardError(f"{self.weights}: an ONNX model cannot run as TorchScript")
             self._run, self.runtime = self._onnx_runner(self.weights.read_bytes()), "onnx"
-        elif wanted == "torchscript" or (wanted == "auto" and self.device == "cuda"):
+        elif wanted == "torchscript" or (wanted == "auto" and (self.device == "cuda" or not timed)):
             self._run, self.runtime = self._torchscript_runner(), "torchscript"
         elif wanted == "onnx":  # TorchScript weights exported for ONNX Runtime
             self._run, self.runtime = self._exported_onnx_runner(), "onnx"

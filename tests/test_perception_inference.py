@@ -51,6 +51,9 @@ def test_auto_runtime_times_both_runtimes_and_keeps_the_faster(tmp_path: Path) -
     assert predictor.runtime == min(predictor.timings, key=predictor.timings.__getitem__)
     tracking = Predictor(tracker(tmp_path), device="cpu", runtime="auto")
     assert tracking.warm_up().shape == (1, 3, 64, 64)
+    # In a lockstep replay the choice must not hang on a timing: TorchScript, untimed.
+    replaying = Predictor(segmenter(tmp_path), device="cpu", runtime="auto", timed=False)
+    assert replaying.runtime == "torchscript" and not replaying.timings
 
 
 def test_the_thread_budget_is_the_nodes_and_one_by_default(

@@ -36,7 +36,7 @@ class ModelNode(Node):
         """The model, warmed up here in ``setup`` so the first frame after the sources start is
         not the slow one; a model that cannot run is a PermanentError (no restart fixes it)."""
         try:
-            predictor = Predictor(model, device, threads=thread_budget())
+            predictor = Predictor(model, device, threads=thread_budget(), timed=not self.lockstep)
             if predictor.card.task != self.task:
                 raise CardError(
                     f"model {model!r} is a {predictor.card.task} model; this node runs "
