@@ -117,3 +117,11 @@ def test_the_validate_command_prints_the_card_problem_at_file_line(tmp_path: Pat
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{path}:10: node 'seg' (segment): model" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_track_checks_its_card_the_same_way(tmp_path: Path) -> None:
+    text = graph(segmenter(tmp_path)).replace("uses: segment", "uses: track")
+    (problem,) = issues(text)
+    assert problem.startswith("g.yaml:10: node 'seg' (track): ")
+    assert "is a segmentation model; this node runs tracking models" in problem
+    parse_graph(graph(tracker(tmp_path)).replace("uses: segment", "uses: track"), "g.yaml")
