@@ -563,8 +563,8 @@ def convert(
     """
     from rich.progress import Progress
 
-    from igtflow.launch.convert import ConvertError
-    from igtflow.launch.convert import convert as convert_file
+    from igtflow.launch.convert_recording import ConvertError
+    from igtflow.launch.convert_recording import convert as convert_file
     from igtflow.stream.atomic_file import OutputError
     from igtflow.stream.recording_scan import RecordingError
     from igtflow.stream.sources.errors import SourceFileError

@@ -20,7 +20,7 @@ import pytest
 from igtflow.ports import free_port
 from igtflow.render.igtl.codec import encode
 from igtflow.render.igtl.connector import Connector
-from igtflow.render.igtl.convert import image_from, points_from, transform_from
+from igtflow.render.igtl.message_mapping import image_from, points_from, transform_from
 from igtflow.render.igtl.protocol import Packet, pack_bytes
 from igtflow.render.igtl.server import IgtlServer, PortInUse
 from igtflow.render.igtl.text import StringContent
