@@ -211,7 +211,7 @@ def _parse(text: str, path: str, overrides: list[str] | None) -> Any:
 
 
 def _report_run(name: str, result: Any, elapsed_s: float, json_: bool) -> None:
-    from igtflow.launch.status import run_files, status_table, summary_lines
+    from igtflow.launch.status_table import run_files, status_table, summary_lines
 
     if json_:
         print_json(
@@ -493,7 +493,7 @@ def demo(
     if json_:
         print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
         raise typer.Exit(result.exit_code)
-    from igtflow.launch.status import status_table
+    from igtflow.launch.status_table import status_table
 
     err.print(status_table(spec.name, result.rows, duration))
     err.print(f"logs: {result.log_dir}")

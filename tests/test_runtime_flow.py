@@ -17,8 +17,8 @@ import zmq
 
 from igtflow.stream import shm
 from igtflow.stream.messages import Image
+from igtflow.stream.node_stats import InputStats
 from igtflow.stream.shm import SlotReader
-from igtflow.stream.stats import InputStats
 from igtflow.stream.transport import Input, InputConfig, Output, OutputConfig, ipc_endpoint
 from tests.conftest import GraphRun, read_jsonl, wait_settled
 
