@@ -566,8 +566,8 @@ def convert(
     from igtflow.launch.convert_recording import ConvertError
     from igtflow.launch.convert_recording import convert as convert_file
     from igtflow.stream.atomic_file import OutputError
+    from igtflow.stream.readers.errors import SourceFileError
     from igtflow.stream.recording_scan import RecordingError
-    from igtflow.stream.sources.errors import SourceFileError
 
     try:
         # Off when stderr is not a terminal: a log then holds the result and nothing else.

@@ -24,10 +24,10 @@ from igtflow.launch.offline import RecordingEmitter, offline_node
 from igtflow.stream.atomic_file import atomic_output, check_target
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.nodes.file_replay import FileReplay
+from igtflow.stream.readers.errors import check_input
+from igtflow.stream.readers.plus_writer import write_seq_mha, write_seq_nrrd
 from igtflow.stream.recording import RecordingWriter, read_messages
 from igtflow.stream.recording_scan import ScanReport
-from igtflow.stream.sources.errors import check_input
-from igtflow.stream.sources.plus_writer import write_seq_mha, write_seq_nrrd
 
 PLUS_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from igtflow.stream.sources.plus_writer import write_seq_nrrd
+from igtflow.stream.readers.plus_writer import write_seq_nrrd
 from tests import frame_files as ff
 from tests.conftest import GraphRun, read_jsonl
 from tests.nodes.sinks import pixels_sha1

@@ -15,12 +15,12 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEGLSLossless
 
-from igtflow.stream.sources.dicom import DicomCine
-from igtflow.stream.sources.errors import SourceFileError
-from igtflow.stream.sources.plus_fields import transform_frames
-from igtflow.stream.sources.plus_sequence import PlusSequence
-from igtflow.stream.sources.plus_writer import write_seq_mha, write_seq_nrrd
-from igtflow.stream.sources.video import VideoFile
+from igtflow.stream.readers.dicom import DicomCine
+from igtflow.stream.readers.errors import SourceFileError
+from igtflow.stream.readers.plus_fields import transform_frames
+from igtflow.stream.readers.plus_sequence import PlusSequence
+from igtflow.stream.readers.plus_writer import write_seq_mha, write_seq_nrrd
+from igtflow.stream.readers.video import VideoFile
 from tests import frame_files as ff
 
 

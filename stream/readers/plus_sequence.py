@@ -15,10 +15,10 @@ from typing import Any
 import nrrd
 import numpy as np
 
-from igtflow.stream.sources import metaio
-from igtflow.stream.sources.errors import SourceFileError, check_input
-from igtflow.stream.sources.frames import FileDamage, FileFrame
-from igtflow.stream.sources.plus_fields import (
+from igtflow.stream.readers import metaio
+from igtflow.stream.readers.errors import SourceFileError, check_input
+from igtflow.stream.readers.frames import FileDamage, FileFrame
+from igtflow.stream.readers.plus_fields import (
     FrameFields,
     parse_frames,
     split_fields,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from igtflow.stream.sources.errors import SourceFileError
-from igtflow.stream.sources.frames import TrackedTransform
+from igtflow.stream.readers.errors import SourceFileError
+from igtflow.stream.readers.frames import TrackedTransform
 
 FRAME_FIELD = re.compile(r"^Seq_Frame(\d+)_(.+)$", re.IGNORECASE)
 TRANSFORM_SUFFIX = "Transform"

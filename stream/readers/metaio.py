@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from igtflow.stream.sources.errors import SourceFileError
-from igtflow.stream.sources.frames import FileDamage
+from igtflow.stream.readers.errors import SourceFileError
+from igtflow.stream.readers.frames import FileDamage
 
 ELEMENT_TYPES: dict[str, np.dtype] = {
     "MET_UCHAR": np.dtype(np.uint8),

@@ -18,8 +18,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import convert_color_space, get_decoder
 from pydicom.pixels.utils import get_expected_length
 
-from igtflow.stream.sources.errors import SourceFileError, check_input
-from igtflow.stream.sources.frames import FileDamage, FileFrame
+from igtflow.stream.readers.errors import SourceFileError, check_input
+from igtflow.stream.readers.frames import FileDamage, FileFrame
 
 # DICOM Modality -> Image.modality: the stream calls every fluoroscopy run "XA".
 MODALITY = {"US": "US", "XA": "XA", "RF": "XA"}

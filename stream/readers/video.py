@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from igtflow.stream.sources.errors import SourceFileError, check_input
-from igtflow.stream.sources.frames import FileFrame
+from igtflow.stream.readers.errors import SourceFileError, check_input
+from igtflow.stream.readers.frames import FileFrame
 
 
 class VideoFile:
