@@ -16,8 +16,8 @@ import pytest
 from mcap.reader import make_reader
 
 from igtflow.stream.recording import read_info
-from tests import frame_files as ff
-from tests.conftest import igtflow
+from tests.helpers import frame_files as ff
+from tests.helpers.cli import igtflow
 
 SAMPLE = Path(__file__).resolve().parent.parent / "recordings" / "phantom-us.mcap"
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import read_info, read_messages
-from tests import frame_files as ff
-from tests.conftest import igtflow
+from tests.helpers import frame_files as ff
+from tests.helpers.cli import igtflow
 
 
 def test_plus_sequence_to_mcap_and_back_to_seq_nrrd(tmp_path: Path) -> None:

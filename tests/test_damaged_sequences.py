@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from igtflow.launch.cli import app
 from igtflow.stream.messages import Image
 from igtflow.stream.recording import read_messages
-from tests import frame_files as ff
+from tests.helpers import frame_files as ff
 
 CONTENT = ff.tracked_content()
 FRAME_BYTES = CONTENT["frames"][0].nbytes

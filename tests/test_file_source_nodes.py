@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from igtflow.stream.readers.plus_writer import write_seq_nrrd
-from tests import frame_files as ff
-from tests.conftest import GraphRun, read_jsonl
+from tests.helpers import frame_files as ff
+from tests.helpers.graph_runs import GraphRun, read_jsonl
 from tests.nodes.sinks import pixels_sha1
 
 

@@ -21,7 +21,7 @@ from igtflow.stream.readers.plus_fields import transform_frames
 from igtflow.stream.readers.plus_sequence import PlusSequence
 from igtflow.stream.readers.plus_writer import write_seq_mha, write_seq_nrrd
 from igtflow.stream.readers.video import VideoFile
-from tests import frame_files as ff
+from tests.helpers import frame_files as ff
 
 
 def assert_fails(path: Path, open_file: Callable[[Path], object], *words: str) -> str:

@@ -22,7 +22,7 @@ from igtflow.launch.graph_edit import replay_graph
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import load_graph, parse_graph
 from igtflow.launch.safe_yaml import MAX_BYTES
-from tests.conftest import igtflow as run_igtflow
+from tests.helpers.cli import igtflow as run_igtflow
 
 LOCATED = re.compile(r"^\S+:\d+: \S")
 ONE_NODE = "name: x\nnodes:\n  - id: src\n    uses: synthetic-image\n"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +13,8 @@ from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.ports import free_port
 from igtflow.render.igtl.protocol import igtl_to_stamp, stamp_to_igtl
-from tests.conftest import GraphRun, read_jsonl
-from tests.igtl_helpers import RawClient
+from tests.helpers.graph_runs import GraphRun, read_jsonl
+from tests.helpers.igtl_peers import RawClient
 from tests.nodes.igtl import pose_stamp
 
 
@@ -91,14 +89,6 @@ nodes:
     finally:
         run.stop()
         blocker.close()
-
-
-@pytest.fixture
-def keep_signal_handlers() -> Iterator[None]:
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 def test_igtl_source_node_feeds_a_graph_from_a_pyigtl_server(

@@ -29,8 +29,8 @@ from igtflow.render.igtl.server import IgtlServer
 from igtflow.render.igtl.transform import TransformContent
 from igtflow.render.nodes.igtl_source import IgtlSource
 from igtflow.stream.testing import NodeHarness
-from tests.conftest import REPO
-from tests.igtl_helpers import RawClient
+from tests.helpers.cli import REPO
+from tests.helpers.igtl_peers import RawClient
 
 LOG = logging.getLogger("test.igtl.hostile")
 MIB = 1024 * 1024
@@ -62,7 +62,7 @@ def server_process() -> Iterator[tuple[subprocess.Popen, int]]:
         [
             sys.executable,
             "-c",
-            f"from tests.igtl_helpers import serve_frames; serve_frames({RATE_HZ})",
+            f"from tests.helpers.igtl_peers import serve_frames; serve_frames({RATE_HZ})",
         ],
         cwd=REPO,
         stdin=subprocess.PIPE,

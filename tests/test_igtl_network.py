@@ -7,7 +7,6 @@ its POLYDATA reader is broken in 0.3.4) our own CRC-checking reader stands in.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import threading
 import time
@@ -27,8 +26,8 @@ from igtflow.render.igtl.text import StringContent
 from igtflow.render.nodes.igtl_server import IgtlServerNode
 from igtflow.stream.messages import Image, Mesh, Points, Status, Transform
 from igtflow.stream.testing import NodeHarness
-from tests.conftest import wait_until
-from tests.igtl_helpers import RawClient
+from tests.helpers.graph_runs import wait_until
+from tests.helpers.igtl_peers import RawClient
 
 LOG = logging.getLogger("test.igtl")
 
@@ -50,15 +49,6 @@ def ijk_to_ras() -> np.ndarray:
         [[0, -0.3, 0, 12.0], [0.3, 0, 0, -5.0], [0, 0, 1.0, 40.0], [0, 0, 0, 1]], dtype=float
     )
     return matrix
-
-
-@pytest.fixture
-def keep_signal_handlers() -> Iterator[None]:
-    """pyigtl's server installs SIGINT/SIGTERM handlers; put ours back afterwards."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
 
 
 # -- our server, pyigtl client -------------------------------------------------------------

@@ -14,7 +14,7 @@ from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.registry import load_node_class, node_types
 from igtflow.stream.node import node_params
-from tests.conftest import igtflow as run_igtflow
+from tests.helpers.cli import igtflow as run_igtflow
 
 
 def igtflow(*args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GraphRun, read_jsonl, wait_settled
+from tests.helpers.graph_runs import GraphRun, read_jsonl, wait_settled
 
 # (width, dtype, rate): 256 KiB frames at 100 Hz, and 2 MiB frames at 30 Hz (a 1024² recording)
 SMALL = pytest.param(512, "uint8", 100, id="shm-512x512-uint8")

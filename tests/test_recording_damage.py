@@ -27,7 +27,7 @@ from igtflow.stream.recording import (
     recover,
 )
 from igtflow.stream.recording_scan import RecordingError, ScanReport, scan
-from tests.conftest import GraphRun
+from tests.helpers.graph_runs import GraphRun
 
 GRAPH = "name: unit\nnodes: []\n"
 

@@ -19,7 +19,7 @@ from mcap.reader import make_reader
 from igtflow.launch.inspect_recording import inspect_recording
 from igtflow.stream.recording import read_info, read_messages, recover
 from igtflow.stream.recording_scan import ScanReport, scan
-from tests.conftest import igtflow
+from tests.helpers.cli import igtflow
 
 SAMPLES = Path(__file__).resolve().parent.parent / "recordings"
 US_MESSAGES = 216

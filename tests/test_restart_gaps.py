@@ -20,7 +20,7 @@ import psutil
 import pytest
 from mcap.reader import make_reader
 
-from tests.conftest import wait_until
+from tests.helpers.graph_runs import wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 RATE_HZ = 30

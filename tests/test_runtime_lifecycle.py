@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
-from tests.conftest import GraphRun, chain, read_jsonl, wait_until
+from tests.helpers.graph_runs import GraphRun, chain, read_jsonl, wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 TMPFS = Path("/dev/shm")

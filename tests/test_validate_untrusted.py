@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from igtflow.launch.graph_reader import MAX_NODES
-from tests.conftest import igtflow as run_igtflow
+from tests.helpers.cli import igtflow as run_igtflow
 
 
 def igtflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -55,7 +55,7 @@ class RawClient:
 def serve_frames(rate_hz: float = 30.0, seconds: float = 30.0) -> None:
     """Run the igtl-server node's logic in this process, publishing a 256×256 frame at
     ``rate_hz``; prints the port, then serves until stdin closes or ``seconds`` pass.
-    (``python -c "from tests.igtl_helpers import serve_frames; serve_frames()"``)
+    (``python -c "from tests.helpers.igtl_peers import serve_frames; serve_frames()"``)
     """
     import logging
     import sys
