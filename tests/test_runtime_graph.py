@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GraphRun, chain, read_jsonl
+from tests.helpers.graph_runs import GraphRun, chain, read_jsonl
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 LOG_RECORD = re.compile(r"\d\d:\d\d:\d\d ")  # a record's first line; tracebacks follow it
