@@ -2,8 +2,10 @@
 
 Every mistake is reported at once as ``file:line: message`` with the fix where one can be guessed,
 so an integrator fixes a graph in one pass instead of one launch per typo. This module reads the
-file node by node (keys, types, parameters, inputs as written); :mod:`igtflow.launch.graph_checks`
-then checks what spans nodes. The result is a frozen :class:`~igtflow.launch.graph.Graph`.
+file node by node (keys, ids, node types, parameters, placement); :mod:`~igtflow.launch.graph_yaml`
+parses the YAML and locates lines, :mod:`~igtflow.launch.graph_inputs` reads each node's inputs as
+written, and :mod:`igtflow.launch.graph_checks` then checks what spans nodes. The result is a
+frozen :class:`~igtflow.launch.graph.Graph`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
 
 from igtflow.launch import registry, safe_yaml
 from igtflow.launch.graph import (
-    DEFAULT_BUDGET_MIB,
     DEFAULT_MAX_RESTARTS,
     DEFAULT_THREADS,
     Graph,
-    Policy,
     Restart,
 )
 from igtflow.launch.graph_checks import (
@@ -34,22 +32,17 @@ from igtflow.launch.graph_checks import (
     check_upstream,
     wire_inputs,
 )
-from igtflow.launch.graph_draft import NodeDraft, WireDraft, unique
+from igtflow.launch.graph_draft import NodeDraft, unique
+from igtflow.launch.graph_inputs import read_inputs
 from igtflow.launch.graph_issues import GraphError, GraphIssue
+from igtflow.launch.graph_yaml import key_line, line_of, load_document, unknown_keys, yaml_type
 from igtflow.launch.overrides import OVERRIDES_PATH, Override, parse_overrides
 from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
-from igtflow.stream.messages import Message
-from igtflow.stream.node import WILDCARD
 from igtflow.stream.param_values import coerce, declared_params, is_int, suggest, type_name
 
 TOP_KEYS = ("name", "nodes")
 NODE_KEYS = ("id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads")
-INPUT_KEYS = ("from", "policy", "depth", "budget_mib")
-POLICIES: tuple[Policy, ...] = ("latest", "queue")
 RESTARTS: tuple[Restart, ...] = ("on-failure", "never")
-DEFAULT_DEPTH: dict[str, int] = {"latest": 1, "queue": 16}
-MAX_DEPTH = 100_000
-MAX_BUDGET_MIB = 1 << 20
 MAX_NODES = 1000  # one process per node: far past what a host runs, well short of a hang
 # Ids become socket file names and topic prefixes: short, no separators, no dots.
 NODE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -103,22 +96,9 @@ class _Reader:
         return GraphError(ordered)
 
     def read(self) -> Graph:
-        try:
-            doc = safe_yaml.load(self.text)
-        except YamlLimitError as exc:
-            raise GraphError([GraphIssue(self.path, exc.line, exc.problem)]) from None
-        except MarkedYAMLError as exc:
-            raise self._syntax_error(exc) from None
-        except ReaderError as exc:
-            line = self.text.count("\n", 0, exc.position) + 1
-            column = exc.position - (self.text.rfind("\n", 0, exc.position) + 1) + 1
-            problem = f"invalid YAML: column {column}: {_bad_character(exc)}"
-            raise GraphError([GraphIssue(self.path, line, problem)]) from None
-        except YAMLError as exc:
-            problem = quote(str(exc), 200)
-            raise GraphError([GraphIssue(self.path, 0, f"invalid YAML: {problem}")]) from None
+        doc = load_document(self.text, self.path)
         if not isinstance(doc, CommentedMap):
-            got = "an empty file" if doc is None else _yaml_type(doc)
+            got = "an empty file" if doc is None else yaml_type(doc)
             self.issue(1, f"a graph file is a mapping with 'name' and 'nodes', got {got}")
             raise self.fail()
         name = self._read_top(doc)
@@ -144,38 +124,24 @@ class _Reader:
         specs = tuple(d.spec() for d in drafts)
         return Graph(name, self.path, self.text, specs, tuple(self.unchecked))
 
-    def _syntax_error(self, exc: MarkedYAMLError) -> GraphError:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        problem = (exc.problem or "").strip()
-        if exc.context:
-            context_mark = exc.context_mark
-            where = (
-                f" on line {context_mark.line + 1}"
-                if context_mark is not None and context_mark.line + 1 != line
-                else ""
-            )
-            problem = f"{problem} ({exc.context.strip()}{where})"
-        return GraphError([GraphIssue(self.path, line, f"invalid YAML: {problem}")])
-
     # -- top level and nodes ---------------------------------------------------------------
 
     def _read_top(self, doc: CommentedMap) -> str:
-        self._unknown_keys(doc, TOP_KEYS, "at the top level of the graph")
+        unknown_keys(self.issue, doc, TOP_KEYS, "at the top level of the graph")
         name = doc.get("name")
         if name is None:
             return Path(self.path).stem if self.path != "<string>" else "graph"
         if not isinstance(name, str) or not name:
-            self.issue(_key_line(doc, "name"), f"graph 'name' must be a text, got {quote(name)}")
+            self.issue(key_line(doc, "name"), f"graph 'name' must be a text, got {quote(name)}")
             return "graph"
         return str(name)
 
     def _read_nodes(self, doc: CommentedMap) -> list[NodeDraft]:
         if "nodes" not in doc:
-            self.issue(_line(doc), "the graph has no 'nodes' list")
+            self.issue(line_of(doc), "the graph has no 'nodes' list")
             return []
         entries = doc["nodes"]
-        line = _key_line(doc, "nodes")
+        line = key_line(doc, "nodes")
         if not isinstance(entries, list) or not entries:
             self.issue(line, "'nodes' must be a non-empty list of nodes, each with 'id' and 'uses'")
             return []
@@ -210,19 +176,18 @@ class _Reader:
         if not isinstance(entry, CommentedMap):
             self.issue(
                 line,
-                f"node #{index + 1} must be a mapping with 'id' and 'uses', "
-                f"got {_yaml_type(entry)}",
+                f"node #{index + 1} must be a mapping with 'id' and 'uses', got {yaml_type(entry)}",
             )
             return None
-        line = _line(entry)
+        line = line_of(entry)
         draft = NodeDraft(label=f"#{index + 1}", line=line)
         draft.id = self._read_id(entry, draft)
         if draft.id is not None:
             draft.label = repr(draft.id)
-        self._unknown_keys(entry, NODE_KEYS, f"in node {draft.label}")
+        unknown_keys(self.issue, entry, NODE_KEYS, f"in node {draft.label}")
         self._read_uses(entry, draft)
         self._read_params(entry, draft)
-        self._read_inputs(entry, draft)
+        read_inputs(self.issue, entry, draft)
         self._read_placement(entry, draft)
         return draft
 
@@ -233,7 +198,7 @@ class _Reader:
         node_id = entry["id"]
         if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
             self.issue(
-                _key_line(entry, "id"),
+                key_line(entry, "id"),
                 f"node id {quote(node_id)} is not valid: use a letter then up to 31 letters, "
                 "digits, '_' or '-' (ids name socket files)",
             )
@@ -245,7 +210,7 @@ class _Reader:
         if uses is None:
             self.issue(draft.line, f"node {draft.label} has no 'uses' (its node type)")
             return
-        line = _key_line(entry, "uses")
+        line = key_line(entry, "uses")
         if not isinstance(uses, str) or not uses:
             self.issue(
                 line, f"'uses' of node {draft.label} must be a node type name, got {quote(uses)}"
@@ -295,12 +260,12 @@ class _Reader:
         params = entry.get("params")
         if params is not None and not isinstance(params, CommentedMap):
             self.issue(
-                _key_line(entry, "params"),
+                key_line(entry, "params"),
                 f"'params' of node {draft.label} must be a mapping of name: value",
             )
         elif params is not None:
             for key, value in params.items():
-                line = _key_line(params, key)
+                line = key_line(params, key)
                 if draft.cls is not None and key not in draft.declared:
                     self.issue(line, self._unknown_param(draft, key))
                     continue
@@ -348,95 +313,6 @@ class _Reader:
             return f"{message} (it takes none)"
         return message + suggest(str(key), draft.declared, "parameters")
 
-    def _read_inputs(self, entry: CommentedMap, draft: NodeDraft) -> None:
-        inputs = entry.get("inputs")
-        if inputs is None:
-            return
-        if not isinstance(inputs, CommentedMap):
-            self.issue(
-                _key_line(entry, "inputs"),
-                f"'inputs' of node {draft.label} must map input names to 'node/output'",
-            )
-            return
-        declared = draft.cls.inputs if draft.cls is not None else None
-        for name, value in inputs.items():
-            line = _key_line(inputs, name)
-            where = f"input {quote(name)} of node {draft.label}"
-            if not isinstance(name, str):
-                self.issue(line, f"{where}: input names are text")
-                continue
-            if declared is not None and not _declares(declared, name):
-                if not declared:
-                    self.issue(line, f"node {draft.label} ({draft.uses}) takes no inputs")
-                elif name == WILDCARD:
-                    self.issue(
-                        line,
-                        f"node {draft.label} ({draft.uses}) has no wildcard input '*'; "
-                        f"wire its inputs by name ({', '.join(declared)})",
-                    )
-                else:
-                    self.issue(
-                        line,
-                        f"node {draft.label} ({draft.uses}) has no input {quote(name)}"
-                        + suggest(name, declared, "inputs"),
-                    )
-                continue
-            wire = self._read_wire(name, value, line, where)
-            if wire is not None:
-                draft.wires.append(wire)
-
-    def _read_wire(self, name: str, value: Any, line: int, where: str) -> WireDraft | None:
-        if isinstance(value, str):
-            return WireDraft(name, value, "latest", DEFAULT_DEPTH["latest"], line)
-        if not isinstance(value, CommentedMap):
-            self.issue(
-                line,
-                f"{where} must be 'node/output' or a mapping with 'from', 'policy', 'depth'"
-                ", 'budget_mib'",
-            )
-            return None
-        self._unknown_keys(value, INPUT_KEYS, f"in {where}")
-        ok = True
-        ref = value.get("from")
-        if not isinstance(ref, str):
-            self.issue(line, f"{where} needs 'from: node/output'")
-            ok = False
-        policy = value.get("policy", "latest")
-        if policy not in POLICIES:
-            self.issue(
-                _key_line(value, "policy"),
-                f"policy {quote(policy)} of {where} is not one of {', '.join(POLICIES)}"
-                + suggest(str(policy), POLICIES, ""),
-            )
-            ok = False
-        depth = value.get("depth", DEFAULT_DEPTH.get(str(policy), 1))
-        if not is_int(depth) or not 1 <= depth <= MAX_DEPTH:
-            self.issue(
-                _key_line(value, "depth"),
-                f"depth {quote(depth)} of {where} must be a whole number from 1 to {MAX_DEPTH}",
-            )
-            ok = False
-        budget = value.get("budget_mib", DEFAULT_BUDGET_MIB)
-        if not is_int(budget) or not 1 <= budget <= MAX_BUDGET_MIB:
-            self.issue(
-                _key_line(value, "budget_mib"),
-                f"budget_mib {quote(budget)} of {where} must be a whole number of MiB from 1 to "
-                f"{MAX_BUDGET_MIB}",
-            )
-            ok = False
-        elif "budget_mib" in value and policy != "queue":
-            self.issue(
-                _key_line(value, "budget_mib"),
-                f"budget_mib of {where} applies to 'policy: queue' only (a latest input keeps "
-                "nothing back); remove it or set 'policy: queue'",
-            )
-            ok = False
-        if not ok:
-            return None
-        return WireDraft(
-            name, str(ref), typing.cast(Policy, str(policy)), int(depth), line, int(budget)
-        )
-
     def _read_placement(self, entry: CommentedMap, draft: NodeDraft) -> None:
         host = entry.get("host")
         if host is not None:
@@ -444,7 +320,7 @@ class _Reader:
                 draft.host = str(host).strip()
             else:
                 self.issue(
-                    _key_line(entry, "host"),
+                    key_line(entry, "host"),
                     f"'host' of node {draft.label} must be a host name or address, "
                     f"got {quote(host)}",
                 )
@@ -453,7 +329,7 @@ class _Reader:
             draft.restart = typing.cast(Restart, str(restart))
         else:
             self.issue(
-                _key_line(entry, "restart"),
+                key_line(entry, "restart"),
                 f"'restart' of node {draft.label} is {quote(restart)}, not one of "
                 f"{', '.join(RESTARTS)}" + suggest(str(restart), RESTARTS, ""),
             )
@@ -462,7 +338,7 @@ class _Reader:
             draft.max_restarts = int(max_restarts)
         else:
             self.issue(
-                _key_line(entry, "max_restarts"),
+                key_line(entry, "max_restarts"),
                 f"'max_restarts' of node {draft.label} must be a whole number >= 0, "
                 f"got {quote(max_restarts)}",
             )
@@ -471,55 +347,7 @@ class _Reader:
             draft.threads = int(threads)
         else:
             self.issue(
-                _key_line(entry, "threads"),
+                key_line(entry, "threads"),
                 f"'threads' of node {draft.label} must be a whole number >= 1, "
                 f"got {quote(threads)}",
             )
-
-    # -- helpers bound to this file -----------------------------------------------------------
-
-    def _unknown_keys(self, mapping: CommentedMap, allowed: Sequence[str], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                self.issue(
-                    _key_line(mapping, key),
-                    f"unknown key {quote(key)} {where}" + suggest(str(key), allowed, "allowed"),
-                )
-
-
-# -- pure helpers ---------------------------------------------------------------------------
-
-
-def _line(node: Any) -> int:
-    """1-based line where a YAML mapping or list starts."""
-    return node.lc.line + 1 if hasattr(node, "lc") else 0
-
-
-def _key_line(mapping: Any, key: Any) -> int:
-    """1-based line of ``key`` in ``mapping``; the mapping's own line when the key is absent."""
-    try:
-        return mapping.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return _line(mapping)
-
-
-def _yaml_type(value: Any) -> str:
-    """What was found instead of a mapping, as a message says it: 'a list', 'nothing', '7'."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "nothing"
-    return quote(plain(value))
-
-
-def _bad_character(exc: ReaderError) -> str:
-    if isinstance(exc.character, int):
-        return f"character U+{exc.character:04X} is not allowed ({exc.reason})"
-    return str(exc.reason)
-
-
-def _declares(declared: dict[str, type[Message]], name: str) -> bool:
-    """A node that declares the wildcard also takes any named input."""
-    return name in declared or WILDCARD in declared

@@ -15,7 +15,7 @@ from rich.live import Live
 from igtflow.launch.console import console as make_console
 from igtflow.launch.graph import Graph
 from igtflow.launch.keys import key_reader
-from igtflow.launch.status import status_table
+from igtflow.launch.status_table import status_table
 from igtflow.launch.supervisor import Supervisor
 
 EXIT_OK = 0

@@ -1,8 +1,8 @@
 """One node as the supervisor tracks it, and the status row it becomes.
 
 The row is the contract between the supervisor and whoever shows a run: the live table
-(:mod:`igtflow.launch.status`), ``--json`` output and the benches read the same keys, so the format
-lives here, apart from the process handling in :mod:`igtflow.launch.supervisor`.
+(:mod:`igtflow.launch.status_table`), ``--json`` output and the benches read the same keys, so
+the format lives here, apart from the process handling in :mod:`igtflow.launch.supervisor`.
 """
 
 from __future__ import annotations

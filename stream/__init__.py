@@ -1,1 +1,1 @@
-"""Messages, wire codec, node runtime, transport and sources: the layer everything runs on."""
+"""Messages, wire codec, node runtime, transport, recording and file readers: the base layer."""

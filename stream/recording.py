@@ -17,7 +17,7 @@ Layout of a recording (MCAP, zstd chunks of about 1 MiB, indexed):
 
 A chunk is closed and flushed to the file when it reaches ``CHUNK_SIZE`` or is
 ``FLUSH_INTERVAL_S`` old, whichever comes first, so a crash (kill -9) loses at most the last half
-second; ``recording_scan.py`` reads back what a crashed or damaged file still holds.
+second; ``recording_scan`` reads back what a crashed or damaged file still holds.
 """
 
 from __future__ import annotations

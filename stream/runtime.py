@@ -33,9 +33,9 @@ from igtflow.stream.node import (
     create_node,
     load_class,
 )
+from igtflow.stream.node_stats import InputStats, NodeStats
 from igtflow.stream.packets import PacketLink
 from igtflow.stream.shm import SlotReader
-from igtflow.stream.stats import InputStats, NodeStats
 from igtflow.stream.threads import apply_thread_budget
 from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output, OutputConfig
 

@@ -22,8 +22,8 @@ import zmq
 
 from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Message
+from igtflow.stream.node_stats import InputStats
 from igtflow.stream.shm import SlotPool, SlotReader
-from igtflow.stream.stats import InputStats
 
 LATEST = "latest"
 QUEUE = "queue"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import assert_calibrated
+from tests.helpers.calibration import assert_calibrated
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from igtflow.launch.bench.transport import PATTERN_MOD, Case, Tally, compare, side_stats
-from tests.conftest import assert_calibrated
+from tests.helpers.calibration import assert_calibrated
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 SIDE_KEYS = {"p50_ms", "p99_ms", "max_ms", "msgs_per_s", "drops"}

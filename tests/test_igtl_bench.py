@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from tests.conftest import assert_calibrated
+from tests.helpers.calibration import assert_calibrated
 
 
 def test_bench_igtl_quick_reports_rates_latencies_and_the_baseline() -> None:

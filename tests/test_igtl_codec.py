@@ -15,7 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from igtflow.render.igtl.codec import CONTENTS, decode, encode
-from igtflow.render.igtl.convert import (
+from igtflow.render.igtl.crc import crc64
+from igtflow.render.igtl.decimate import decimate, mesh_digest
+from igtflow.render.igtl.image import ImageContent
+from igtflow.render.igtl.limits import Limits
+from igtflow.render.igtl.message_mapping import (
     image_content,
     image_from,
     mesh_content,
@@ -25,10 +29,6 @@ from igtflow.render.igtl.convert import (
     status_from,
     transform_from,
 )
-from igtflow.render.igtl.crc import crc64
-from igtflow.render.igtl.decimate import decimate, mesh_digest
-from igtflow.render.igtl.image import ImageContent
-from igtflow.render.igtl.limits import Limits
 from igtflow.render.igtl.point import PointContent
 from igtflow.render.igtl.polydata import Attribute, PolyDataContent, triangle_cells
 from igtflow.render.igtl.protocol import (

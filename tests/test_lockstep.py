@@ -8,7 +8,7 @@ from pathlib import Path
 
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.lockstep import LockstepLedger
-from tests.conftest import GraphRun, read_jsonl
+from tests.helpers.graph_runs import GraphRun, read_jsonl
 
 GRAPH = """name: chain
 nodes:

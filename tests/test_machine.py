@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from igtflow.machine import calibrate, describe, machine_info
-from tests.conftest import assert_calibrated
+from tests.helpers.calibration import assert_calibrated
 
 
 def test_calibration_times_fixed_workloads_and_reads_as_one_line() -> None:

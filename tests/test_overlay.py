@@ -1,7 +1,7 @@
 """The 2D overlay: what it draws where, how a late overlay looks late, and the node's outputs.
 
-Frames come from ``tests.frames`` (US-like speckle, XA-like projection) whose geometry says where
-each contour, target and model must land; pixels are checked there.
+Frames come from ``tests.helpers.frames`` (US-like speckle, XA-like projection) whose geometry
+says where each contour, target and model must land; pixels are checked there.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from igtflow.launch.graph_reader import parse_graph
 from igtflow.render import overlay_draw as draw
 from igtflow.render.image_geometry import plane_geometry, projection_geometry
 from igtflow.render.overlay_compose import OverlayComposer
-from tests.conftest import GraphRun, read_jsonl
-from tests.frames import SID_MM, SOD_MM, Scene, us_scene, xa_projection, xa_scene
+from tests.helpers.frames import SID_MM, SOD_MM, Scene, us_scene, xa_projection, xa_scene
+from tests.helpers.graph_runs import GraphRun, read_jsonl
 
 MS = 1_000_000
 

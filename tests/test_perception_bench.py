@@ -11,7 +11,7 @@ import torch
 
 from igtflow.perception.bench import markdown_table
 from igtflow.perception.commands_bench import bench_perception
-from tests.conftest import assert_calibrated
+from tests.helpers.calibration import assert_calibrated
 
 
 def test_bench_reports_each_network_beside_its_baselines(capsys: pytest.CaptureFixture) -> None:

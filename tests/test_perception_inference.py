@@ -21,7 +21,7 @@ from igtflow.perception.outputs import (
     target_confidence,
 )
 from igtflow.stream.threads import thread_budget
-from tests.perception_models import segmenter, tracker
+from tests.helpers.perception_models import segmenter, tracker
 
 SPEC = InputSpec(modality="US", height=64, width=64)
 NORM = Normalisation(scale=255.0)

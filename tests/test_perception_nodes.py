@@ -14,8 +14,8 @@ from igtflow.stream.messages import Image, Points, Status
 from igtflow.stream.node import PermanentError
 from igtflow.stream.recording import read_messages
 from igtflow.stream.testing import NodeHarness
-from tests.conftest import GraphRun
-from tests.perception_models import segmenter, tracker
+from tests.helpers.graph_runs import GraphRun
+from tests.helpers.perception_models import segmenter, tracker
 
 SEGMENT = "igtflow.perception.nodes.segment:Segment"
 TRACK = "igtflow.perception.nodes.track:Track"

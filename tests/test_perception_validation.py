@@ -13,8 +13,8 @@ import torch
 
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
-from tests.conftest import igtflow
-from tests.perception_models import segmenter, tracker
+from tests.helpers.cli import igtflow
+from tests.helpers.perception_models import segmenter, tracker
 
 GRAPH = """\
 name: checked

@@ -12,7 +12,7 @@ from igtflow.stream.phantom.carm import CArmGeometry
 from igtflow.stream.phantom.fluoro import FluoroConfig, FluoroSim
 from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 from igtflow.stream.recording import read_messages
-from tests.conftest import GraphRun
+from tests.helpers.graph_runs import GraphRun
 
 
 def by_topic(path: Path) -> dict[str, list]:

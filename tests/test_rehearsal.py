@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from igtflow.stream import packets, rehearsal, wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.shm import SlotPool
-from tests.conftest import GraphRun, chain, wait_settled
+from tests.helpers.graph_runs import GraphRun, chain, wait_settled
 
 
 def test_a_steady_stream_is_due_one_period_after_its_last_message() -> None:

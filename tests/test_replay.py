@@ -22,7 +22,9 @@ from igtflow.launch.graph_reader import parse_graph
 from igtflow.stream import wire
 from igtflow.stream.messages import Image, Message, Transform
 from igtflow.stream.recording import RecordingWriter, read_info, read_messages
-from tests.conftest import GraphRun, igtflow
+from tests.helpers.cli import igtflow
+from tests.helpers.graph_runs import GraphRun, read_jsonl
+from tests.helpers.messages import sample_messages
 
 FRAMES = 40
 PERIOD_NS = 25_000_000  # 40 Hz
@@ -184,7 +186,6 @@ def test_cli_replay_inspect_and_recover(
 
 
 def test_every_message_kind_round_trips_through_a_lockstep_replay(tmp_path: Path) -> None:
-    from tests.test_recording import sample_messages
 
     source = tmp_path / "kinds.mcap"
     originals = sample_messages()
@@ -219,7 +220,6 @@ nodes:
     inputs: {{in: probe/pose}}
     params: {{out: "{out}"}}
 """)
-    from tests.conftest import read_jsonl
 
     run.wait(lambda: len(read_jsonl(out)) >= 3, 10, "the first poses")
     run.supervisor.pause(True)

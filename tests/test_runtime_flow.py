@@ -17,10 +17,10 @@ import zmq
 
 from igtflow.stream import shm
 from igtflow.stream.messages import Image
+from igtflow.stream.node_stats import InputStats
 from igtflow.stream.shm import SlotReader
-from igtflow.stream.stats import InputStats
 from igtflow.stream.transport import Input, InputConfig, Output, OutputConfig, ipc_endpoint
-from tests.conftest import GraphRun, read_jsonl, wait_settled
+from tests.helpers.graph_runs import GraphRun, read_jsonl, wait_settled
 
 INLINE = pytest.param(32, id="inline-32x32")
 # 32 KiB: still inline (< 64 KiB), and big enough that a backlog overflows the socket buffers.

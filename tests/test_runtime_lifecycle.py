@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from igtflow.launch.supervisor import RUN_PREFIX, remove_stale_run_dirs
-from tests.conftest import GraphRun, chain, read_jsonl, wait_until
+from tests.helpers.graph_runs import GraphRun, chain, read_jsonl, wait_until
 
 IGTFLOW = Path(sys.executable).parent / "igtflow"
 TMPFS = Path("/dev/shm")
@@ -268,7 +268,7 @@ def test_no_shared_memory_segment_outlives_the_graph(
 
 
 def test_the_loop_age_a_node_reports_starts_with_its_loop_not_with_its_setup() -> None:
-    from igtflow.stream.stats import NodeStats
+    from igtflow.stream.node_stats import NodeStats
 
     stats = NodeStats()
     assert stats.snapshot()["loop_age_ms"] is None, "setup time is not loop age"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.conftest import GraphRun
+from tests.helpers.graph_runs import GraphRun
 
 
 def grey_speckle(rgb: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from igtflow.launch.graph import NodeSpec
-from igtflow.launch.status import STATE_STYLE
 from igtflow.launch.status_row import NodeRun, NodeState, status_row
+from igtflow.launch.status_table import STATE_STYLE
 from igtflow.stream.runtime import NodeConfig
 
 KEYS = [

@@ -17,7 +17,7 @@ from igtflow.render.overlay_compose import OverlayComposer
 from igtflow.render.scene import SceneRenderer, prepare_offscreen
 from igtflow.stream.messages import Message
 from igtflow.stream.testing import CollectingEmitter
-from tests.frames import Scene
+from tests.helpers.frames import Scene
 
 MS = 1_000_000
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from igtflow.render.igtl.convert import (
+from igtflow.render.igtl.decimate import mesh_digest
+from igtflow.render.igtl.mesh_worker import Arrays, MeshReducer
+from igtflow.render.igtl.message_mapping import (
     image_content,
     mesh_content,
     points_content,
@@ -18,8 +20,6 @@ from igtflow.render.igtl.convert import (
     status_text,
     transform_content,
 )
-from igtflow.render.igtl.decimate import mesh_digest
-from igtflow.render.igtl.mesh_worker import Arrays, MeshReducer
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.protocol import device_name_problem
 from igtflow.render.igtl.text import StringContent

@@ -11,9 +11,9 @@ from pydantic import Field
 
 from igtflow.render.igtl.codec import Query, Received, decode
 from igtflow.render.igtl.connector import Connector
-from igtflow.render.igtl.convert import image_from, points_from, status_from, transform_from
 from igtflow.render.igtl.image import ImageContent
 from igtflow.render.igtl.limits import MIB, Limits
+from igtflow.render.igtl.message_mapping import image_from, points_from, status_from, transform_from
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.point import PointContent
 from igtflow.render.igtl.protocol import IgtlError, Packet

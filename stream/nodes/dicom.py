@@ -9,8 +9,8 @@ import numpy as np
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
-from igtflow.stream.sources.dicom import DicomCine
-from igtflow.stream.sources.frames import FileFrame
+from igtflow.stream.readers.dicom import DicomCine
+from igtflow.stream.readers.frames import FileFrame
 
 
 class DicomSource(FileReplay):

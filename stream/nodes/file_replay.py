@@ -10,7 +10,7 @@ from pathlib import Path
 
 from igtflow.stream.messages import Status
 from igtflow.stream.node import Source
-from igtflow.stream.sources.frames import FileDamage, FileFrame
+from igtflow.stream.readers.frames import FileDamage, FileFrame
 
 # The tick rate the runtime falls back to; a tick returns the exact delay to the next frame.
 TICKS_PER_FRAME = 2.0

@@ -10,8 +10,8 @@ import numpy as np
 from igtflow.stream.messages import Image, Transform
 from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
-from igtflow.stream.sources.frames import FileFrame, TrackedTransform
-from igtflow.stream.sources.plus_sequence import PlusSequence
+from igtflow.stream.readers.frames import FileFrame, TrackedTransform
+from igtflow.stream.readers.plus_sequence import PlusSequence
 
 
 def image_pose(frame: FileFrame) -> tuple[np.ndarray, str]:

@@ -10,8 +10,8 @@ import numpy as np
 from igtflow.stream.messages import Image
 from igtflow.stream.node import Positive
 from igtflow.stream.nodes.file_replay import FileReplay
-from igtflow.stream.sources.frames import FileFrame
-from igtflow.stream.sources.video import VideoFile
+from igtflow.stream.readers.frames import FileFrame
+from igtflow.stream.readers.video import VideoFile
 
 
 class VideoSource(FileReplay):

@@ -160,7 +160,7 @@ def write_us_sequence(path: Path, seed: int, n_frames: int = 60, rate_hz: float 
     """A short tracked sweep as a PLUS ``.seq.nrrd`` that 3D Slicer's Sequences module plays,
     with ``ImageToProbe`` and ``ProbeToTracker`` per frame, so the slice moves in 3D.
     """
-    from igtflow.stream.sources.plus_writer import write_seq_nrrd
+    from igtflow.stream.readers.plus_writer import write_seq_nrrd
 
     frames, probe_to_tracker, image_to_probe, spacing, stamps = us_case(
         seed, n_frames, path="sweep", rate_hz=rate_hz

@@ -7,7 +7,7 @@ from typing import Literal
 
 from igtflow.stream.messages import Image, Mesh, Points, Transform
 from igtflow.stream.node import Source
-from tests.frames import us_scene, xa_scene
+from tests.helpers.frames import us_scene, xa_scene
 
 
 class CaseFrames(Source):

@@ -1,0 +1,128 @@
+"""``igtflow bench …``: each bench measures igtflow against its baseline in the same run.
+
+A command here only parses options and hands the report to ``igtflow.report.deliver`` (table,
+``--json``, ``--output``); the bench itself lives beside the code it measures. To add one, write
+``run_<name>_bench`` and its printer there and register a command on ``bench_app`` below.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from igtflow.launch.commands.options import ForceOpt, JsonOpt, OutputOpt
+from igtflow.launch.commands.terminal import err, out, print_error
+from igtflow.report import check_output, deliver, read_json
+
+bench_app = typer.Typer(
+    help="Measure igtflow against its baselines; prints p50/p99/max and ratios."
+)
+
+
+def _check_output(output: Path | None, force: bool) -> None:
+    """Refuse an output file before a long run, not after it."""
+    from igtflow.stream.atomic_file import OutputError
+
+    try:
+        check_output(output, force)
+    except OutputError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+
+
+@bench_app.command("transport")
+def bench_transport(
+    duration: Annotated[float, typer.Option(help="seconds per paced case")] = 10.0,
+    saturated_s: Annotated[float, typer.Option(help="seconds per saturated case")] = 5.0,
+    quick: Annotated[
+        bool, typer.Option(help="64 KiB and 2 MiB only, 1 hop, short runs (smoke test)")
+    ] = False,
+    rehearsal: Annotated[
+        bool,
+        typer.Option(
+            help="let igtflow nodes rehearse their message path before a frame is due "
+            "(--no-rehearsal shows what that buys)"
+        ),
+    ] = True,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    markdown: Annotated[
+        Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
+    ] = None,
+) -> None:
+    """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
+    from igtflow.launch.bench.transport import markdown_table, print_table, run_transport_bench
+
+    if markdown is not None:
+        sys.stdout.write(markdown_table(read_json(markdown)))
+        return
+
+    _check_output(output, force)
+    report = run_transport_bench(
+        duration_s=duration, saturated_s=saturated_s, quick=quick, progress=err, rehearsal=rehearsal
+    )
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
+
+
+@bench_app.command("record")
+def bench_record(
+    duration: Annotated[float, typer.Option(help="seconds per paced case")] = 60.0,
+    saturated_s: Annotated[float, typer.Option(help="seconds per saturated case")] = 10.0,
+    recording: Annotated[
+        Path | None, typer.Option(help="recording for the lockstep replay (default: US sample)")
+    ] = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Recorder headroom and loss at 30/60 fps, bytes per frame, lockstep replay speed-up."""
+    from igtflow.launch.bench.record import print_report, run_record_bench
+
+    _check_output(output, force)
+    report = run_record_bench(duration, saturated_s, recording, progress=err)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
+@bench_app.command("igtl")
+def bench_igtl(
+    quick: Annotated[bool, typer.Option(help="0.5 s per case (smoke test)")] = False,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """OpenIGTLink: igtl-server vs pyigtl's server, rate and send→receive p50/p99/max, stalls."""
+    from igtflow.render.igtl.bench import print_table, run_igtl_bench
+
+    _check_output(output, force)
+    report = run_igtl_bench(quick=quick, progress=err)
+    deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
+
+
+@bench_app.command("phantom")
+def bench_phantom(
+    duration: Annotated[float, typer.Option(help="seconds per renderer")] = 3.0,
+    seed: Annotated[int, typer.Option(help="phantom seed")] = 0,
+    truth_seed: Annotated[
+        list[int] | None, typer.Option(help="held-out seed for truth consistency (repeatable)")
+    ] = None,
+    truth_frames: Annotated[int, typer.Option(help="frames per seed for truth consistency")] = 12,
+    json_: JsonOpt = False,
+) -> None:
+    """Phantom frames/s on one core (US 256x256 linear and convex, fluoro 512x512) and truth
+    consistency."""
+    from rich.progress import Progress
+
+    from igtflow.stream.phantom import bench
+
+    seeds = tuple(truth_seed or bench.TRUTH_SEEDS)
+    frames = bench.truth_frames(truth_frames)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("fps, then truth consistency", total=len(seeds) * len(frames))
+        report = bench.run_phantom_bench(
+            duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
+        )
+    deliver(report, json_=json_, printer=bench.print_report, console=out)
