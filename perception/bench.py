@@ -279,7 +279,7 @@ def _headline(networks: dict[str, Any]) -> dict[str, Any]:
     """The JSON keys the README quotes, and the ratios the targets are set on."""
     p99 = {key: networks[key].get("p99_ms") for key in networks}
     keys = {
-        f"{key}_p99_ms": p99[key]
+        f"{key}_p99_ms": p99.get(key)
         for key in ("us_seg", "monai_unet", "track", "dis_fast", "dis_medium", "fluoro_seg")
     }
 

@@ -126,3 +126,19 @@ def bench_phantom(
             duration, seed, seeds, frames, lambda n, _: bar.update(task, completed=n)
         )
     deliver(report, json_=json_, printer=bench.print_report, console=out)
+
+
+@bench_app.command("perception")
+def bench_perception(
+    frames: Annotated[int, typer.Option(help="timed frames per network and runtime")] = 200,
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option(help="print the README's Markdown table")] = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Segmentation and tracking latency per runtime (TorchScript, ONNX Runtime), beside MONAI's
+    UNet and OpenCV's DIS on the same frames: p50/p99/max and ratios."""
+    from igtflow.perception.commands_bench import bench_perception as run
+
+    _check_output(output, force)
+    run(json=json_, markdown=markdown, frames=frames, output=output, force=force)

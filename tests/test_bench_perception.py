@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from igtflow.perception.bench import markdown_table
-from igtflow.perception.commands_bench import bench_perception
 from tests.helpers.calibration import assert_calibrated
+from tests.helpers.cli import igtflow
 
 
-def test_bench_reports_each_network_beside_its_baselines(capsys: pytest.CaptureFixture) -> None:
-    report = bench_perception(json=True, frames=5)
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["us_seg_p99_ms"] == report["us_seg_p99_ms"]
+def test_bench_reports_each_network_beside_its_baselines(tmp_path: Path) -> None:
+    saved = tmp_path / "perception.json"
+    done = igtflow("bench", "perception", "--frames", "5", "--json", "--output", str(saved))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert json.loads(saved.read_text()) == report
     for key in (
         "us_seg_p99_ms",
         "monai_unet_p99_ms",
@@ -41,3 +44,14 @@ def test_bench_reports_each_network_beside_its_baselines(capsys: pytest.CaptureF
     table = markdown_table(report)
     assert "| MONAI UNet baseline | 256x256 |" in table and "DIS medium" in table
     assert "US segmentation p99 vs MONAI UNet p99" in table
+
+
+def test_markdown_table_is_printed_from_a_report(capsys: pytest.CaptureFixture) -> None:
+    from igtflow.perception import bench
+
+    report = {"frames": 5, "networks": {}, "gpu": {"available": False, "note": "no GPU"}}
+    report.update(bench._headline({"us_seg": {"p99_ms": 4.0}, "monai_unet": {"p99_ms": 10.0}}))
+    report["machine"] = {"cpu_model": "test CPU", "cores": 2}
+    table = markdown_table(report)
+    assert "US segmentation p99 vs MONAI UNet p99: 0.40× (target ≤ 0.5×, met)" in table
+    assert "tracking p99 vs DIS medium p99: n/a" in table and "GPU: no GPU" in table
