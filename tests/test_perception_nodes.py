@@ -164,13 +164,17 @@ def test_large_motion_rekeys_and_carries_the_targets_over(tmp_path: Path) -> Non
 def test_low_tracking_confidence_and_blank_frames_are_raised(tmp_path: Path) -> None:
     with NodeHarness(TRACK, {"model": str(tracker(tmp_path, bias=-4.0))}) as trk:
         trk.node.health.every_s = 0.0
+        trk.feed("image", GARBAGE["all black"])  # never the key frame
+        assert trk.node.key is None and trk.emitted["field"][0].meta["confidence"] == 0.0
+        del trk.emitted["field"][0]
         trk.feed("image", Image(data=ramp()))
         trk.feed("image", Image(data=ramp()))
         trk.feed("image", GARBAGE["all black"])
         trk.feed("image", GARBAGE["NaN"])
         said = codes(trk)
         fields = trk.emitted["field"]
-    assert said.count("low-confidence") == 1 and {"frame-blank", "frame-non-finite"} <= set(said)
+    assert said.count("low-confidence") == 3  # low on the blank start, ok on the key, low again
+    assert {"frame-blank", "frame-non-finite"} <= set(said)
     assert fields[1].meta["confidence"] < 0.05 and fields[2].meta["confidence"] == 0.0
     assert len(fields) == 3  # the NaN frame was refused; the blank one sent as no motion
 

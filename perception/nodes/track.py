@@ -153,6 +153,9 @@ class Track(ModelNode):
             self.key = None  # another grid: what was anchored on the old one is void
         self.image = image
         if self.key is None:
+            if blank:  # nothing to follow from: no key yet, no motion, no confidence
+                self._emit(image, np.zeros((*shape, 2), np.float32), np.zeros(shape, np.float32))
+                return
             self._rekey(plane, image, np.zeros((*shape, 2), np.float32))
             if self.targets_in is not None:
                 self._anchor(self.targets_in, image)
