@@ -255,3 +255,18 @@ def test_rekey_reasons_motion_then_confidence_then_age() -> None:
     imaged[:, :4] = True  # the unsure half is outside the imaged sector
     unsure_outside = np.where(imaged, 1.0, 0.0).astype(np.float32)
     assert rekey_reason(rule, still, unsure_outside, 3, imaged) is None
+
+
+def test_the_overlay_shows_the_segment_nodes_confidence(tmp_path: Path) -> None:
+    from igtflow.render.overlay_compose import OverlayComposer
+
+    params = {"model": str(segmenter(tmp_path, sharpness=0.0)), "confidence_dtype": "uint8"}
+    with NodeHarness(SEGMENT, params) as seg:
+        seg.feed("image", Image(data=ramp()))
+        (labels,) = seg.emitted["labels"]
+        (confidence,) = seg.emitted["confidence"]
+    composer = OverlayComposer(low_confidence=0.5)
+    composer.set_labels(labels)  # no confidence input wired: the labels' own
+    assert composer.confidence == labels.meta["confidence"] < 0.5
+    composer.set_confidence(confidence)  # a uint8 map: its meta, not its 0..255 mean
+    assert composer.confidence == confidence.meta["confidence"] < 0.5
