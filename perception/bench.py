@@ -4,10 +4,12 @@ Every network runs batch 1 on one thread, on the same held-out phantom frames (s
 each runtime it can run in (TorchScript, ONNX Runtime); the baselines run in the same process
 right after: MONAI's ``UNet(spatial_dims=2, channels=(16, 32, 64, 128), strides=(2, 2, 2))`` for
 segmentation (random weights are enough for latency) and OpenCV's DIS optical flow (presets
-fast and medium, one thread) for tracking. The figures a node would see are the runtime its card
-picks (``auto``: the faster); the baseline gets its faster runtime too. Shipped weights are used
-where present, otherwise untrained stand-ins of the same architecture (the report says which).
-Ratios in one run are the headline; absolute times come with the machine calibration.
+fast and medium, one thread) for tracking. All are timed frame by frame in turn, so the drifting
+load of a shared machine falls on each alike. Our figures are the runtime the node runs (its
+card's; ``auto``: the faster as the node times it); the baseline gets its faster runtime. Shipped
+weights are used where present, otherwise untrained stand-ins of the same architecture (the
+report says which). Ratios in one run are the headline; absolute times come with the machine
+calibration.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ DISTINCT_FRAMES = 24  # rendered once, cycled: the phantom is not what is timed
 US_LABELS = {0: "background", 1: "organ", 2: "vessel", 3: "lesion"}
 FLUORO_LABELS = {0: "background", 1: "organ", 2: "vessel", 3: "device"}
 RUNTIMES = ("torchscript", "onnx")
+Runner = Callable[[int], Any]
 
 
 def run_perception_bench(
@@ -60,15 +63,41 @@ def run_perception_bench(
             "fluoro_seg": _model("fluoro-seg", folder, "segmentation", "XA", 512, FLUORO_LABELS),
             "track": _model("tracker", folder, "tracking", "US", 256, {}),
         }
+        runners: dict[tuple[str, str], Runner] = {}
+        chosen: dict[str, str] = {}
         for key, (card, source) in models.items():
             say(f"{key}: {source}")
             images = fluoro if key == "fluoro_seg" else us
-            best = key == "monai_unet"  # the baseline gets its faster runtime, whatever its card
-            report["networks"][key] = _time_network(card, source, images, frames, best)
+            entry, timed_ways, node_runtime = _prepare_network(card, source, images)
+            report["networks"][key] = entry
+            chosen[key] = node_runtime
+            runners.update({(key, way): run for way, run in timed_ways.items()})
+        for preset in ("fast", "medium"):
+            entry, run = _prepare_dis(preset, us)
+            report["networks"][f"dis_{preset}"] = entry
+            runners[(f"dis_{preset}", "opencv")] = run
+        say(f"timing {len(runners)} ways, interleaved, {frames} frames each")
+        stats = _interleaved(runners, frames)
+        for (key, way), figures in stats.items():
+            entry = report["networks"][key]
+            if way == "opencv":
+                entry.update(figures)
+            elif way == "node_step":
+                entry["node_step"] = figures
+            else:
+                entry["runtimes"][way] = figures
+        for key, node_runtime in chosen.items():
+            entry = report["networks"][key]
+            timed = {k: v for k, v in entry["runtimes"].items() if "p99_ms" in v}
+            # the baseline gets its faster runtime whatever its card; ours what the node runs
+            pick = (
+                min(timed, key=lambda k: timed[k]["p99_ms"])
+                if key == "monai_unet"
+                else node_runtime
+            )
+            entry["runtime"] = pick
+            entry.update(timed.get(pick, {}))
         report["gpu"] = _time_gpu(models, us, fluoro, frames, say)
-    say("OpenCV DIS optical flow")
-    for preset in ("fast", "medium"):
-        report["networks"][f"dis_{preset}"] = _time_dis(preset, us, frames)
     report.update(_headline(report["networks"]))
     for key in ("us_seg", "fluoro_seg", "track", "monai_unet"):
         report[f"gpu_{key}_p99_ms"] = report["gpu"].get("networks", {}).get(key, {}).get("p99_ms")
@@ -189,73 +218,76 @@ def _percentiles(times_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(run: Callable[[int], Any], frames: int, warm_up: int = 5) -> dict[str, float]:
-    for index in range(warm_up):
-        run(index)
-    times = []
+def _interleaved(
+    runners: dict[tuple[str, str], Runner], frames: int, warm_up: int = 5
+) -> dict[tuple[str, str], dict[str, float]]:
+    """p50/p99/max of each runner, timed frame by frame in turn: on a shared machine whose
+    load drifts, every network and baseline then sees the same drift and the ratios hold."""
+    for run in runners.values():
+        for index in range(warm_up):
+            run(index)
+    times: dict[tuple[str, str], list[float]] = {name: [] for name in runners}
     for index in range(frames):
-        start = time.perf_counter()
-        run(index)
-        times.append((time.perf_counter() - start) * 1e3)
-    return _percentiles(times)
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(index)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: _percentiles(values) for name, values in times.items()}
 
 
-def _time_network(
-    card: Path, source: str, images: list[np.ndarray], frames: int, best: bool = False
-) -> dict[str, Any]:
-    """Each runtime's latency for the network alone, and the node's whole step (frame in,
-    labels or field out) with the runtime its card picks (``best``: the faster one)."""
-    entry: dict[str, Any] = {"model": source, "runtimes": {}}
-    chosen = Predictor(card, device="cpu", threads=1)
-    entry["size"] = f"{chosen.card.input.height}x{chosen.card.input.width}"
-    entry["card_runtime"] = chosen.card.runtime
-    tracking = chosen.card.task == "tracking"
-    planes = [
-        network_input(image, chosen.card.input, chosen.card.normalisation) for image in images
+def _timed(run: Runner, frames: int, warm_up: int = 5) -> dict[str, float]:
+    return _interleaved({("", ""): run}, frames, warm_up)[("", "")]
+
+
+def _prepare_network(
+    card: Path, source: str, images: list[np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Runner], str]:
+    """The network under each runtime it can run in, and the node's whole step (frame in,
+    labels or field out) as the node runs it; the report entry, the runners and the runtime
+    the node picks (``auto``: the faster, timed as the node times it)."""
+    node = Predictor(card, device="cpu", threads=1)
+    spec, norm = node.card.input, node.card.normalisation
+    entry: dict[str, Any] = {
+        "model": source,
+        "size": f"{spec.height}x{spec.width}",
+        "card_runtime": node.card.runtime,
+        "node_runtime": node.runtime,
+        "runtimes": {},
+    }
+    tracking = node.card.task == "tracking"
+    planes = [network_input(image, spec, norm) for image in images]
+
+    def key_plane(index: int) -> np.ndarray:  # a key frame every 10 frames, as a tracker holds
+        return planes[(index // 10 * 10) % len(planes)]
+
+    batches = [
+        np.stack([key_plane(i), planes[i % len(planes)]])[None]
+        if tracking
+        else planes[i % len(planes)][None, None]
+        for i in range(len(planes) * 2)
     ]
-
-    def batch(index: int) -> np.ndarray:
-        if tracking:  # key frame every 10 frames, as a tracker would hold it
-            key = planes[(index // 10 * 10) % len(planes)]
-            return np.stack([key, planes[index % len(planes)]])[None]
-        return planes[index % len(planes)][None, None]
-
-    batches = [batch(i) for i in range(len(planes) * 2)]
+    runners: dict[str, Runner] = {}
     for runtime in RUNTIMES:
         try:
             predictor = Predictor(card, device="cpu", threads=1, runtime=runtime)  # type: ignore[arg-type]
         except Exception as exc:  # e.g. an op ONNX Runtime lacks: say so, keep going
             entry["runtimes"][runtime] = {"error": str(exc).split("\n")[0][:200]}
             continue
-        entry["runtimes"][runtime] = _timed(
-            lambda i, p=predictor: p(batches[i % len(batches)]), frames
-        )
-    timed = {k: v for k, v in entry["runtimes"].items() if "p99_ms" in v}
-    if (best or chosen.card.runtime == "auto") and timed:
-        pick = min(timed, key=lambda k: timed[k]["p99_ms"])
-    else:
-        pick = chosen.runtime
-    entry["runtime"] = pick
-    entry.update(timed.get(pick, {}))
-    node = Predictor(card, device="cpu", threads=1, runtime=pick)  # type: ignore[arg-type]
-    card_model = node.card
-    ids = card_model.label_ids() if not tracking else []
+        runners[runtime] = lambda i, p=predictor: p(batches[i % len(batches)])
+    ids = node.card.label_ids() if not tracking else []
 
     def step(index: int) -> None:
-        plane = network_input(
-            images[index % len(images)], card_model.input, card_model.normalisation
-        )
+        plane = network_input(images[index % len(images)], spec, norm)
         if tracking:
-            key = planes[(index // 10 * 10) % len(planes)]
-            field_maps(node(np.stack([key, plane])[None])[0], card_model.confidence)
+            field_maps(node(np.stack([key_plane(index), plane])[None])[0], node.card.confidence)
         else:
-            segmentation_maps(node(plane[None, None])[0], ids, card_model.confidence)
+            segmentation_maps(node(plane[None, None])[0], ids, node.card.confidence)
 
-    entry["node_step"] = _timed(step, frames)
-    return entry
+    runners["node_step"] = step
+    return entry, runners, node.runtime
 
 
-def _time_dis(preset: str, images: list[np.ndarray], frames: int) -> dict[str, Any]:
+def _prepare_dis(preset: str, images: list[np.ndarray]) -> tuple[dict[str, Any], Runner]:
     import cv2
 
     cv2.setNumThreads(1)
@@ -267,12 +299,12 @@ def _time_dis(preset: str, images: list[np.ndarray], frames: int) -> dict[str, A
         key = images[(index // 10 * 10) % len(images)]
         flow.calc(key, images[index % len(images)], None)
 
-    return {
+    entry = {
         "model": f"OpenCV {cv2.__version__} DIS preset {preset}",
         "size": "x".join(map(str, images[0].shape)),
         "runtime": "opencv",
-        **_timed(run, frames),
     }
+    return entry, run
 
 
 def _headline(networks: dict[str, Any]) -> dict[str, Any]:
