@@ -15,14 +15,10 @@ from igtflow.stream.node import PermanentError
 from igtflow.stream.recording import read_messages
 from igtflow.stream.testing import NodeHarness
 from tests.helpers.graph_runs import GraphRun
-from tests.helpers.perception_models import segmenter, tracker
+from tests.helpers.perception_models import ramp, segmenter, tracker
 
 SEGMENT = "igtflow.perception.nodes.segment:Segment"
 TRACK = "igtflow.perception.nodes.track:Track"
-
-
-def ramp(size: int = 64) -> np.ndarray:
-    return np.tile(np.linspace(0, 255, size), (size, 1)).astype(np.uint8)
 
 
 def statuses(node: NodeHarness) -> list[Status]:

@@ -14,6 +14,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,11 @@ from igtflow.perception.card import (
 )
 
 US_LABELS = {0: "background", 1: "organ", 2: "vessel", 3: "lesion"}
+
+
+def ramp(size: int = 64) -> np.ndarray:
+    """A left-to-right ramp, black to white: every class of the intensity segmenter."""
+    return np.tile(np.linspace(0, 255, size), (size, 1)).astype(np.uint8)
 
 
 class IntensitySegmenter(nn.Module):
