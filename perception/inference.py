@@ -10,14 +10,16 @@ convolutions); ``onnx`` with ONNX Runtime; ``auto`` (TorchScript weights) export
 memory, checks that both agree, times both on the card's frame size and keeps the faster.
 Why measured rather than fixed: on the 2-core VM, one thread, batch 1, p50/p99 in ms —
 
-    FastSeg 256² (depthwise, ~100k weights)  TorchScript 7.7/10.5   ONNX Runtime 4.1/5.9
-    FastSeg 512²                             TorchScript 42/68      ONNX Runtime 25/35
+    FastSeg 256² (depthwise, ~100k weights)  TorchScript 8.5/11.2   ONNX Runtime 4.1/5.9
+    FastSeg 512²                             TorchScript 57/67      ONNX Runtime 25/35
     MONAI UNet 256² (dense)                  TorchScript 14.1/21.5  ONNX Runtime 13.6/20.8
+    (TorchScript frozen; MONAI's U-Net unfrozen: 27.9/42.6)
 
 ONNX Runtime wins clearly on small depthwise nets (PyTorch's per-op dispatch costs as much as
-the tiny convolutions there) and ties on a dense one, and some ops (the tracker's ``grid_sample``
-in this ONNX Runtime build) only run in PyTorch; so each model is timed on the machine that runs
-it (``Predictor.timings``) and ``igtflow bench perception`` shows both. OpenVINO was not tried:
+the tiny convolutions there) and ties on a dense one, and some exports ONNX Runtime cannot run
+(``grid_sample`` on a grid built with ``torch.linspace`` exports as float64) stay in PyTorch; so
+each model is timed on the machine that runs it (``Predictor.timings``) and
+``igtflow bench perception`` shows both. OpenVINO was not tried:
 it is not a locked dependency. On CUDA the TorchScript weights run in fp16 (the ONNX Runtime
 here is the CPU build).
 """
@@ -207,6 +209,7 @@ class Predictor:
 
         module = self._torchscript_module()
         if self.device == "cuda":
+            torch.backends.cudnn.benchmark = True  # one frame size: pick the fastest kernels once
 
             def run_cuda(batch: np.ndarray) -> np.ndarray:
                 with torch.inference_mode():
