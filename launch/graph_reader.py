@@ -27,7 +27,13 @@ from igtflow.launch.graph import (
     Policy,
     Restart,
 )
-from igtflow.launch.graph_checks import check_cycles, check_node_wiring, check_ports, wire_inputs
+from igtflow.launch.graph_checks import (
+    check_cycles,
+    check_node_wiring,
+    check_ports,
+    check_sources,
+    wire_inputs,
+)
 from igtflow.launch.graph_draft import NodeDraft, WireDraft, unique
 from igtflow.launch.graph_issues import GraphError, GraphIssue
 from igtflow.launch.overrides import OVERRIDES_PATH, Override, parse_overrides
@@ -129,6 +135,7 @@ class _Reader:
                     )
         nodes = unique(drafts)
         wire_inputs(self.issue, drafts, nodes)
+        check_sources(self.issue, nodes)
         check_node_wiring(self.issue, nodes)
         check_cycles(self.issue, nodes)
         check_ports(self.issue, nodes)
