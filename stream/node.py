@@ -7,8 +7,9 @@ signature of ``setup`` and handles each input in ``on_<input>``. Two bases add a
   overlay redraws a frozen feed so that it turns stale);
 - :class:`Source` (a Ticking node): produces data on its own and has no inputs; it is started
   when the graph goes, paused with the graph, and says ``finished()`` at the end of its data
-  (EOS). The launcher, supervisor and lockstep treat Sources, and only them, as where data
-  starts; a graph that wires an input into one is rejected.
+  (EOS). Sources, and only them, are where the supervisor sees data start (``NodeSpec.is_source``:
+  paused, waited for to drain) and what a replay stands in for; a graph that wires an input into
+  one is rejected.
 
 Every parameter the graph gives (and every default of one it leaves out) is an attribute of the
 node before ``setup`` runs: ``setup`` may read ``self.threshold`` as well as its argument, and a
