@@ -53,6 +53,9 @@ class NodeSpec:
     threads: int = DEFAULT_THREADS
     line: int = 0
     outputs: tuple[str, ...] = ()  # every output, the implicit ``status`` included
+    # Its type is a ``Source``: it makes data on its own (no inputs), so it is started, paused and
+    # waited for to finish as where the graph's data starts; a Ticking node with inputs is not.
+    is_source: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Checks across nodes: every input resolved against the outputs that exist, kinds matched,
-wildcards expanded, each node type's own wiring rules, cycles and port clashes.
+wildcards expanded, no input into a Source, each node type's own wiring rules, cycles and port
+clashes.
 
 These need every node read first; :mod:`igtflow.launch.graph_reader` reads the nodes one by one
 and hands the drafts here, and each mistake goes back through ``report`` with its line.
@@ -170,6 +171,21 @@ def _expand(
             wire.line,
             f"input '*' of node {draft.label} reads {quote(wire.ref)}, which matches no "
             f"{_kind_name(kind)} output",
+        )
+
+
+def check_sources(report: Report, nodes: dict[str, NodeDraft]) -> None:
+    """A Source makes its data on its own: a type that declares inputs and still derives from
+    Source would be started, paused and waited for as if nothing fed it."""
+    for draft in nodes.values():
+        if draft.cls is None or not draft.wires or not draft.is_source:
+            continue
+        names = ", ".join(quote(wire.name) for wire in draft.wires)
+        report(
+            draft.wires[0].line,
+            f"node {draft.label} ({draft.uses}) is a Source, which makes its data on its own "
+            f"and takes no inputs, but reads {names}; remove the inputs, or derive "
+            f"{draft.cls.__name__} from Ticking instead of Source to tick beside its inputs",
         )
 
 

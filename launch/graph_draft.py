@@ -20,7 +20,7 @@ from igtflow.launch.graph import (
     Restart,
 )
 from igtflow.stream.messages import Message
-from igtflow.stream.node import Node, Param
+from igtflow.stream.node import Node, Param, Source
 
 
 @dataclass
@@ -71,7 +71,16 @@ class NodeDraft:
             threads=self.threads,
             line=self.line,
             outputs=tuple(self.outputs),
+            is_source=self.is_source,
         )
+
+    @property
+    def is_source(self) -> bool:
+        """Whether the node's type is a Source; a type left unloaded (``--no-import``) is taken
+        as one when nothing is wired into it."""
+        if self.cls is None:
+            return not self.wires
+        return issubclass(self.cls, Source)
 
 
 def unique(drafts: list[NodeDraft]) -> dict[str, NodeDraft]:

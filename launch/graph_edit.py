@@ -15,8 +15,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from igtflow.launch import safe_yaml
+from igtflow.launch import registry, safe_yaml
 from igtflow.launch.safe_yaml import YamlLimitError, quote
+from igtflow.stream.node import Source
 from igtflow.stream.nodes.replay import output_name
 
 RECORD_DEPTH = 256
@@ -74,8 +75,22 @@ def with_recorder(text: str, path: str) -> str:
     return _dump(doc)
 
 
+def _is_source(node: Any) -> bool:
+    """Whether a node of a stored graph is a Source, as ``NodeSpec.is_source`` says: by its type
+    when that is a registered one (a stored graph is not trusted to name a module to import),
+    else by having no inputs."""
+    uses = node.get("uses")
+    try:
+        if isinstance(uses, str) and uses in registry.node_types():
+            return issubclass(registry.load_node_class(uses), Source)
+    except Exception:  # a type that cannot be loaded here is judged by its wiring
+        pass
+    return not node.get("inputs")
+
+
 def source_topics(graph_text: str | None, recorded: Sequence[str]) -> list[str]:
-    """Recorded topics of the nodes that had no inputs (the sources), ``status`` aside."""
+    """Recorded topics of the graph's sources (the nodes that made data on their own),
+    ``status`` aside."""
     plain = [t for t in recorded if not t.endswith("/status")]
     if not graph_text:
         return plain
@@ -83,7 +98,7 @@ def source_topics(graph_text: str | None, recorded: Sequence[str]) -> list[str]:
         nodes = _load(graph_text)["nodes"]
     except Exception:  # a damaged stored graph: play everything
         return plain
-    sources = {n.get("id") for n in nodes if isinstance(n, dict) and not n.get("inputs")}
+    sources = {n.get("id") for n in nodes if isinstance(n, dict) and _is_source(n)}
     return [t for t in plain if t.partition("/")[0] in sources] or plain
 
 

@@ -29,6 +29,7 @@ from igtflow.launch.graph_checks import (
     check_cycles,
     check_node_wiring,
     check_ports,
+    check_sources,
     check_upstream,
     wire_inputs,
 )
@@ -115,6 +116,7 @@ class _Reader:
                     )
         nodes = unique(drafts)
         wire_inputs(self.issue, drafts, nodes)
+        check_sources(self.issue, nodes)
         check_node_wiring(self.issue, nodes)
         check_upstream(self.issue, nodes)
         check_cycles(self.issue, nodes)

@@ -362,7 +362,7 @@ class Supervisor:
         """Hold (or let go) every source; the rest of the graph drains what is in flight."""
         self.paused = paused
         for node in self.nodes.values():
-            if not node.spec.inputs:
+            if node.spec.is_source:
                 self._send(node.spec.id, control.PAUSE if paused else control.RESUME)
         self._event("sources paused" if paused else "sources resumed")
 
@@ -375,7 +375,7 @@ class Supervisor:
         nodes = [
             s
             for s in self.nodes.values()
-            if not s.spec.inputs and (wanted is None or s.spec.id in wanted)
+            if s.spec.is_source and (wanted is None or s.spec.id in wanted)
         ]
         if not nodes:
             return False

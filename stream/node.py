@@ -1,7 +1,15 @@
 """The node API: one small class per node; the runtime owns sockets, timing, stats and restarts.
 
 A node declares ``inputs`` and ``outputs`` (name → message kind), takes its parameters through the
-signature of ``setup`` and handles each input in ``on_<input>``; a source implements ``tick()``.
+signature of ``setup`` and handles each input in ``on_<input>``. Two bases add a timer:
+
+- :class:`Ticking`: ``tick()`` is also called ``rate_hz`` times a second, beside the inputs (an
+  overlay redraws a frozen feed so that it turns stale);
+- :class:`Source` (a Ticking node): produces data on its own and has no inputs; it is started
+  when the graph goes, paused with the graph, and says ``finished()`` at the end of its data
+  (EOS). Sources, and only them, are where the supervisor sees data start (``NodeSpec.is_source``:
+  paused, waited for to drain) and what a replay stands in for; a graph that wires an input into
+  one is rejected.
 
 Every parameter the graph gives (and every default of one it leaves out) is an attribute of the
 node before ``setup`` runs: ``setup`` may read ``self.threshold`` as well as its argument, and a
@@ -98,7 +106,8 @@ class Node:
         return dict(cls.outputs)
 
     def setup(self) -> None:
-        """Called once in the node process with the graph's parameters."""
+        """Called once in the node process with the graph's parameters, which are already set
+        as attributes of the node (``self.name``) when it runs."""
 
     @classmethod
     def check_wiring(cls, params: dict[str, Any], input_names: list[str]) -> list[str]:
@@ -170,20 +179,32 @@ class Node:
         return lambda message: self.on_message(input_name, message)
 
 
-class Source(Node):
-    """A node that produces messages: ``tick()`` is called ``rate_hz`` times a second.
+class Ticking(Node):
+    """A node whose ``tick()`` the runtime calls ``rate_hz`` times a second, beside its inputs.
 
-    ``tick`` may instead return the seconds until it wants to be called again (a replay follows
-    the recorded timing this way), and calls ``finished()`` when it has nothing more to send.
+    Ticks begin once the graph has started (GO) and every output has its consumers. ``tick``
+    may return the seconds until it wants to be called again instead (a replay follows the
+    recorded timing this way). In lockstep, a tick that sent anything is followed by the next
+    only once the graph has handled it. A node that produces data on its own, with no inputs,
+    is a :class:`Source` instead.
     """
 
     rate_hz: float = 30.0
-    _finished: bool = False
-    # What rate_hz means for this source, as ``igtflow nodes`` shows it.
+    # What rate_hz means for this node, as ``igtflow nodes`` shows it.
     rate_hz_doc: ClassVar[str] = "ticks per second (0 = as fast as possible)"
 
     def tick(self) -> float | None:
         raise NotImplementedError
+
+
+class Source(Ticking):
+    """A node that produces messages on its own, with no inputs: ``tick()`` makes them.
+
+    Started when the graph goes and paused with it; it calls ``finished()`` when it has nothing
+    more to send (end of a file), which tells the launcher it may stop once the graph drained.
+    """
+
+    _finished: bool = False
 
     def finished(self) -> None:
         """Say that this source has sent everything (end of a file): the launcher can stop."""
@@ -318,7 +339,7 @@ def node_params(cls: type[Node]) -> dict[str, Param]:
     hints = typing.get_type_hints(cls.setup, include_extras=True)
     docs = _param_docs(cls.setup.__doc__)
     params: dict[str, Param] = {}
-    if issubclass(cls, Source):
+    if issubclass(cls, Ticking):
         params["rate_hz"] = Param("rate_hz", Rate, cls.rate_hz, cls.rate_hz_doc)
     for name, p in signature.parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):

@@ -53,7 +53,6 @@ class NodeStats:
     ages_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     late_ticks: int = 0
     inline_fallbacks: int = 0
-    rehearsals: int = 0  # message paths rehearsed before a due message (rehearsal.py)
     loop_ns: int | None = None  # when the loop last turned; None while setup still runs
     started: float = field(default_factory=time.monotonic)
     cpu_s: float = field(default_factory=time.process_time)
@@ -73,7 +72,6 @@ class NodeStats:
             "handler_p99_ms": float(np.percentile(handler, 99)) if handler.size else None,
             "late_ticks": self.late_ticks,
             "inline_fallbacks": self.inline_fallbacks,
-            "rehearsals": self.rehearsals,
             "cpu_s": time.process_time() - self.cpu_s,
             # A long setup is not a hung loop: it is timed by the supervisor's ready timeout.
             "loop_age_ms": None

@@ -176,8 +176,8 @@ class PacketHub:
         if pool is not None:
             pool.fresh = []
             pool.listen = self.listen
-        # The last packet sent, for rehearsals: small ones only (a big one is never rehearsed,
-        # so it is not kept alive for one either).
+        # The last packet sent, for a reader that re-runs the message path without sending:
+        # small ones only (a big one is not kept alive for that).
         self.last_packet: bytes | None = None
         path.unlink(missing_ok=True)  # a previous run of this node left it behind
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)

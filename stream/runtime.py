@@ -1,7 +1,9 @@
 """The loop inside every node process: receive, handle, emit, tick, report.
 
 The runtime owns everything a node must not think about: sockets, policies, shared memory,
-sequence numbers, trace hops, pacing, stats and the supervisor's commands.
+sequence numbers, trace hops, pacing, stats and the supervisor's commands. The loop delegates
+what it handles next and when it may tick to a ``Schedule`` (``scheduling.py``: live or
+lockstep), tick times to a ``TickClock`` (``pacing.py``) and warm-ups to a ``Rehearsal``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,8 @@ import dataclasses
 import gc
 import logging
 import math
-import select
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from igtflow.stream import control, rehearsal
+from igtflow.stream import control
 from igtflow.stream.ledger import Ledger, Mark
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import (
@@ -29,21 +29,24 @@ from igtflow.stream.node import (
     Node,
     PermanentError,
     Source,
+    Ticking,
     all_outputs,
     create_node,
     load_class,
 )
 from igtflow.stream.node_stats import InputStats, NodeStats
-from igtflow.stream.packets import PacketLink
+from igtflow.stream.pacing import TickClock
+from igtflow.stream.rehearsal import Rehearsal
+from igtflow.stream.scheduling import LiveSchedule, LockstepSchedule, Schedule
 from igtflow.stream.shm import SlotReader
 from igtflow.stream.threads import apply_thread_budget
 from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output, OutputConfig
+from igtflow.stream.waiter import Waiter
+from igtflow.stream.wire import BIG_BUFFER_BYTES
 
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
 RECONNECT_MS = 10
-PRECISE_MAX_MS = 1000.0
-SELECT_FD_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -76,62 +79,6 @@ class NodeConfig:
         return dataclasses.asdict(self)
 
 
-class Waiter:
-    """Waits on all of a node's sockets at once and says which are ready.
-
-    With only plain files (packet links and hubs: every local graph) this is ``select.poll``,
-    which runs far less code per wake-up than ZeroMQ's poller; a ZeroMQ socket (tcp, lockstep)
-    needs ``zmq.Poller``. A link's file changes when it (re)connects: the set is rebuilt then.
-    """
-
-    def __init__(self, handles: list[Any]) -> None:
-        self.handles = handles
-        self.uses_zmq = any(isinstance(h, zmq.Socket) for h in handles)
-        self.by_fd: dict[int, Any] = {}
-        self.poller: Any = None
-        self.selectable = False
-        for handle in handles:
-            if isinstance(handle, PacketLink):
-                handle.on_change = self._changed
-
-    def _changed(self) -> None:
-        self.poller = None
-
-    @property
-    def precise(self) -> bool:
-        """Whether ``wait(..., precise=True)`` keeps fractions of a millisecond here."""
-        if self.poller is None:
-            self._build()
-        return self.selectable
-
-    def _build(self) -> Any:
-        files = [h for h in self.handles if not isinstance(h, zmq.Socket)]
-        self.by_fd = {h.fileno(): h for h in files}
-        # select() takes a timeout in µs but only descriptors below FD_SETSIZE
-        self.selectable = not self.uses_zmq and max(self.by_fd, default=0) < SELECT_FD_LIMIT
-        if self.uses_zmq:
-            self.poller = zmq.Poller()
-            for handle in self.handles:
-                self.poller.register(handle, zmq.POLLIN)
-        else:
-            self.poller = select.poll()
-            for fd in self.by_fd:
-                self.poller.register(fd, select.POLLIN)
-        return self.poller
-
-    def wait(self, timeout_ms: float, precise: bool = False) -> list[Any]:
-        """The handles ready within ``timeout_ms`` (truncated to whole ms, as ZeroMQ does).
-
-        ``precise`` keeps the fraction of a millisecond (``select``, for plain files only): a
-        rehearsal (``rehearsal.py``) must not wake up to a millisecond early or late.
-        """
-        poller = self.poller or self._build()
-        by_fd = self.by_fd
-        if precise and self.selectable and 0 < timeout_ms < PRECISE_MAX_MS:
-            return [by_fd[fd] for fd in select.select(list(by_fd), (), (), timeout_ms / 1e3)[0]]
-        return [by_fd[s] if s.__class__ is int else s for s, _ in poller.poll(int(timeout_ms))]
-
-
 class NodeRuntime:
     """Runs one node: the emitter its ``emit``/``new_frame`` calls go to."""
 
@@ -151,18 +98,19 @@ class NodeRuntime:
         self.handlers: dict[str, Any] = {}
         self.t_in_ns: int | None = None
         self.control = control.ControlLink(self.ctx, config.control, config.node_id, self.snapshot)
-        self.lockstep = (
-            control.LockstepLink(self.ctx, config.control, config.node_id)
-            if config.lockstep
-            else None
-        )
-        self.emitted: list[list[Any]] = []  # lockstep: [topic, seq] sent since the last report
-        self.grants: deque[list[Any]] = deque()  # lockstep: [input, topic, seq] to handle next
         self.inputs_by_name: dict[str, Input] = {}
-        self.awaiting_next = False
+        self.schedule: Schedule = (
+            LockstepSchedule(
+                control.LockstepLink(self.ctx, config.control, config.node_id),
+                self.inputs_by_name,
+                self._handle,
+            )
+            if config.lockstep
+            else LiveSchedule(self.inputs, self._handle, self.control)
+        )
+        self.sent = self.schedule.sent  # where emit notes [topic, seq] for the schedule, if at all
+        self.rehearsal: Rehearsal | None = None  # made once the sockets are open
         self.eos_sent = False
-        self.rehearsing = rehearsal.enabled() and not config.lockstep
-        self.rehearsed_until = 0.0  # rehearsal times up to this one are done (or skipped)
         self.ledger: Ledger | None = None
         self.output_rows: dict[str, int] = {}
         self.input_rows: dict[str, int] = {}
@@ -198,8 +146,8 @@ class NodeRuntime:
         output.seq += 1
         if self.ledger is not None:
             self.ledger.note(self.output_rows[output_name], output.seq, stamped.stamp_ns)
-        if self.lockstep is not None and output.config.subscribers:
-            self.emitted.append([stamped.topic, stamped.seq])
+        if self.sent is not None and output.config.subscribers:
+            self.sent.append([stamped.topic, stamped.seq])
         output.send(stamped, self.placers[output_name])
         self.stats.sent[output_name] = self.stats.sent.get(output_name, 0) + 1
         if self.resumed_outputs and output_name in self.resumed_outputs:
@@ -222,7 +170,7 @@ class NodeRuntime:
     def new_frame(self, output_name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         pool = self.outputs[output_name].pool
         nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-        if pool is not None and nbytes >= 64 * 1024:
+        if pool is not None and nbytes >= BIG_BUFFER_BYTES:
             slot = pool.acquire(nbytes)
             if slot is not None:
                 return pool.writable(slot, shape, dtype)
@@ -272,7 +220,7 @@ class NodeRuntime:
         if name in IMPLICIT_OUTPUTS:
             return  # alarms come when they come: no rate to miss
         node = self.node
-        if isinstance(node, Source) and not self.config.inputs:
+        if isinstance(node, Source):
             # Frames a source never captured: as many ticks as fit in the hole.
             rate = node.rate_hz
             ticks = round((message.stamp_ns - mark.stamp_ns) * rate / 1e9) - 1 if rate > 0 else 0
@@ -288,6 +236,7 @@ class NodeRuntime:
         snapshot["send_drops"] = sum(o.send_drops for o in list(self.outputs.values()))
         pools = {name: o.pool_stats() for name, o in list(self.outputs.items())}
         snapshot["pools"] = {name: stats for name, stats in pools.items() if stats is not None}
+        snapshot["rehearsals"] = self.rehearsal.count if self.rehearsal is not None else 0
         return snapshot
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -317,6 +266,9 @@ class NodeRuntime:
             self.inputs_by_name[inp.name] = self.inputs[-1]
         if not self.config.lockstep:
             self._open_ledger()
+        self.rehearsal = Rehearsal.for_node(
+            self.inputs, self.outputs.values(), self.config.lockstep
+        )
 
     def _open_ledger(self) -> None:
         """Keep each topic's place in the run's ledger; after a restart, continue from it."""
@@ -338,9 +290,9 @@ class NodeRuntime:
     def _subscribers_ready(self, deadline: float) -> bool:
         """True once every output has the subscribers the supervisor expects (or time is up).
 
-        Every node waits for this before it reports ready, and a source again before its first
-        tick, so that no message is lost to ZeroMQ's slow-joiner race; after GO, consumers that
-        failed for good are no longer waited for.
+        Every node waits for this before it reports ready, and a ticking node again before its
+        first tick, so that no message is lost to ZeroMQ's slow-joiner race; after GO, consumers
+        that failed for good are no longer waited for.
         """
         expected = self.control.go_fields.get("subscribers", {})
         for output in self.outputs.values():
@@ -409,8 +361,7 @@ class NodeRuntime:
             inp.close()
         for out in self.outputs.values():
             out.close()
-        if self.lockstep is not None:
-            self.lockstep.close()
+        self.schedule.close()
         self.control.close()
 
     def _handle(self, inp: Input, arrival: Arrival) -> None:
@@ -437,9 +388,6 @@ class NodeRuntime:
         self.stats.ages_ms.append(age_ms)
         self.stats.handler_ms.append((done - now) / 1e6)
         self.t_in_ns = None
-        if self.lockstep is not None:
-            self.lockstep.done([inp.config.name, message.topic, message.seq], self.emitted)
-            self.emitted = []
 
     def _input_resumed(self, inp: Input, message: Message) -> None:
         """The first message on an input after a restart: count what the restart missed, and
@@ -452,150 +400,59 @@ class NodeRuntime:
         if sink and not self.node.reports_own_gaps:
             self.restart_gap(message.topic, mark.stamp_ns, message.stamp_ns, missed)
 
-    def _tick(self, node: Source) -> float | None:
-        """One tick; in lockstep, report what it sent and hold further ticks until NEXT."""
+    def _tick(self, node: Ticking) -> float | None:
+        """One tick; once a source says it has finished, tell the supervisor (EOS)."""
         self.t_in_ns = None
         delay = node.tick()
-        if self.lockstep is not None and self.emitted:
-            self.lockstep.done(None, self.emitted)
-            self.emitted = []
-            self.awaiting_next = True
-        if node._finished and not self.eos_sent:
+        self.schedule.ticked()
+        if isinstance(node, Source) and node._finished and not self.eos_sent:
             self.eos_sent = True
-            if self.lockstep is not None:
-                self.lockstep.end()  # after the DONE on the same socket: it cannot overtake it
-            else:
-                self.control.send(control.EOS)
+            self.schedule.finished()
         return delay
-
-    def _work_waiting(self) -> bool:
-        """Whether a message can be handled right now (in lockstep: the next granted one)."""
-        if self.lockstep is None:
-            return any(inp.pending for inp in self.inputs)
-        return bool(self.grants) and self._granted_arrival(peek=True) is not None
-
-    def _granted_arrival(self, peek: bool = False) -> tuple[Input, Arrival] | None:
-        """The arrival the oldest grant names, once it is here (taken unless ``peek``)."""
-        input_name, topic, seq = self.grants[0]
-        inp = self.inputs_by_name.get(input_name)
-        if inp is None:
-            return None
-        arrival = inp.take(topic, seq, peek)
-        return None if arrival is None else (inp, arrival)
-
-    def _handle_arrivals(self) -> None:
-        """Handle the next waiting message of every input."""
-        for inp in self.inputs:
-            arrival = inp.pop()
-            if arrival is not None:
-                self._handle(inp, arrival)
-                if inp.config.policy == QUEUE:
-                    inp.receive()  # hold newly arrived frames before the producer reuses them
-
-    def _handle_granted(self) -> None:
-        """Lockstep: handle granted deliveries in the order granted, as each arrives."""
-        while self.grants:
-            found = self._granted_arrival()
-            if found is None:
-                for inp in self.inputs:
-                    inp.receive()  # it may be in the socket already
-                found = self._granted_arrival()
-                if found is None:
-                    return  # not here yet: its arrival wakes the loop
-            self.grants.popleft()
-            self._handle(*found)
-
-    def _message_due(self, next_tick: float | None) -> tuple[float | None, Input | None]:
-        """When the next message is due, and on which input (None: the source's next tick)."""
-        due, due_on = next_tick, None
-        now = time.monotonic()
-        for inp in self.inputs:
-            at = inp.cadence.due(now)
-            if at is not None and (due is None or at < due):
-                due, due_on = at, inp
-        return due, due_on
-
-    def _rehearse_if_time(self, rehearse_at: float, due: float, due_on: Input | None) -> None:
-        """Rehearse now if the wait for ``rehearse_at`` is over and the message not too near."""
-        now = time.monotonic()
-        if now < rehearse_at - rehearsal.EARLY_S:
-            return
-        self.rehearsed_until = rehearse_at
-        if now < due - rehearsal.SKIP_WITHIN_S:
-            self._rehearse(due_on)
-            self.stats.rehearsals += 1
-
-    def _rehearse(self, due_on: Input | None) -> None:
-        """Rehearse the input a message is due on (if any) and every output it may lead to."""
-        if due_on is not None and rehearsal.rehearsable(due_on.last_packet):
-            rehearsal.decode(due_on.last_packet)
-        for output in self.outputs.values():
-            if rehearsal.rehearsable(output.last_packet):
-                rehearsal.encode(output.last_packet)
 
     def _loop(self) -> None:
         node = self.node
-        is_source = isinstance(node, Source)
-        period = 1.0 / node.rate_hz if is_source and node.rate_hz > 0 else 0.0
+        schedule, rehearsal = self.schedule, self.rehearsal
+        ticks = isinstance(node, Ticking)
+        clock = TickClock(node.rate_hz if isinstance(node, Ticking) else 0.0)
         by_socket: dict[Any, Input] = {inp.socket: inp for inp in self.inputs}
         outputs_by_socket = {o.socket: o for o in self.outputs.values()}
-        lockstep_socket = self.lockstep.socket if self.lockstep is not None else None
-        handles = [*by_socket, *outputs_by_socket]
-        waiter = Waiter(handles if lockstep_socket is None else [*handles, lockstep_socket])
+        waiter = Waiter([*by_socket, *outputs_by_socket, *schedule.handles])
         started = False
-        next_tick = 0.0
-        tick_gap = period  # the last wait between ticks: rehearse only slow enough sources
         subscriber_deadline: float | None = None
         while not self.stopping:
             self.stats.loop_ns = time.monotonic_ns()
-            if is_source and not started and self.control.go.is_set():
+            if ticks and not started and self.control.go.is_set():
                 if subscriber_deadline is None:
                     subscriber_deadline = time.monotonic() + SUBSCRIBER_WAIT_S
                 if self._subscribers_ready(subscriber_deadline):
                     started = True
-                    next_tick = time.monotonic()
-            ticking = started and not self.awaiting_next and not self.eos_sent
+                    clock.start(time.monotonic())
+            ticking = started and schedule.may_tick() and not self.eos_sent
             ticking = ticking and not self.control.paused.is_set()
-            timeout = POLL_MAX_MS
-            if ticking:
-                timeout = max(0, min(POLL_MAX_MS, (next_tick - time.monotonic()) * 1e3))
+            timeout = clock.wait_ms(time.monotonic(), POLL_MAX_MS) if ticking else POLL_MAX_MS
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
-            rehearse_at = due = due_on = None
-            if self.rehearsing and waiter.precise:
-                steady_tick = ticking and tick_gap >= rehearsal.MIN_PERIOD_S
-                due, due_on = self._message_due(next_tick if steady_tick else None)
-                rehearse_at = rehearsal.next_rehearsal(due, self.rehearsed_until)
-                if rehearse_at is not None:
-                    timeout = min(timeout, max(0.0, (rehearse_at - time.monotonic()) * 1e3))
-            work_waiting = self._work_waiting()
+            rehearse_ms = None
+            if rehearsal is not None and waiter.precise:
+                rehearse_ms = rehearsal.plan(clock.next_tick if ticking else None, clock.gap)
+                if rehearse_ms is not None:
+                    timeout = min(timeout, rehearse_ms)
+            work_waiting = schedule.work_waiting()
             if work_waiting:
                 timeout = 0
-            ready = waiter.wait(timeout, precise=rehearse_at is not None)
-            idle = not ready and not work_waiting  # a rehearsal only fills idle time
-            if idle and rehearse_at is not None and due is not None:
-                self._rehearse_if_time(rehearse_at, due, due_on)
+            ready = waiter.wait(timeout, precise=rehearse_ms is not None)
+            if rehearsal is not None and rehearse_ms is not None and not ready and not work_waiting:
+                rehearsal.idle()  # a rehearsal only fills idle time
             for sock in ready:
                 if sock in by_socket:
                     by_socket[sock].receive()
-                elif sock is lockstep_socket and self.lockstep is not None:
-                    got_next, granted = self.lockstep.take()
-                    self.awaiting_next = self.awaiting_next and not got_next
-                    self.grants.extend(granted)
-                else:
+                elif sock in outputs_by_socket:
                     outputs_by_socket[sock].read_subscriptions()
-            if self.lockstep is not None:
-                self._handle_granted()
-            else:
-                self._handle_arrivals()
-            if ticking and not self.awaiting_next and time.monotonic() >= next_tick:
-                assert isinstance(node, Source)
-                delay = self._tick(node)
-                if delay is not None:
-                    next_tick = time.monotonic() + max(0.0, delay)
-                    tick_gap = delay
-                elif period:
-                    next_tick += period
-                    if time.monotonic() - next_tick > period:
-                        self.stats.late_ticks += 1
-                        next_tick = time.monotonic() + period
+                else:
+                    schedule.take(sock)
+            schedule.handle_waiting()
+            if ticking and schedule.may_tick() and clock.due(time.monotonic()):
+                assert isinstance(node, Ticking)
+                clock.ticked(self._tick(node), time.monotonic())
+                self.stats.late_ticks = clock.late_ticks

@@ -28,6 +28,7 @@ from igtflow.stream.node import (
     WILDCARD,
     Node,
     Source,
+    Ticking,
     all_outputs,
     create_node,
     load_class,
@@ -126,9 +127,13 @@ class NodeHarness:
             self.emitter.t_in_ns = None
 
     def tick(self) -> float | None:
-        """One tick of a source; what ``tick`` returned (seconds until the next, or None)."""
-        if not isinstance(self.node, Source):
-            raise TypeError(f"{type(self.node).__name__} is not a Source: it has no tick()")
+        """One tick of a ticking node or source; what ``tick`` returned (seconds until the
+        next, or None)."""
+        if not isinstance(self.node, Ticking):
+            raise TypeError(
+                f"{type(self.node).__name__} is neither a Source nor a Ticking node: "
+                "it has no tick()"
+            )
         return self.node.tick()
 
     @property

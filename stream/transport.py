@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from igtflow.stream import packets, rehearsal, wire
+from igtflow.stream import packets, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.node_stats import InputStats
 from igtflow.stream.shm import SlotPool, SlotReader
@@ -120,7 +120,7 @@ class Output:
 
     @property
     def last_packet(self) -> bytes | None:
-        """The last message sent as one inline packet (local outputs only), for rehearsals."""
+        """The last message sent as one small inline packet (local outputs only), or None."""
         return self.hub.last_packet if self.hub is not None else None
 
     def read_subscriptions(self) -> None:
@@ -149,7 +149,7 @@ class Output:
         last = len(frames) - 1
         for i, frame in enumerate(frames):
             # Small parts are cheaper copied; large inline buffers go zero-copy.
-            big = len(frame) >= wire.ZERO_COPY_MIN_BYTES
+            big = len(frame) >= wire.BIG_BUFFER_BYTES
             self.socket.send(frame, zmq.SNDMORE if i < last else 0, copy=not big)
 
     def close(self) -> None:
@@ -202,8 +202,9 @@ class Input:
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
             self.socket.connect(config.endpoint)
         self.pending: deque[Arrival] = deque()
-        self.cadence = rehearsal.Cadence()
-        self.last_packet: bytes | None = None  # the newest inline packet taken, for rehearsals
+        # Called with the newest packet each time packets are taken (local inputs only): a tap
+        # for whoever watches the stream's timing without touching its messages.
+        self.on_taken: Callable[[bytes], None] | None = None
         self._accounted = 0
         self._overwritten = 0
         self._last_error_log = 0.0
@@ -248,9 +249,8 @@ class Input:
         how many were read and passed over before them (only with ``newest_only``)."""
         if self.link is not None:
             taken, skipped = self.link.drain(limit, newest_only)
-            if taken:
-                self.cadence.arrived(time.monotonic())
-                self.last_packet = taken[-1]
+            if taken and self.on_taken is not None:
+                self.on_taken(taken[-1])
             return taken, skipped
         batches: list[Any] = []
         while len(batches) < limit:

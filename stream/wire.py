@@ -19,7 +19,10 @@ import numpy as np
 from igtflow.stream.messages import KINDS, Message
 
 WIRE_VERSION = 1
-ZERO_COPY_MIN_BYTES = 64 * 1024
+# A buffer this big is worth avoiding a copy of, in both places that copy: an array goes to a
+# shared-memory slot instead of inline (``encode``, ``NodeRuntime.new_frame``), and an inline buffer
+# is handed to ZeroMQ zero-copy (``transport.Output.send``). Below it, copying is the cheaper way.
+BIG_BUFFER_BYTES = 64 * 1024
 MAX_NDIM = 4
 BASE_FIELDS = ("topic", "seq", "stamp_ns", "frame", "meta", "trace")
 
@@ -64,12 +67,13 @@ def _plain(value: Any) -> Any:
 
 
 def encode(message: Message, place: Placer | None = None) -> list[Frame]:
-    """Frames for ``message``; arrays ≥ 64 KiB go to ``place`` (shared memory) when given."""
+    """Frames for ``message``; arrays of ``BIG_BUFFER_BYTES`` or more go to ``place`` (shared
+    memory) when given."""
     arrays_meta: list[dict[str, Any]] = []
     buffers: list[Frame] = []
     for name, array in message.arrays().items():
         entry: dict[str, Any] = {"name": name, "dtype": array.dtype.str, "shape": list(array.shape)}
-        ref = place(array) if place is not None and array.nbytes >= ZERO_COPY_MIN_BYTES else None
+        ref = place(array) if place is not None and array.nbytes >= BIG_BUFFER_BYTES else None
         if ref is not None:
             entry["shm"] = ref
         else:

@@ -17,7 +17,7 @@ from igtflow.launch.graph import Graph, InputSpec
 from igtflow.launch.graph_issues import GraphError, GraphIssue
 from igtflow.launch.graph_reader import load_graph, parse_graph
 from igtflow.stream.messages import Image, Status, Transform
-from igtflow.stream.node import WILDCARD, Node, Source
+from igtflow.stream.node import WILDCARD, Node, Source, Ticking
 
 GRAPHS = Path(__file__).resolve().parents[1] / "launch" / "graphs"
 SYNTHETIC = GRAPHS / "synthetic.yaml"
@@ -43,6 +43,20 @@ class FakeTracker(Source):
     """Stands in for a tracker: a source of probe poses."""
 
     outputs = {"pose": Transform}
+
+
+class FakeFedSource(Source):
+    """A type that is wrongly both: a Source (makes data on its own) with an input."""
+
+    inputs = {"image": Image}
+    outputs = {"pose": Transform}
+
+
+class FakeRedrawer(Ticking):
+    """Ticks beside its inputs (as the overlay does) without being a source."""
+
+    inputs = {"image": Image}
+    outputs = {"image": Image}
 
 
 class FakeServer(Node):
@@ -84,6 +98,8 @@ FAKE_NODES = {
     for name, cls in {
         "fake-segment": "FakeSegment",
         "fake-tracker": "FakeTracker",
+        "fake-fed-source": "FakeFedSource",
+        "fake-redrawer": "FakeRedrawer",
         "fake-server": "FakeServer",
         "fake-image-recorder": "FakeImageRecorder",
         "fake-named-sink": "FakeNamedSink",
@@ -176,6 +192,26 @@ def test_valid_graph_parses_into_node_specs_with_defaults() -> None:
         InputSpec("transform", "tracker", "pose", "latest", 1, 17),
     )
     assert (slicer.host, slicer.restart, slicer.max_restarts) == ("10.0.0.5", "never", 0)
+
+
+def test_sources_are_the_nodes_whose_type_is_a_source_not_those_without_inputs() -> None:
+    graph = parse(
+        """\
+        nodes:
+          - id: probe
+            uses: synthetic-image
+          - id: redraw
+            uses: fake-redrawer
+            inputs: {image: probe/image}
+          - id: idle
+            uses: fake-redrawer
+          - id: rec
+            uses: stats
+            inputs: {"*": {from: "*"}}
+        """
+    )
+    sources = {spec.id: spec.is_source for spec in graph.nodes}
+    assert sources == {"probe": True, "redraw": False, "idle": False, "rec": False}
 
 
 def test_wildcard_from_star_reads_every_output_of_every_other_node() -> None:
@@ -759,6 +795,23 @@ def test_source_takes_no_inputs() -> None:
     issue = only_issue("nodes:\n  - id: p\n    uses: synthetic-image\n    inputs: {in: p/image}\n")
     assert issue.line == 4
     assert "takes no inputs" in issue.message
+
+
+def test_a_source_type_wired_with_inputs_is_reported_at_its_first_input() -> None:
+    issue = only_issue(
+        """\
+        nodes:
+          - id: probe
+            uses: synthetic-image
+          - id: tracker
+            uses: fake-fed-source
+            inputs: {image: probe/image}       # 6
+        """
+    )
+    assert issue.line == 6
+    assert "node 'tracker' (fake-fed-source) is a Source" in issue.message
+    assert "reads 'image'" in issue.message
+    assert "derive FakeFedSource from Ticking instead of Source" in issue.message
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from igtflow.launch.graph_edit import replay_graph, with_recorder
+from igtflow.launch.graph_edit import replay_graph, source_topics, with_recorder
 from igtflow.launch.graph_issues import GraphError
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.stream import wire
@@ -280,3 +280,19 @@ def test_live_replay_keeps_the_lag_of_a_layer_behind_its_frame(
     for label in labels:
         lag_ms = (frames[label.seq + 6] - label.stamp_ns) / 1e6
         assert abs(lag_ms - 300) < 1, f"label {label.seq} lags its frame by {lag_ms:.1f} ms"
+
+
+def test_a_replay_replaces_the_sources_not_a_ticking_node_that_happens_to_have_no_inputs() -> None:
+    stored = """name: case
+nodes:
+  - id: probe
+    uses: synthetic-image
+  - id: ov
+    uses: overlay
+  - id: seg
+    uses: tests.nodes.sources:Numbered
+"""
+    recorded = ["probe/image", "ov/overlay", "ov/status", "seg/number"]
+    # overlay ticks but makes nothing on its own; a type the stored graph names by module path
+    # is not imported from it, and is judged by its wiring
+    assert source_topics(stored, recorded) == ["probe/image", "seg/number"]

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from igtflow.stream import wire
 from igtflow.stream.messages import KINDS, Image, Mesh, Message, Points, Status, Transform
 from igtflow.stream.wire import (
+    BIG_BUFFER_BYTES,
     WIRE_VERSION,
-    ZERO_COPY_MIN_BYTES,
     UnknownVersion,
     WireError,
     decode,
@@ -284,11 +284,11 @@ def test_arrays_of_64_kib_or_more_go_to_the_placer_and_smaller_ones_inline() -> 
 
     just_big = Image(data=_random_bits((256, 256), np.uint8, 14))  # exactly 64 KiB
     just_small = Image(data=_random_bits((255, 257), np.uint8, 15))  # one byte less
-    assert just_big.data.nbytes == ZERO_COPY_MIN_BYTES
-    assert just_small.data.nbytes == ZERO_COPY_MIN_BYTES - 1
+    assert just_big.data.nbytes == BIG_BUFFER_BYTES
+    assert just_small.data.nbytes == BIG_BUFFER_BYTES - 1
 
     frames = encode(just_big, place=place)
-    assert placed == [ZERO_COPY_MIN_BYTES], "only data; ijk_to_ras rides in the header"
+    assert placed == [BIG_BUFFER_BYTES], "only data; ijk_to_ras rides in the header"
     entries = {e["name"]: e for e in header_of(frames)["arrays"]}
     assert "shm" in entries["data"] and "buf" not in entries["data"]
     assert header_of(frames)["fields"]["ijk_to_ras"] == just_big.ijk_to_ras.tolist()

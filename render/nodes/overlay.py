@@ -19,12 +19,12 @@ from igtflow.render.freshness import Freshness
 from igtflow.render.overlay_compose import LAYERS, OverlayComposer
 from igtflow.render.video_out import FrameOutputs
 from igtflow.stream.messages import Image, Mesh, Message, Points, Status
-from igtflow.stream.node import Fraction, NonNegative, Positive, Source
+from igtflow.stream.node import Fraction, NonNegative, Positive, Ticking
 
 STALE_CODE = "stale-overlay"
 
 
-class Overlay(Source):
+class Overlay(Ticking):
     """Draws labels, targets, model and confidence on the live image; greys it out when stale."""
 
     inputs = {

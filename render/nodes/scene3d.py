@@ -11,10 +11,10 @@ import time
 from igtflow.render.scene import LAYERS, VIEWS, SceneRenderer, prepare_offscreen
 from igtflow.render.video_out import FrameOutputs
 from igtflow.stream.messages import Image, Mesh, Message, Points, Transform
-from igtflow.stream.node import NonNegative, Pixels, Positive, Source
+from igtflow.stream.node import NonNegative, Pixels, Positive, Ticking
 
 
-class Scene3D(Source):
+class Scene3D(Ticking):
     """Renders the preoperative and deformed models, the live image, probe and targets in 3D."""
 
     inputs = {
