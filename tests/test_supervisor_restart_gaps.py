@@ -175,7 +175,9 @@ def test_killed_relay_counts_the_frames_its_output_never_carried(tmp_path: Path)
     found = messages([path])
     inside = [s for _, s in found["src/image"] if gap["start_ns"] < s < gap["end_ns"]]
     assert gap["frames"] == len(inside) > 0
-    assert relay["lost"] >= gap["frames"]
+    # The input's seq jump counts what the new process never received; a frame the old one had
+    # taken but was killed before sending lies in the hole too, yet was no jump on its input.
+    assert relay["lost"] >= gap["frames"] - 1
     stamps = [s for _, s in found["relay/out"]]
     assert gap["start_ns"] in stamps and gap["end_ns"] in stamps
     (recorded,) = inspect(path)["restart_gaps"]
