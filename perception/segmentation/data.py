@@ -112,8 +112,8 @@ class FrameSet:
 def _us_frames(seed: int, indices: list[int], variant: int) -> list[tuple]:
     from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 
-    config = UltrasoundConfig()
-    if variant % 3 == 2:  # a third of the training seeds look through a convex probe
+    config = UltrasoundConfig()  # held out (variant -1): the default linear probe
+    if variant >= 0 and variant % 3 == 2:  # a third of the training seeds: a convex probe
         config = UltrasoundConfig(probe="curvilinear")
     sim = UltrasoundSim(anatomy=build_anatomy(seed), config=config)
     out = []
@@ -157,7 +157,8 @@ def phantom_frames(
     """Frames spread over the breathing/sweep cycle of each seed, cached on disk by content key."""
     spec = task_spec(task)
     key = f"{task}-{'held' if held_out else 'train'}-{seeds[0]}-{seeds[-1]}-{len(seeds)}"
-    key += f"-{frames_per_seed}-{hashlib.sha1(str(seeds).encode()).hexdigest()[:8]}-v1"
+    key += f"-{frames_per_seed}-{hashlib.sha1(str(seeds).encode()).hexdigest()[:8]}"
+    key += "-v2" if held_out else "-v1"
     path = cache_dir() / f"{key}.npz"
     if path.is_file():
         data = np.load(path)

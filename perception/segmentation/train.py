@@ -11,6 +11,7 @@ scored, traced to TorchScript on the CPU and written with its model card.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,11 @@ def default_name(task: str, arch: str) -> str:
 class Recipe:
     """The loss and the batches, shared by both architectures (the baseline is trained alike)."""
 
-    def __init__(self, task: str, seed: int) -> None:
+    def __init__(self, task: str, seed: int, crop: int | None = None, batch: int | None = None):
         from monai.losses import DiceCELoss
 
-        self.spec = task_spec(task)
+        spec = task_spec(task)
+        self.spec = replace(spec, crop=crop or spec.crop, batch=batch or spec.batch)
         self.rng = np.random.default_rng([seed, 0x7EA])
         weights = torch.tensor(self.spec.class_weights, dtype=torch.float32)
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True, weight=weights)
@@ -142,6 +144,9 @@ def train_segmentation(
     frames_per_seed: int = 24,
     eval_seeds: str = HELD_OUT_SEEDS,
     eval_frames_per_seed: int = 6,
+    crop: int | None = None,
+    batch: int | None = None,
+    lr: float | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Train (or fine-tune from ``init``), calibrate, score, and write ``<name>.pt`` + card.
 
@@ -178,7 +183,7 @@ def train_segmentation(
         if init is not None:
             _load_init(net, init)
         net = net.to(memory_format=torch.channels_last)
-        lr = 1e-3 if init is not None else 4e-3
+        lr = lr or (1e-3 if init is not None else 4e-3)
         optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimiser,
@@ -186,7 +191,7 @@ def train_segmentation(
             total_steps=max(steps, 10),
             pct_start=0.05 if steps >= 100 else 0.3,
         )
-        recipe = Recipe(task, seed)
+        recipe = Recipe(task, seed, crop, batch)
         step_task = bar.task(f"training {name} ({arch})", steps)
         smooth = None
         started = time.perf_counter()
@@ -212,7 +217,10 @@ def train_segmentation(
                 held.seeds, np.unique(held.seeds)[: max(len(np.unique(held.seeds)) // 2, 1)]
             )
             calibrate, score = _subset(held, half), held
-        card = _card(name, task, arch, net, seeds, steps, user_data, seconds_per_step)
+        note = f"batch {recipe.spec.batch}x{recipe.spec.crop}^2, lr {lr:g}"
+        if init is not None:
+            note += f", from {Path(init).name}"
+        card = _card(name, task, arch, net, seeds, steps, user_data, seconds_per_step, note)
         logits = predict_logits(net, calibrate.images, card)
         temperature, _ = fit_temperature(logits, calibrate.targets)
         card = card.model_copy(update={"confidence": Confidence(temperature=temperature)})
@@ -256,6 +264,7 @@ def _card(
     steps: int,
     user_data: Path | None,
     seconds_per_step: float,
+    recipe_note: str,
 ) -> ModelCard:
     spec = task_spec(task)
     data = "phantom" if user_data is None else f"phantom + user pairs from {Path(user_data).name}"
@@ -273,7 +282,7 @@ def _card(
             data=data,
             seeds=f"{min(seeds)}-{max(seeds)}" if len(seeds) > 1 else str(seeds[0]),
             steps=steps,
-            recipe=f"{RECIPE}; batch {spec.batch}x{spec.crop}^2; {seconds_per_step:.2f} s/step",
+            recipe=f"{RECIPE}; {recipe_note}; {seconds_per_step:.2f} s/step",
         ),
         parameters=parameter_count(net),
         notes=(
