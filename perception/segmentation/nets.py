@@ -1,10 +1,13 @@
 """The segmentation networks: ``FastSeg`` (ours, for a 2-core CPU) and MONAI's U-Net baseline.
 
-FastSeg spends its compute where a CPU is cheap: one plain convolution at half resolution, then
-depthwise-separable blocks down to 1/16 (dilated there, for an organ-sized receptive field at
-almost no cost), a light additive decoder, and a full-resolution branch of a few channels so a
-2-pixel catheter keeps its edges. Both nets map N×1×H×W → N×K×H×W logits for any H, W divisible
-by 16, so training can use crops and inference the whole frame.
+FastSeg spends its compute where a CPU is cheap: the frame is folded 4×4 into 16 channels, so no
+layer runs above quarter resolution; plain strided then depthwise-separable blocks go down to 1/32
+(dilated there, for an organ-sized receptive field at almost no cost); a light additive decoder
+comes back to 1/4, and a sub-pixel head unfolds 16 logits per cell so a 2-pixel catheter keeps its
+edges. A depthwise layer at full resolution, tried first, cost more on one CPU thread than the
+whole MONAI U-Net: memory traffic, not multiply-adds, is what a CPU pays for.
+Both nets map N×1×H×W → N×K×H×W logits for any H, W divisible by 32, so training can use crops
+and inference the whole frame.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ class SeparableBlock(nn.Sequential):
 class FastSeg(nn.Module):
     """A small U-Net-style net (≈100k parameters) built for one CPU thread at batch 1.
 
-    Full resolution is never convolved: the frame is folded 2×2 into four channels on the way in
-    (``pixel_unshuffle``) and the logits unfolded on the way out (``pixel_shuffle``), so every
-    layer runs at half resolution or less and a 2-pixel catheter still gets per-pixel logits.
+    Full resolution is never convolved: the frame is folded ``fold``×``fold`` into channels on
+    the way in (``pixel_unshuffle``) and the logits unfolded on the way out (``pixel_shuffle``),
+    so every layer runs at 1/fold resolution or less and a 2-pixel catheter still gets
+    per-pixel logits.
     """
 
     def __init__(
@@ -82,6 +86,26 @@ class FastSeg(nn.Module):
         return F.pixel_shuffle(self.head(d0), self.fold)
 
 
+class FlatFrameGate(nn.Module):
+    """Scales the logits down on a frame with (almost) no contrast, so it comes out unsure.
+
+    A black or flat grey frame carries no information, yet to a fully convolutional net it looks
+    like the black outside a collimator or a sector, which it rightly calls background with
+    confidence. Garbage frames in training teach the net to be unsure of noise and textures; this
+    gate covers the flat ones, whose only tell is frame-wide: logits × min(1, std / ``floor``)
+    (normalised units; 0.1 ≈ 6 grey levels, while scans have 40 or more).
+    """
+
+    def __init__(self, net: nn.Module, floor: float = 0.1) -> None:
+        super().__init__()
+        self.net = net
+        self.floor = floor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = x.flatten(1).std(dim=1).clamp(max=self.floor) / self.floor
+        return self.net(x) * spread[:, None, None, None]
+
+
 def build_net(arch: str, classes: int) -> nn.Module:
     """``fast`` (FastSeg) or ``monai-unet`` (the baseline the issue names), untrained."""
     if arch == "fast":
@@ -102,7 +126,7 @@ def build_net(arch: str, classes: int) -> nn.Module:
 def describe(arch: str) -> str:
     """The architecture as the model card states it."""
     if arch == "fast":
-        return "FastSeg: separable U-Net on a 2x2-folded frame, widths 24-32-48-64, sub-pixel head"
+        return "FastSeg: separable U-Net on a 4x4-folded frame, widths 32-40-56-72, sub-pixel head"
     return "monai.networks.nets.UNet(spatial_dims=2, channels=(16, 32, 64, 128), strides=(2, 2, 2))"
 
 

@@ -41,7 +41,12 @@ from igtflow.perception.segmentation.data import (
     user_frames,
 )
 from igtflow.perception.segmentation.evaluate import fit_temperature, predict_logits, score_frames
-from igtflow.perception.segmentation.nets import build_net, describe, parameter_count
+from igtflow.perception.segmentation.nets import (
+    FlatFrameGate,
+    build_net,
+    describe,
+    parameter_count,
+)
 
 NORMALISATION = Normalisation(scale=255.0, mean=0.5, std=0.25)
 GARBAGE_SHARE = 0.1
@@ -114,7 +119,7 @@ def _load_init(net: nn.Module, init: Path) -> None:
     if init.name.endswith(".card.yaml"):
         _, init = load_card(init)
     state = torch.jit.load(str(init), map_location="cpu").state_dict()
-    net.load_state_dict(state)
+    net.load_state_dict({key.removeprefix("net."): value for key, value in state.items()})
 
 
 def _arch_of(init: Path) -> str | None:
@@ -221,15 +226,17 @@ def train_segmentation(
         if init is not None:
             note += f", from {Path(init).name}"
         card = _card(name, task, arch, net, seeds, steps, user_data, seconds_per_step, note)
-        logits = predict_logits(net, calibrate.images, card)
+        gated = FlatFrameGate(net).eval()
+        logits = predict_logits(gated, calibrate.images, card)
         temperature, _ = fit_temperature(logits, calibrate.targets)
         card = card.model_copy(update={"confidence": Confidence(temperature=temperature)})
-        metrics = score_frames(net, card, score)
+        metrics = score_frames(gated, card, score)
 
     weights = out_dir / f"{name}.pt"
     with torch.no_grad():
         example = torch.zeros(1, 1, spec.size, spec.size)
-        traced = torch.jit.trace(net.to(memory_format=torch.contiguous_format), example)
+        gated = FlatFrameGate(net.to(memory_format=torch.contiguous_format)).eval()
+        traced = torch.jit.trace(gated, example)
     traced.save(str(weights))
     if weights.stat().st_size > MAX_WEIGHTS_BYTES:
         raise ValueError(f"{weights}: {weights.stat().st_size} bytes, over the 5 MB limit")
@@ -287,7 +294,8 @@ def _card(
         parameters=parameter_count(net),
         notes=(
             "confidence = softmax margin at the fitted temperature; metrics on held-out data "
-            "(Dice, HD95 in px: MONAI; catheter tip: median error at the detector, mm)"
+            "(Dice: MONAI; HD95 in px, MONAI's definition; catheter tip: median error at the "
+            "detector, mm; garbage_confidence: mean margin on noise/black/texture frames)"
         ),
     )
 
