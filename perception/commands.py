@@ -108,10 +108,12 @@ def _print_table(result: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"segmentation, held-out seeds {result['seeds']}")
-    table.add_column("network")
+    table.add_column("metric")
+    names = list(result["networks"])
+    for name in names:
+        table.add_column(name, justify="right")
     metrics = sorted({m for n in result["networks"].values() for m in n})
     for m in metrics:
-        table.add_column(m, justify="right")
-    for name, values in result["networks"].items():
-        table.add_row(name, *(f"{values.get(m, float('nan')):.3f}" for m in metrics))
+        values = (result["networks"][name].get(m, float("nan")) for name in names)
+        table.add_row(m, *(f"{v:.3f}" for v in values))
     Console().print(table)

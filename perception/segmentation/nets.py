@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ARCHS = ("fast", "monai-unet")
+ARCHS = ("fast", "fast-lite", "monai-unet")
 
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -107,9 +107,12 @@ class FlatFrameGate(nn.Module):
 
 
 def build_net(arch: str, classes: int) -> nn.Module:
-    """``fast`` (FastSeg) or ``monai-unet`` (the baseline the issue names), untrained."""
+    """``fast`` (FastSeg), ``fast-lite`` (folded 8×8, for large frames) or ``monai-unet``
+    (the baseline the issue names), untrained."""
     if arch == "fast":
         return FastSeg(classes)
+    if arch == "fast-lite":  # for 512² frames: folded 8×8, the cost of a 256² frame at fold 4
+        return FastSeg(classes, fold=8)
     if arch == "monai-unet":
         from monai.networks.nets import UNet
 
@@ -127,6 +130,8 @@ def describe(arch: str) -> str:
     """The architecture as the model card states it."""
     if arch == "fast":
         return "FastSeg: separable U-Net on a 4x4-folded frame, widths 32-40-56-72, sub-pixel head"
+    if arch == "fast-lite":
+        return "FastSeg-lite: separable U-Net on an 8x8-folded frame, widths 32-40-56-72"
     return "monai.networks.nets.UNet(spatial_dims=2, channels=(16, 32, 64, 128), strides=(2, 2, 2))"
 
 

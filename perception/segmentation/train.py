@@ -59,7 +59,7 @@ RECIPE = (
 
 
 def default_name(task: str, arch: str) -> str:
-    return task if arch == "fast" else f"{task}-monai"
+    return {"fast": task, "fast-lite": f"{task}-lite"}.get(arch, f"{task}-monai")
 
 
 class Recipe:
@@ -131,7 +131,9 @@ def _arch_of(init: Path) -> str | None:
     if card_file is None:
         return None
     card, _ = load_card(card_file, check_weights=False)
-    return "monai-unet" if card.architecture.startswith("monai") else "fast"
+    if card.architecture.startswith("monai"):
+        return "monai-unet"
+    return "fast-lite" if card.architecture.startswith("FastSeg-lite") else "fast"
 
 
 def train_segmentation(
