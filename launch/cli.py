@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from igtflow import __version__
-from igtflow.launch.commands import graphs, recordings, runs
+from igtflow.launch.commands import graphs, models, recordings, runs
 from igtflow.launch.commands.bench import bench_app
 from igtflow.launch.commands.phantom import phantom_app
 from igtflow.launch.commands.terminal import out, print_error
@@ -40,9 +40,11 @@ for command in (
     graphs.nodes,
     runs.demo,
     recordings.convert,
+    models.train,
 ):
     app.command()(command)
 app.add_typer(bench_app, name="bench")
+app.add_typer(models.eval_app, name="eval")
 app.add_typer(phantom_app, name="phantom")
 
 

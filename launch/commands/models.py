@@ -1,0 +1,131 @@
+"""``igtflow train …`` and ``igtflow eval …``: make the networks, and score them on held-out seeds.
+
+The work is done in ``igtflow.perception`` (segmentation and tracking); these commands only parse
+options, refuse what cannot work before anything starts, and print the figures.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from igtflow.launch.commands.options import JsonOpt
+from igtflow.launch.commands.terminal import out, print_error
+from igtflow.report import print_json
+
+HELD_OUT = "1001-1010"
+
+eval_app = typer.Typer(help="Score networks (and, later, registration) on held-out phantom seeds.")
+
+
+class Task(str, Enum):
+    us_seg = "us-seg"
+    fluoro_seg = "fluoro-seg"
+    tracker = "tracker"
+
+
+class Arch(str, Enum):
+    fast = "fast"
+    monai_unet = "monai-unet"
+
+
+def train(
+    task: Annotated[Task, typer.Argument(help="which network", show_default=False)],
+    arch: Annotated[
+        Arch, typer.Option(help="fast (ours) or monai-unet (the baseline, same recipe)")
+    ] = Arch.fast,
+    steps: Annotated[int | None, typer.Option(min=1, help="training steps (batches)")] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for NAME.pt and NAME.card.yaml")
+    ] = Path("models"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="fine-tune on your labelled frames: a folder of NAME_image.png + NAME_label.png "
+            "pairs (or .nrrd), labels in the phantom's ids; phantom frames are mixed in"
+        ),
+    ] = None,
+    init: Annotated[Path | None, typer.Option(help="start from this model card's weights")] = None,
+    seed: Annotated[int, typer.Option(help="training seed (phantom seeds stay below 1000)")] = 0,
+) -> None:
+    """Train a network on the phantom (seeds below 1000) and write its weights and model card.
+
+    With --data, fine-tune a segmentation network on your own labelled frames and report the
+    same metrics on their held-out fifth. A progress bar shows the live loss; the card records
+    the recipe, seeds, metrics and the weights' SHA-256.
+    """
+    if data is not None and not data.is_dir():
+        print_error(f"{data}: not a folder (expected NAME_image.png + NAME_label.png pairs)")
+        raise typer.Exit(2)
+    if init is not None and not init.is_file():
+        print_error(f"{init}: no such model card")
+        raise typer.Exit(2)
+    try:
+        if task is Task.tracker:
+            if arch is not Arch.fast or data is not None or init is not None:
+                print_error("tracker: --arch, --data and --init apply to segmentation only")
+                raise typer.Exit(2)
+            from igtflow.perception.tracking.commands import train as train_tracker
+
+            kwargs: dict[str, Any] = {"out": out_dir, "seed": seed}
+            weights = train_tracker(steps=steps, **kwargs) if steps else train_tracker(**kwargs)
+            out.print(f"wrote {weights} and its card", highlight=False)
+            return
+        from igtflow.perception.commands import train as train_segmentation
+
+        kwargs = {"arch": arch.value, "out": out_dir, "data": data, "init": init, "seed": seed}
+        if steps:
+            kwargs["steps"] = steps
+        train_segmentation(task.value, **kwargs)
+    except (OSError, ValueError) as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
+
+
+@eval_app.command("perception")
+def eval_perception(
+    seeds: Annotated[
+        str, typer.Option(help="held-out phantom seeds, A-B (training uses seeds below 1000)")
+    ] = HELD_OUT,
+    frames_per_seed: Annotated[int, typer.Option(min=1, help="segmentation frames per seed")] = 6,
+    json_: JsonOpt = False,
+) -> None:
+    """Score the shipped networks on held-out seeds: Dice and HD95 per label, catheter tip error,
+    tracking target error beside OpenCV DIS on the same frames, and the confidence's calibration
+    error. Keys: us_dice, lesion_dice, monai_unet_dice, catheter_dice, catheter_tip_mm,
+    track_median_mm, dis_median_mm, calibration_error."""
+    first, _ = _seed_range(seeds)
+    if first < 1000:
+        print_error(f"--seeds {seeds}: seeds below 1000 are training seeds; score on 1000 and up")
+        raise typer.Exit(2)
+    from igtflow.perception.commands import eval_segmentation
+    from igtflow.perception.tracking.commands import eval_tracking
+
+    segmentation = eval_segmentation(seeds, frames_per_seed, quiet=json_)
+    tracking = eval_tracking(seeds=seeds, quiet=json_)
+    result = {
+        **{key: value for key, value in segmentation.items() if key != "networks"},
+        "track_median_mm": tracking.get("track_median_mm", math.nan),
+        "dis_median_mm": tracking.get("dis_median_mm", math.nan),
+        "segmentation": segmentation.get("networks", {}),
+        "tracking": tracking,
+    }
+    if json_:
+        print_json(result)
+
+
+def _seed_range(text: str) -> tuple[int, int]:
+    try:
+        first, _, last = text.partition("-")
+        lo, hi = int(first), int(last or first)
+    except ValueError:
+        print_error(f"--seeds {text!r}: give a range A-B of integers, e.g. {HELD_OUT}")
+        raise typer.Exit(2) from None
+    if hi < lo:
+        print_error(f"--seeds {text!r}: the range is empty ({hi} < {lo})")
+        raise typer.Exit(2)
+    return lo, hi
