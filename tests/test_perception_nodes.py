@@ -157,6 +157,24 @@ def test_large_motion_rekeys_and_carries_the_targets_over(tmp_path: Path) -> Non
     assert fields[1].meta["key_index"] == 0 and fields[2].meta["key_index"] == 1
 
 
+def test_anchored_at_key_frames_new_targets_wait_for_the_next_key(tmp_path: Path) -> None:
+    # As between full registrations: targets that arrive mid-key are kept for the next key, and
+    # until then the network alone moves the ones anchored before.
+    model = str(tracker(tmp_path, shift=(2.0, 0.0)))
+    params = {"model": model, "anchor": "key", "rekey_every": 2, "rekey_motion_px": 100.0}
+    with NodeHarness(TRACK, params) as trk:
+        trk.feed("image", Image(data=ramp(), meta={"index": 0}))
+        trk.feed("targets", targets_at([(10, 10), (20, 20)]))
+        trk.feed("image", Image(data=ramp(), meta={"index": 1}))
+        trk.feed("targets", targets_at([(40, 40), (50, 50)]))  # a newer plan, mid-key
+        trk.feed("image", Image(data=ramp(), meta={"index": 2}))  # re-keys (age), then anchors
+        trk.feed("image", Image(data=ramp(), meta={"index": 3}))
+        moved = [m.meta["pixels"][0] for m in trk.emitted["targets"]]
+    assert moved[0] == pytest.approx([12.0, 10.0])
+    assert moved[1] == pytest.approx([12.0, 10.0]), "the mid-key plan is not taken yet"
+    assert moved[2] == pytest.approx([42.0, 40.0]), "taken at the key, then moved by the net"
+
+
 def test_low_tracking_confidence_and_blank_frames_are_raised(tmp_path: Path) -> None:
     with NodeHarness(TRACK, {"model": str(tracker(tmp_path, bias=-4.0))}) as trk:
         trk.node.health.every_s = 0.0

@@ -14,7 +14,7 @@ them without touching the node.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -110,6 +110,7 @@ class Track(ModelNode):
         rekey_motion_px: Positive = 20.0,
         rekey_confidence: Fraction | None = None,
         rekey_every: Annotated[int, Field(ge=0)] = 30,
+        anchor: Literal["arrival", "key"] = "arrival",
     ) -> None:
         """
         model: a shipped model (tracker) or the path of a model card (.card.yaml)
@@ -119,6 +120,9 @@ class Track(ModelNode):
         rekey_motion_px: re-key when the median displacement exceeds this (pixels)
         rekey_confidence: re-key when the mean confidence falls below this (none: the card's)
         rekey_every: re-key at the latest this many frames after the key (0 = never for age)
+        anchor: arriving targets are anchored at once (arrival), or only when the node re-keys
+            (key: between key frames the targets move by the network alone, as they would
+            between full registrations)
         """
         self.predictor = self.load(model, device)
         self.threshold = self.card.confidence.threshold if threshold is None else threshold
@@ -126,6 +130,7 @@ class Track(ModelNode):
             self.card.confidence.threshold if rekey_confidence is None else rekey_confidence
         )
         self.rule = RekeyRule(rekey_motion_px, min_confidence, rekey_every)
+        self.anchor_at_key = anchor == "key"
         self.key: np.ndarray | None = None
         self.key_meta: dict[str, Any] = {}
         self.keys = 0
@@ -140,7 +145,7 @@ class Track(ModelNode):
 
     def on_targets(self, targets: Points) -> None:
         self.targets_in = targets
-        if self.image is not None:
+        if self.image is not None and (not self.anchor_at_key or self.anchors is None):
             self._anchor(targets, self.image)
 
     def on_image(self, image: Image) -> None:
@@ -174,6 +179,8 @@ class Track(ModelNode):
         if reason is not None:
             self.log.debug("re-key after %d frames: %s", self.since_key, reason)
             self._rekey(plane, image, field)
+            if self.anchor_at_key and self.targets_in is not None:
+                self._anchor(self.targets_in, image)
         else:
             self.field = field
 
