@@ -54,6 +54,7 @@ def eval_segmentation(
     frames_per_seed: int = 6,
     weights: Path = WEIGHTS_DIR,
     json_output: bool = False,
+    quiet: bool = False,
 ) -> dict:
     """Score the shipped segmentation networks (and the MONAI baseline) on held-out seeds.
 
@@ -89,7 +90,7 @@ def eval_segmentation(
     }
     if json_output:
         print(json.dumps(result, indent=2))
-    else:
+    elif not quiet:
         _print_table(result)
     return result
 
