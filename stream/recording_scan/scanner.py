@@ -1,5 +1,13 @@
 """The walk over a recording's records, from its start to its footer, that hands out every
 message it can read and accounts for every byte range it cannot (strategy: the package docstring).
+
+Why one file of over 500 lines: the walk is one idea held in one :class:`Scanner`. Its parts (the
+top-level walk, trying a record by its contents, resynchronising, opening a chunk and walking its
+records, accounting for losses) all read and update the same state: where the records end, the
+summary's chunk index and offset hints, the channels seen so far and which of them came from a
+chunk that failed its CRC, and the lost chunk whose messages may still be read. Splitting them
+into modules would pass that state around or spread one class over mixins, making each decision
+harder to follow; the record layout, integrity checks, summary and report already live beside it.
 """
 
 from __future__ import annotations
