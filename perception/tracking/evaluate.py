@@ -93,33 +93,40 @@ def target_errors_mm(pair: Pair, flow: np.ndarray) -> np.ndarray:
 
 def score_pairs(pairs: list[Pair], trackers: dict[str, Tracker]) -> dict[str, dict[str, float]]:
     """Per tracker: mean EPE over tissue pixels, median and 90th-percentile target error (mm),
-    mean confidence where the tracker gives one, and latency p50/p99 (ms)."""
-    out: dict[str, dict[str, float]] = {}
-    for name, track in trackers.items():
-        epe_sum, epe_count, targets, confidences, times = 0.0, 0, [], [], []
+    mean confidence where the tracker gives one, and latency p50/p99 (ms). The trackers take
+    turns on each pair, so a busy machine slows them alike and the latencies compare."""
+    epe_sum = dict.fromkeys(trackers, 0.0)
+    epe_count = dict.fromkeys(trackers, 0)
+    targets: dict[str, list[np.ndarray]] = {name: [] for name in trackers}
+    confidences: dict[str, list[float]] = {name: [] for name in trackers}
+    times: dict[str, list[float]] = {name: [] for name in trackers}
+    for track in trackers.values():
         for pair in pairs[:3]:  # warm-up: TorchScript optimises on its first calls
             track(pair.key.image, pair.current.image)
-        for pair in pairs:
+    for pair in pairs:
+        tissue = pair.key.labels > 0
+        for name, track in trackers.items():
             started = time.perf_counter()
             flow, confidence = track(pair.key.image, pair.current.image)
-            times.append(time.perf_counter() - started)
-            tissue = pair.key.labels > 0
+            times[name].append(time.perf_counter() - started)
             epe = np.hypot(*(flow - pair.flow).transpose(2, 0, 1))
-            epe_sum += float(epe[tissue].sum())
-            epe_count += int(tissue.sum())
-            targets.append(target_errors_mm(pair, flow))
+            epe_sum[name] += float(epe[tissue].sum())
+            epe_count[name] += int(tissue.sum())
+            targets[name].append(target_errors_mm(pair, flow))
             if confidence is not None:
-                confidences.append(float(confidence[tissue].mean()))
-        errors = np.concatenate(targets) if targets else np.zeros(0)
+                confidences[name].append(float(confidence[tissue].mean()))
+    out: dict[str, dict[str, float]] = {}
+    for name in trackers:
+        errors = np.concatenate(targets[name]) if pairs else np.zeros(0)
         figures = {
-            "epe_px": epe_sum / max(epe_count, 1),
+            "epe_px": epe_sum[name] / max(epe_count[name], 1),
             "median_mm": float(np.median(errors)) if errors.size else float("nan"),
             "p90_mm": float(np.percentile(errors, 90)) if errors.size else float("nan"),
-            "p50_ms": float(np.percentile(times, 50) * 1e3),
-            "p99_ms": float(np.percentile(times, 99) * 1e3),
+            "p50_ms": float(np.percentile(times[name], 50) * 1e3) if pairs else float("nan"),
+            "p99_ms": float(np.percentile(times[name], 99) * 1e3) if pairs else float("nan"),
         }
-        if confidences:
-            figures["confidence"] = float(np.mean(confidences))
+        if confidences[name]:
+            figures["confidence"] = float(np.mean(confidences[name]))
         out[name] = figures
     return out
 

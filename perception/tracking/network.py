@@ -29,10 +29,10 @@ def _conv(cin: int, cout: int, stride: int = 1, act: bool = True) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-def _separable(cin: int, cout: int) -> nn.Sequential:
+def _separable(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
     """Depthwise 3×3 then pointwise 1×1: a 3×3 receptive field at a ninth of the cost."""
     return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, 1, 1, groups=cin),
+        nn.Conv2d(cin, cin, 3, 1, dilation, dilation=dilation, groups=cin),
         nn.Conv2d(cin, cout, 1),
         nn.LeakyReLU(0.1, inplace=True),
     )
@@ -84,20 +84,25 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 class Estimator(nn.Module):
-    """(cost, key features, current flow) → flow residual and confidence logit at one level."""
+    """(cost, key features, current flow) → flow residual and confidence logit at one level.
 
-    def __init__(self, cin: int, hidden: int) -> None:
+    Dilated layers and a whole-image context vector let a pixel with nothing to match (speckle
+    gone out of plane, the middle of a smooth organ) take its motion from the structures that do
+    match (lesion, vessels, organ tip): breathing moves the tissue nearly as one.
+    """
+
+    def __init__(self, cin: int, hidden: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, hidden, 1),
-            nn.LeakyReLU(0.1, inplace=True),
-            _separable(hidden, hidden),
-            _separable(hidden, hidden),
-        )
+        layers: list[nn.Module] = [nn.Conv2d(cin, hidden, 1), nn.LeakyReLU(0.1, inplace=True)]
+        layers += [_separable(hidden, hidden, d) for d in dilations]
+        self.body = nn.Sequential(*layers)
+        self.context = nn.Conv2d(hidden, hidden, 1)
         self.head = nn.Conv2d(hidden, 3, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        hidden = self.body(x)
+        hidden = hidden + self.context(hidden.mean((2, 3), keepdim=True))
+        return self.head(F.leaky_relu(hidden, 0.1))
 
 
 class TrackNet(nn.Module):
@@ -107,9 +112,9 @@ class TrackNet(nn.Module):
         super().__init__()
         _, w4, w8, w16 = widths
         self.encoder = Encoder(widths)
-        self.coarse = Estimator((2 * 3 + 1) ** 2 + w16, 64)
-        self.middle = Estimator((2 * 3 + 1) ** 2 + w8 + 3, 48)
-        self.fine = Estimator((2 * 2 + 1) ** 2 + w4 + 3, 32)
+        self.coarse = Estimator((2 * 3 + 1) ** 2 + w16, 64, (1, 2, 4, 8))
+        self.middle = Estimator((2 * 3 + 1) ** 2 + w8 + 3, 48, (1, 2, 4))
+        self.fine = Estimator((2 * 2 + 1) ** 2 + w4 + 3, 32, (1, 2))
 
     def forward_levels(self, pair: torch.Tensor) -> list[torch.Tensor]:
         """Outputs at 1/16, 1/8 and 1/4 (flow in pixels of that level), coarse first."""
