@@ -25,8 +25,10 @@ import torch
 from igtflow.perception.card import card_path_for, load_card
 from igtflow.perception.tracking.pairs import Pair, held_out_pairs, normalise
 from igtflow.perception.tracking.targets import confidence_of, move_targets
+from igtflow.perception.tracking.train import GOOD_PX
 
 DEFAULT_SEEDS = "1001-1010"
+CALIBRATION_BINS = 10
 SHIPPED = Path(__file__).resolve().parent.parent / "weights"
 Tracker = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -91,15 +93,25 @@ def target_errors_mm(pair: Pair, flow: np.ndarray) -> np.ndarray:
     return np.hypot(delta[:, 0], delta[:, 1])
 
 
+def _add_to_bins(bins: np.ndarray, confidence: np.ndarray, good: np.ndarray) -> None:
+    index = np.minimum((confidence * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    bins[0] += np.bincount(index, minlength=CALIBRATION_BINS)
+    bins[1] += np.bincount(index, weights=confidence, minlength=CALIBRATION_BINS)
+    bins[2] += np.bincount(index, weights=good.astype(float), minlength=CALIBRATION_BINS)
+
+
 def score_pairs(pairs: list[Pair], trackers: dict[str, Tracker]) -> dict[str, dict[str, float]]:
     """Per tracker: mean EPE over tissue pixels, median and 90th-percentile target error (mm),
-    mean confidence where the tracker gives one, and latency p50/p99 (ms). The trackers take
+    mean confidence and its expected calibration error (against "error < GOOD_PX", 10 bins)
+    where the tracker gives one, and latency p50/p99 (ms). The trackers take
     turns on each pair, so a busy machine slows them alike and the latencies compare."""
     epe_sum = dict.fromkeys(trackers, 0.0)
     epe_count = dict.fromkeys(trackers, 0)
     targets: dict[str, list[np.ndarray]] = {name: [] for name in trackers}
     confidences: dict[str, list[float]] = {name: [] for name in trackers}
     times: dict[str, list[float]] = {name: [] for name in trackers}
+    # Per confidence bin: pixel count, summed confidence, pixels whose error is below GOOD_PX.
+    bins = {name: np.zeros((3, CALIBRATION_BINS)) for name in trackers}
     for track in trackers.values():
         for pair in pairs[:3]:  # warm-up: TorchScript optimises on its first calls
             track(pair.key.image, pair.current.image)
@@ -115,6 +127,7 @@ def score_pairs(pairs: list[Pair], trackers: dict[str, Tracker]) -> dict[str, di
             targets[name].append(target_errors_mm(pair, flow))
             if confidence is not None:
                 confidences[name].append(float(confidence[tissue].mean()))
+                _add_to_bins(bins[name], confidence[tissue], epe[tissue] < GOOD_PX)
     out: dict[str, dict[str, float]] = {}
     for name in trackers:
         errors = np.concatenate(targets[name]) if pairs else np.zeros(0)
@@ -127,6 +140,9 @@ def score_pairs(pairs: list[Pair], trackers: dict[str, Tracker]) -> dict[str, di
         }
         if confidences[name]:
             figures["confidence"] = float(np.mean(confidences[name]))
+            count, total, good = bins[name]
+            gap = np.abs(total - good)  # per bin: count × |mean confidence − accuracy|
+            figures["calibration_error"] = float(gap.sum() / max(count.sum(), 1.0))
         out[name] = figures
     return out
 
@@ -142,8 +158,8 @@ def evaluate_tracking(
 
     Keys: ``track_median_mm``, ``dis_median_mm`` (DIS medium), ``dis_fast_median_mm``,
     ``track_epe_px``, ``dis_epe_px``, ``dis_fast_epe_px``, ``track_p90_mm``, ``dis_p90_mm``,
-    ``track_confidence``, ``track_p50_ms``/``track_p99_ms`` and ``dis_p99_ms`` (latency on these
-    frames, one thread), ``pairs``.
+    ``track_confidence``, ``track_calibration_error``, ``track_p50_ms``/``track_p99_ms`` and
+    ``dis_p99_ms`` (latency on these frames, one thread), ``pairs``.
     """
     seed_list = parse_seeds(seeds)
     for seed in seed_list:
