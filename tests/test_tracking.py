@@ -60,7 +60,7 @@ def test_export_writes_torchscript_and_a_card_that_checks(tmp_path: Path) -> Non
 
 @needs_weights
 def test_shipped_tracker_beats_dis_medium_on_held_out_frames() -> None:
-    figures = evaluate_tracking(SHIPPED, seeds="1003", keys=2, gaps=(10, 29))
+    figures = evaluate_tracking(SHIPPED, seeds="1003", keys=2, gaps=(10, 29), sweep=False)
     assert figures["track_median_mm"] <= 0.7 * figures["dis_median_mm"], figures
     assert figures["track_epe_px"] < figures["dis_epe_px"], figures
 

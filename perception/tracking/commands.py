@@ -29,17 +29,18 @@ def eval_tracking(
     if json:
         print(json_module.dumps(figures, indent=2, sort_keys=True))
         return figures
-    table = Table(title=f"tracking, seeds {seeds}, {int(figures['pairs'])} pairs")
-    for column in ("method", "EPE px", "target median mm", "target p90 mm", "p50 ms", "p99 ms"):
+    table = Table(title=f"tracking, seeds {seeds}, {int(figures['pairs'])} pairs per probe path")
+    for column in ("probe", "method", "EPE px", "target median mm", "target p90 mm", "p99 ms"):
         table.add_column(column, justify="right")
-    for name, label in (("track", "tracker"), ("dis", "DIS medium"), ("dis_fast", "DIS fast")):
-        table.add_row(
-            label,
-            f"{figures[f'{name}_epe_px']:.2f}",
-            f"{figures[f'{name}_median_mm']:.3f}",
-            f"{figures[f'{name}_p90_mm']:.3f}",
-            f"{figures[f'{name}_p50_ms']:.1f}",
-            f"{figures[f'{name}_p99_ms']:.1f}",
-        )
+    for prefix, path in (("", "static"), ("sweep_", "sweep")):
+        for name, label in (("track", "tracker"), ("dis", "DIS medium"), ("dis_fast", "DIS fast")):
+            table.add_row(
+                path,
+                label,
+                f"{figures[f'{prefix}{name}_epe_px']:.2f}",
+                f"{figures[f'{prefix}{name}_median_mm']:.3f}",
+                f"{figures[f'{prefix}{name}_p90_mm']:.3f}",
+                f"{figures[f'{prefix}{name}_p99_ms']:.1f}",
+            )
     Console().print(table)
     return figures

@@ -60,8 +60,10 @@ def cost_volume(key: torch.Tensor, current: torch.Tensor, radius: int) -> torch.
     """Cosine similarity of key and current features at every shift within ``radius``:
     N×(2r+1)²×H×W. Unit-length features keep the costs in [-1, 1] from the first step."""
     h, w = key.shape[2], key.shape[3]
-    key = F.normalize(key, dim=1)
-    current = F.normalize(current, dim=1)
+    # Centred per channel first: ReLU features share a large positive mean that would make every
+    # shift look alike.
+    key = F.normalize(key - key.mean((2, 3), keepdim=True), dim=1)
+    current = F.normalize(current - current.mean((2, 3), keepdim=True), dim=1)
     padded = F.pad(current, [radius, radius, radius, radius])
     costs: list[torch.Tensor] = []
     for dy in range(2 * radius + 1):
@@ -83,26 +85,46 @@ def warp(features: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
-class Estimator(nn.Module):
-    """(cost, key features, current flow) → flow residual and confidence logit at one level.
+def soft_argmax(cost: torch.Tensor, radius: int, sharpness: torch.Tensor) -> torch.Tensor:
+    """Expected shift (dx, dy) under softmax(sharpness × cost) over the (2r+1)² shifts: block
+    matching that is differentiable, so the net tracks speckle before it has learned much."""
+    size = 2 * radius + 1
+    offsets = torch.arange(size, dtype=cost.dtype, device=cost.device) - float(radius)
+    n, _, h, w = cost.shape
+    weights = torch.softmax(cost * sharpness, dim=1).view(n, size, size, h, w)
+    dy = (weights.sum(2) * offsets.view(1, size, 1, 1)).sum(1)
+    dx = (weights.sum(1) * offsets.view(1, size, 1, 1)).sum(1)
+    return torch.stack([dx, dy], 1)
 
-    Dilated layers and a whole-image context vector let a pixel with nothing to match (speckle
-    gone out of plane, the middle of a smooth organ) take its motion from the structures that do
-    match (lesion, vessels, organ tip): breathing moves the tissue nearly as one.
+
+class Estimator(nn.Module):
+    """(cost, key features, current flow) → flow update and confidence logit at one level.
+
+    The update is the soft-argmax of the cost volume plus a learned correction (zero at the
+    start). Dilated layers and a whole-image context vector let a pixel with nothing to match
+    (speckle gone out of plane, the middle of a smooth organ) take its motion from structures
+    that do match (lesion, vessels, organ tip): breathing moves the tissue nearly as one.
     """
 
-    def __init__(self, cin: int, hidden: int, dilations: tuple[int, ...]) -> None:
+    def __init__(self, radius: int, cin: int, hidden: int, dilations: tuple[int, ...]) -> None:
         super().__init__()
+        self.radius = radius
+        self.sharpness = nn.Parameter(torch.tensor(20.0))
+        cin = cin + (2 * radius + 1) ** 2 + 2
         layers: list[nn.Module] = [nn.Conv2d(cin, hidden, 1), nn.LeakyReLU(0.1, inplace=True)]
         layers += [_separable(hidden, hidden, d) for d in dilations]
         self.body = nn.Sequential(*layers)
         self.context = nn.Conv2d(hidden, hidden, 1)
         self.head = nn.Conv2d(hidden, 3, 3, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.body(x)
+    def forward(self, cost: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        match = soft_argmax(cost, self.radius, self.sharpness)
+        hidden = self.body(torch.cat([cost, rest, match], 1))
         hidden = hidden + self.context(hidden.mean((2, 3), keepdim=True))
-        return self.head(F.leaky_relu(hidden, 0.1))
+        out = self.head(F.leaky_relu(hidden, 0.1))
+        return torch.cat([out[:, :2] + match, out[:, 2:3]], 1)
 
 
 class TrackNet(nn.Module):
@@ -112,9 +134,9 @@ class TrackNet(nn.Module):
         super().__init__()
         _, w4, w8, w16 = widths
         self.encoder = Encoder(widths)
-        self.coarse = Estimator((2 * 3 + 1) ** 2 + w16, 64, (1, 2, 4, 8))
-        self.middle = Estimator((2 * 3 + 1) ** 2 + w8 + 3, 48, (1, 2, 4))
-        self.fine = Estimator((2 * 2 + 1) ** 2 + w4 + 3, 32, (1, 2))
+        self.coarse = Estimator(3, w16, 64, (1, 2, 4, 8))
+        self.middle = Estimator(3, w8 + 3, 48, (1, 2, 4))
+        self.fine = Estimator(2, w4 + 3, 32, (1, 2))
 
     def forward_levels(self, pair: torch.Tensor) -> list[torch.Tensor]:
         """Outputs at 1/16, 1/8 and 1/4 (flow in pixels of that level), coarse first."""
@@ -122,20 +144,20 @@ class TrackNet(nn.Module):
         frames = torch.cat([pair[:, 0:1], pair[:, 1:2]], dim=0)
         f4, f8, f16 = self.encoder(frames)
         key16, cur16 = f16[:n], f16[n:]
-        out16 = self.coarse(torch.cat([cost_volume(key16, cur16, 3), key16], 1))
+        out16 = self.coarse(cost_volume(key16, cur16, 3), key16)
 
         up = F.interpolate(out16, scale_factor=2.0, mode="bilinear", align_corners=False)
         flow8 = up[:, :2] * 2.0
         key8, cur8 = f8[:n], f8[n:]
         cost8 = cost_volume(key8, warp(cur8, flow8), 3)
-        out8 = self.middle(torch.cat([cost8, key8, flow8, up[:, 2:3]], 1))
+        out8 = self.middle(cost8, torch.cat([key8, flow8, up[:, 2:3]], 1))
         out8 = torch.cat([out8[:, :2] + flow8, out8[:, 2:3]], 1)
 
         up = F.interpolate(out8, scale_factor=2.0, mode="bilinear", align_corners=False)
         flow4 = up[:, :2] * 2.0
         key4, cur4 = f4[:n], f4[n:]
         cost4 = cost_volume(key4, warp(cur4, flow4), 2)
-        out4 = self.fine(torch.cat([cost4, key4, flow4, up[:, 2:3]], 1))
+        out4 = self.fine(cost4, torch.cat([key4, flow4, up[:, 2:3]], 1))
         out4 = torch.cat([out4[:, :2] + flow4, out4[:, 2:3]], 1)
         return [out16, out8, out4]
 

@@ -183,7 +183,7 @@ def export(
         normalisation=Normalisation(scale=255.0, mean=MEAN, std=STD),
         confidence=Confidence(method="sigmoid", threshold=threshold),
         training=Training(
-            data="phantom ultrasound pairs (key, key + 0..30 frames), on the fly",
+            data="phantom US pairs (key, key + 0..30 frames; probe static 4/5, sweeping 1/5)",
             seeds="0-999",
             steps=steps,
             recipe=f"AdamW one-cycle, batch 8, multi-scale EPE + confidence BCE, seed {seed}",
