@@ -186,7 +186,7 @@ def export(
             data="phantom US pairs (key, key + 0..30 frames; probe static 4/5, sweeping 1/5)",
             seeds="0-999",
             steps=steps,
-            recipe=f"AdamW one-cycle, batch 8, multi-scale EPE + confidence BCE, seed {seed}",
+            recipe=f"AdamW one-cycle, batch 8, multi-scale EPE + confidence BCE, last seed {seed}",
         ),
         metrics=metrics or {},
         parameters=parameter_count(model),
