@@ -53,7 +53,10 @@ class Normalisation(_Strict):
 class Confidence(_Strict):
     """How per-pixel confidence is made and when it is too low to trust."""
 
-    method: Literal["softmax-margin", "softmax-max", "forward-backward"] = "softmax-margin"
+    # sigmoid: the network's own confidence logit (the tracker: P(flow error < 1 px))
+    method: Literal["softmax-margin", "softmax-max", "forward-backward", "sigmoid"] = (
+        "softmax-margin"
+    )
     temperature: float = Field(default=1.0, gt=0)  # fitted on held-out seeds
     threshold: float = Field(default=0.5, ge=0, le=1)  # below: the node raises a Status
     calibration_error: float | None = None  # expected calibration error on held-out seeds
