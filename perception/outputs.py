@@ -119,6 +119,7 @@ def target_confidence(conf: np.ndarray, labels: np.ndarray, targets: Sequence[in
 
 def sample_field(field: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """The displacement at each (x, y) of ``pixels`` (N×2), bilinear, clamped to the grid."""
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
     if len(pixels) == 0:
         return np.zeros((0, 2), dtype=np.float32)
     height, width = field.shape[:2]

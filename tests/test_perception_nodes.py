@@ -256,21 +256,6 @@ nodes:
     assert "low-confidence" in (run.nodes["unsure"].last_alarm or "")
 
 
-def test_rekey_reasons_motion_then_confidence_then_age() -> None:
-    from igtflow.perception.nodes.track import RekeyRule, rekey_reason
-
-    rule = RekeyRule(max_motion_px=5.0, min_confidence=0.5, every=10)
-    still, sure = np.zeros((8, 8, 2), np.float32), np.ones((8, 8), np.float32)
-    assert rekey_reason(rule, still, sure, 3) is None
-    assert rekey_reason(rule, still + 6.0, sure, 3) == "motion"
-    assert rekey_reason(rule, still, sure * 0.2, 3) == "confidence"
-    assert rekey_reason(rule, still, sure, 10) == "age"
-    imaged = np.zeros((8, 8), bool)
-    imaged[:, :4] = True  # the unsure half is outside the imaged sector
-    unsure_outside = np.where(imaged, 1.0, 0.0).astype(np.float32)
-    assert rekey_reason(rule, still, unsure_outside, 3, imaged) is None
-
-
 def test_the_overlay_shows_the_segment_nodes_confidence(tmp_path: Path) -> None:
     from igtflow.render.overlay_compose import OverlayComposer
 

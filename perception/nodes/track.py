@@ -13,7 +13,6 @@ them without touching the node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -22,46 +21,11 @@ from pydantic import Field
 from igtflow.perception.frames import OtherSize
 from igtflow.perception.nodes.model_node import Device, ModelNode
 from igtflow.perception.outputs import confidence_on, field_maps, field_on, sample_field, sample_map
+from igtflow.perception.tracking.targets import RekeyRule, rekey_reason
 from igtflow.stream.messages import Image, Points
 from igtflow.stream.node import Fraction, Positive
 
 IMAGING_PLANE = ("US",)  # modalities whose targets lie in the image plane (not a projection)
-
-
-@dataclass(frozen=True)
-class RekeyRule:
-    """When the current frame becomes the new key frame: median motion above
-    ``max_motion_px``, mean confidence below ``min_confidence``, or ``every`` frames after the
-    key (0: never for age alone)."""
-
-    max_motion_px: float = 20.0
-    min_confidence: float = 0.5
-    every: int = 30
-
-
-def rekey_reason(
-    rule: RekeyRule,
-    field: np.ndarray,
-    confidence: np.ndarray,
-    frames_since_key: int,
-    mask: np.ndarray | None = None,
-) -> str | None:
-    """Why the current frame should become the key (``motion``, ``confidence``, ``age``), or
-    None to keep it; ``mask`` (H×W bool) limits the statistics to imaged pixels.
-
-    Large motion and low confidence both mean the key no longer resembles the frame; re-keying
-    every frame would accumulate drift instead.
-    """
-    magnitude = np.hypot(field[..., 0], field[..., 1])
-    if mask is not None and mask.any():
-        magnitude, confidence = magnitude[mask], confidence[mask]
-    if magnitude.size and float(np.median(magnitude)) > rule.max_motion_px:
-        return "motion"
-    if confidence.size and float(np.mean(confidence)) < rule.min_confidence:
-        return "confidence"
-    if rule.every and frames_since_key >= rule.every:
-        return "age"
-    return None
 
 
 def target_pixels(targets: Points, image: Image) -> tuple[np.ndarray, np.ndarray]:

@@ -13,27 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from igtflow.perception.outputs import sample_field
+
 MOTION = "motion"
 CONFIDENCE = "confidence"
 AGE = "age"
-
-
-def sample_field(field: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Bilinear value of ``field`` (H×W×C) at ``pixels`` (N×2, (u, v) = (column, row)); points
-    off the image take the nearest edge value."""
-    h, w = field.shape[:2]
-    pts = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-    u = np.clip(pts[:, 0], 0.0, w - 1.0)
-    v = np.clip(pts[:, 1], 0.0, h - 1.0)
-    u0 = np.minimum(np.floor(u).astype(int), w - 2) if w > 1 else np.zeros(len(u), int)
-    v0 = np.minimum(np.floor(v).astype(int), h - 2) if h > 1 else np.zeros(len(v), int)
-    fu = (u - u0)[:, None]
-    fv = (v - v0)[:, None]
-    u1 = np.minimum(u0 + 1, w - 1)
-    v1 = np.minimum(v0 + 1, h - 1)
-    top = field[v0, u0] * (1 - fu) + field[v0, u1] * fu
-    bottom = field[v1, u0] * (1 - fu) + field[v1, u1] * fu
-    return top * (1 - fv) + bottom * fv
 
 
 def move_targets(pixels: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -92,9 +76,9 @@ def rekey_reason(
     if mask is not None and mask.any():
         magnitude = magnitude[mask]
         confidence = confidence[mask]
-    if float(np.median(magnitude)) > rule.max_motion_px:
+    if magnitude.size and float(np.median(magnitude)) > rule.max_motion_px:
         return MOTION
-    if float(np.mean(confidence)) < rule.min_confidence:
+    if confidence.size and float(np.mean(confidence)) < rule.min_confidence:
         return CONFIDENCE
     if rule.every and frames_since_key >= rule.every:
         return AGE
