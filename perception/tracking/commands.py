@@ -21,13 +21,15 @@ def train(steps: int = 3000, out: Path = DEFAULT_WEIGHTS.parent, seed: int = 0) 
 
 
 def eval_tracking(
-    seeds: str = DEFAULT_SEEDS, json: bool = False, model: str = "tracker"
+    seeds: str = DEFAULT_SEEDS, json: bool = False, model: str = "tracker", quiet: bool = False
 ) -> dict[str, float]:
     """Score ``model`` (a shipped name or a card) and DIS fast/medium on the same held-out
     frames; prints a table, or the JSON object with ``json``, and returns the figures."""
     figures = evaluate_tracking(model, seeds)
     if json:
         print(json_module.dumps(figures, indent=2, sort_keys=True))
+        return figures
+    if quiet:
         return figures
     table = Table(title=f"tracking, seeds {seeds}, {int(figures['pairs'])} pairs per probe path")
     for column in ("probe", "method", "EPE px", "target median mm", "target p90 mm", "p99 ms"):
