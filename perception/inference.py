@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -265,7 +268,7 @@ class Predictor:
         example = torch.from_numpy(np.random.default_rng(1).standard_normal(self.shape, np.float32))
         buffer = io.BytesIO()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _quiet_stdout():
                 warnings.simplefilter("ignore")  # the exporter's deprecation notices
                 torch.onnx.export(
                     module,
@@ -279,8 +282,10 @@ class Predictor:
             run = self._onnx_runner(buffer.getvalue())
             candidate = run(example.numpy())
         except Exception as exc:
+            # The exporter's message carries the whole IR graph: its first line says the why.
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise CardError(
-                f"{self.weights}: no ONNX Runtime version of this model ({exc})"
+                f"{self.weights}: no ONNX Runtime version of this model ({why})"
             ) from None
         with torch.inference_mode():
             reference = module(example).numpy()
@@ -334,3 +339,19 @@ def median_ms(run: Any, batch: np.ndarray, runs: int = 15) -> float:
         run(batch)
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times))
+
+
+@contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Standard output silenced at the file-descriptor level: when an op cannot be exported the
+    ONNX exporter prints the whole IR graph there (from C++), which would corrupt ``--json``."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
