@@ -268,7 +268,9 @@ class Predictor:
         example = torch.from_numpy(np.random.default_rng(1).standard_normal(self.shape, np.float32))
         buffer = io.BytesIO()
         try:
-            with warnings.catch_warnings(), _quiet_stdout():
+            # no_grad: a module that ran under inference_mode holds inference tensors, which
+            # an export that records autograd refuses
+            with warnings.catch_warnings(), _quiet_stdout(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the exporter's deprecation notices
                 torch.onnx.export(
                     module,

@@ -290,7 +290,7 @@ def _card(
         name=name,
         task="segmentation",
         architecture=describe(arch),
-        runtime="torchscript",
+        runtime="auto",  # TorchScript weights; the node tries ONNX Runtime too, keeps the faster
         weights=f"{name}.pt",
         sha256="0" * 64,
         input=InputSpec(modality=spec.modality, height=spec.size, width=spec.size),

@@ -176,10 +176,10 @@ def export(
         name=weights_path.name.split(".")[0],
         task="tracking",
         architecture=ARCHITECTURE,
-        runtime="torchscript",
+        runtime="auto",  # TorchScript weights; the node tries ONNX Runtime too, keeps the faster
         weights=weights_path.name,
         sha256=sha256_of(weights_path),
-        input=InputSpec(modality="US", height=SIZE, width=SIZE, channels=2),
+        input=InputSpec(modality="US", height=SIZE, width=SIZE),  # per frame; the pair is stacked
         normalisation=Normalisation(scale=255.0, mean=MEAN, std=STD),
         confidence=Confidence(method="sigmoid", threshold=threshold),
         training=Training(
