@@ -33,7 +33,7 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
-    """One grey frame of a fixed size, as the network was trained on."""
+    """One grey frame of a fixed size, as the network was trained on (a tracker takes two)."""
 
     modality: Literal["US", "XA", "RF"]
     height: int = Field(gt=0, le=4096)

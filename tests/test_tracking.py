@@ -53,7 +53,7 @@ def test_a_few_training_steps_lower_the_loss() -> None:
 def test_export_writes_torchscript_and_a_card_that_checks(tmp_path: Path) -> None:
     card_path = export(TrackNet(), tmp_path / "tracker.pt", steps=0, seed=0)
     card, weights = load_card(card_path)
-    assert card.task == "tracking" and card.input.channels == 2 and card.input.height == 256
+    assert card.task == "tracking" and card.input.channels == 1 and card.input.height == 256
     out = torch.jit.load(str(weights))(torch.zeros(2, 2, 256, 256))
     assert out.shape == (2, 3, 256, 256)
 
