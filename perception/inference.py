@@ -46,6 +46,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Outputs of the two runtimes must agree this closely (relative to the output's range) before
 # the faster one is trusted with the frames.
 AGREEMENT = 1e-3
+# A tracker exporting these encodes its key frame once and then each frame alone.
+KEYED_METHODS = ("key_features", "track")
 
 
 class DeviceError(ValueError):
@@ -153,6 +155,9 @@ class Predictor:
         self.timings: dict[str, float] = {}
         self.fp16 = False
         self.log_note = ""  # why auto kept TorchScript without timing ONNX Runtime
+        self._keyed: Any = None  # a TorchScript tracker with key_features() and track()
+        self._key_plane: np.ndarray | None = None
+        self._key_features: Any = None
         wanted = runtime or self.card.runtime
         self._run: Any
         if self.card.runtime == "onnx":
@@ -178,7 +183,50 @@ class Predictor:
             out = self(rng.standard_normal(self.shape, dtype=np.float32))
         assert out is not None
         self._check_output(out)
+        if self.keyed:  # the two halves a tracker runs apart, warmed up too
+            self.set_key(rng.standard_normal(self.shape[2:], dtype=np.float32))
+            self.track(rng.standard_normal(self.shape[2:], dtype=np.float32))
+            self._key_plane = self._key_features = None
         return out
+
+    # -- a tracker's key frame, encoded once ----------------------------------------------------
+
+    @property
+    def keyed(self) -> bool:
+        """Whether a key frame is encoded once (:meth:`set_key`) and each later frame alone
+        (:meth:`track`): a TorchScript tracker exporting ``key_features`` and ``track``. A
+        tracker holds one key for many frames, so this halves its encoder's work per frame."""
+        return self._keyed is not None and self.runtime == "torchscript"
+
+    def set_key(self, plane: np.ndarray) -> None:
+        """Make ``plane`` (normalised H×W) the key frame that :meth:`track` compares with."""
+        self._key_plane = np.ascontiguousarray(plane, dtype=np.float32)
+        self._key_features = None
+        if self.keyed:
+            import torch
+
+            with torch.inference_mode():
+                self._key_features = self._keyed.key_features(self._tensor(self._key_plane))
+
+    def track(self, plane: np.ndarray) -> np.ndarray:
+        """The tracker's 1×3×H×W output from the key frame to ``plane`` (normalised H×W)."""
+        if self._key_plane is None:
+            raise RuntimeError("track() before set_key(): there is no key frame")
+        if self._key_features is None:  # a model that takes the pair only
+            return self(np.stack([self._key_plane, plane])[None])
+        import torch
+
+        with torch.inference_mode():
+            out = self._keyed.track(self._key_features, self._tensor(plane))
+        out = out.float().cpu().numpy() if self.device == "cuda" else out.numpy()
+        return full_size(out, self.shape[2], self.shape[3])
+
+    def _tensor(self, plane: np.ndarray) -> Any:
+        """A normalised H×W plane as the 1×1×H×W tensor the TorchScript module takes."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32)[None, None])
+        return x.to("cuda", non_blocking=True).half() if self.device == "cuda" else x
 
     # -- runtimes -----------------------------------------------------------------------------
 
@@ -202,7 +250,8 @@ class Predictor:
             try:  # folds BatchNorm and constants: MONAI's U-Net runs 2× faster frozen
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    module = torch.jit.freeze(module)
+                    keep = [name for name in KEYED_METHODS if hasattr(module, name)]
+                    module = torch.jit.freeze(module, preserved_attrs=keep)
             except Exception:  # a module freezing cannot handle still runs as it is
                 pass
         return module
@@ -211,6 +260,8 @@ class Predictor:
         import torch
 
         module = self._torchscript_module()
+        if self.card.task == "tracking" and all(hasattr(module, name) for name in KEYED_METHODS):
+            self._keyed = module
         if self.device == "cuda":
             torch.backends.cudnn.benchmark = True  # one frame size: pick the fastest kernels once
 
@@ -310,10 +361,14 @@ class Predictor:
             self.log_note = str(exc)
             return
         batch = np.random.default_rng(2).standard_normal(self.shape, np.float32)
+        if self.keyed:  # what a tracker runs per frame: the current frame against a kept key
+            self.set_key(batch[0, 0])
+            torchscript = lambda pair: self.track(pair[0, 1])  # noqa: E731
         self.timings = {
             "torchscript": median_ms(torchscript, batch),
             "onnx": median_ms(onnx, batch),
         }
+        self._key_plane = self._key_features = None
         if self.timings["onnx"] < self.timings["torchscript"]:
             self._run, self.runtime = onnx, "onnx"
 
@@ -329,6 +384,25 @@ class Predictor:
                 f"{self.weights}: the network gives {tuple(out.shape)}, its card promises "
                 f"{expected} ({what} at the input size); fix the card or the model"
             )
+
+
+def full_size(output: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A tracker's 1×3×h×w output (dx, dy in pixels of h×w; confidence logit) brought to
+    height×width, bilinear with half-pixel centres as ``interpolate(align_corners=False)``, the
+    displacements scaled to the new pixels."""
+    import cv2
+
+    h, w = output.shape[2], output.shape[3]
+    if (h, w) == (height, width):
+        return output
+    planes = cv2.resize(
+        np.ascontiguousarray(output[0].transpose(1, 2, 0)),
+        (width, height),
+        interpolation=cv2.INTER_LINEAR,
+    )
+    planes[..., 0] *= width / w
+    planes[..., 1] *= height / h
+    return planes.transpose(2, 0, 1)[None]
 
 
 def median_ms(run: Any, batch: np.ndarray, runs: int = 15) -> float:

@@ -36,6 +36,8 @@ def test_bench_reports_each_network_beside_its_baselines(tmp_path: Path) -> None
         assert "p99_ms" in entry["runtimes"]["torchscript"]
         assert entry["node_step"]["p50_ms"] <= entry["node_step"]["max_ms"]
     assert "p99_ms" in report["networks"]["us_seg"]["runtimes"]["onnx"]
+    track = report["networks"]["track"]  # per frame against a kept key; the key's cost apart
+    assert track["keyed"] and 0 < track["key_encode"]["p50_ms"] < 10_000
     assert report["us_seg_vs_monai_unet_p99"] == pytest.approx(
         report["us_seg_p99_ms"] / report["monai_unet_p99_ms"], rel=1e-2
     )
@@ -44,6 +46,7 @@ def test_bench_reports_each_network_beside_its_baselines(tmp_path: Path) -> None
     table = markdown_table(report)
     assert "| MONAI UNet baseline | 256x256 |" in table and "DIS medium" in table
     assert "US segmentation p99 vs MONAI UNet p99" in table
+    assert "encoding a new key" in table
 
 
 def test_markdown_table_is_printed_from_a_report(capsys: pytest.CaptureFixture) -> None:

@@ -85,3 +85,28 @@ def test_an_unknown_shipped_name_says_what_ships(tmp_path: Path) -> None:
     assert card_path(str(tmp_path / "m.card.yaml")) == tmp_path / "m.card.yaml"
     with pytest.raises(CardError, match=r"no shipped model 'nope' \(shipped: .*\)"):
         Predictor("nope", device="cpu")
+
+
+def test_the_shipped_tracker_encodes_its_key_once_and_tracks_as_the_pair_does() -> None:
+    rng = np.random.default_rng(5)
+    key, current = rng.standard_normal((2, 256, 256), dtype=np.float32)
+    pair = np.stack([key, current])[None]
+    keyed = Predictor("tracker", device="cpu", runtime="torchscript")
+    assert keyed.keyed
+    keyed.warm_up()
+    keyed.set_key(key)
+    expected = keyed(pair)
+    np.testing.assert_allclose(keyed.track(current), expected, atol=1e-4)
+    auto = Predictor("tracker", device="cpu", runtime="auto")  # timed per frame, key kept
+    assert auto.runtime == "torchscript" and auto.keyed
+
+
+def test_a_tracker_that_takes_only_the_pair_tracks_through_it(tmp_path: Path) -> None:
+    predictor = Predictor(tracker(tmp_path), device="cpu")
+    assert not predictor.keyed
+    with pytest.raises(RuntimeError, match="set_key"):
+        predictor.track(np.zeros((64, 64), np.float32))
+    key, current = np.random.default_rng(6).standard_normal((2, 64, 64), dtype=np.float32)
+    predictor.set_key(key)
+    pair = np.stack([key, current])[None]
+    np.testing.assert_array_equal(predictor.track(current), predictor(pair))

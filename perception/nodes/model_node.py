@@ -4,7 +4,8 @@ into its input or refused (counted), and the card checked against the wiring by 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 
@@ -13,11 +14,13 @@ from igtflow.perception.frames import FrameRefused, check_modality, is_blank, ne
 from igtflow.perception.inference import DeviceError, Predictor
 from igtflow.perception.nodes.health import FrameHealth
 from igtflow.perception.wiring import model_problems
+from igtflow.stream.allocator import keep_freed_memory
 from igtflow.stream.messages import Image
 from igtflow.stream.node import ImageSpec, Node, PermanentError
 from igtflow.stream.threads import thread_budget
 
 Device = Literal["auto", "cpu", "cuda"]
+Result = TypeVar("Result")
 
 
 class ModelNode(Node):
@@ -35,6 +38,7 @@ class ModelNode(Node):
     def load(self, model: str, device: str) -> Predictor:
         """The model, warmed up here in ``setup`` so the first frame after the sources start is
         not the slow one; a model that cannot run is a PermanentError (no restart fixes it)."""
+        keep_freed_memory()  # a network's per-frame arrays reuse pages, not fault in new ones
         try:
             predictor = Predictor(model, device, threads=thread_budget(), timed=not self.lockstep)
             if predictor.card.task != self.task:
@@ -81,8 +85,12 @@ class ModelNode(Node):
 
     def infer(self, batch: np.ndarray) -> np.ndarray | None:
         """The network's output, or None (counted) if it fails on this input: never a crash."""
+        return self.guarded(lambda: self.predictor(batch))
+
+    def guarded(self, run: Callable[[], Result]) -> Result | None:
+        """``run()``'s output, or None (counted) if the model fails: never a crash."""
         try:
-            return self.predictor(batch)
+            return run()
         except Exception as exc:
             self.health.bad_frame(FrameRefused("model-error", f"the model failed: {exc}"))
             return None

@@ -130,7 +130,7 @@ class Track(ModelNode):
                 self._anchor(self.targets_in, image)
             self._emit(image, np.zeros((*shape, 2), np.float32), np.ones(shape, np.float32))
             return
-        output = None if blank else self.infer(np.stack([self.key, plane])[None])
+        output = None if blank else self.guarded(lambda: self.predictor.track(plane))
         if output is None:  # blank, or the model failed: no motion known, nothing trusted
             field, conf = np.zeros((*shape, 2), np.float32), np.zeros(shape, np.float32)
         else:
@@ -208,6 +208,7 @@ class Track(ModelNode):
         if self.anchors is not None and len(self.anchors):
             self.anchors = (self.anchors + sample_field(field, self.anchors)).astype(np.float32)
         self.key = plane
+        self.guarded(lambda: self.predictor.set_key(plane))  # a failure shows on the next track
         self.keys += 1
         self.since_key = 0
         self.field = np.zeros_like(field)

@@ -168,7 +168,8 @@ def export(
 ) -> Path:
     """Write ``model`` as frozen TorchScript and its model card beside it; returns the card."""
     model = model.eval()
-    scripted = torch.jit.freeze(torch.jit.script(model))
+    # key_features and track stay callable: the node encodes a key frame once, not per frame
+    scripted = torch.jit.freeze(torch.jit.script(model), preserved_attrs=["key_features", "track"])
     tmp = weights_path.with_suffix(".tmp")
     scripted.save(str(tmp))
     tmp.replace(weights_path)
