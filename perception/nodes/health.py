@@ -3,7 +3,13 @@
 Both go out as ``Status`` messages on the node's ``status`` output (and as alarms to the
 supervisor, so ``igtflow run``'s table shows them): a bad frame at once and then at most once
 a second per kind with the running count, low confidence once when it falls below the threshold
-and once when it recovers, so a 30 fps stream of bad frames is said, counted and never floods.
+and once when it has clearly recovered, so a 30 fps stream of bad frames is said, counted and
+never floods.
+
+Recovery has hysteresis: the alarm clears only after ``CLEAR_FRAMES`` frames in a row at least
+``CLEAR_MARGIN`` above the threshold. Without it a confidence hovering at the threshold (a probe
+sweeping over the edge of what the tracker can follow) raised and cleared the alarm on alternate
+frames. Each frame's own ``low_confidence`` flag stays exact: below the threshold or not.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from igtflow.stream.messages import Status
 from igtflow.stream.node import Node
 
 LOW_CONFIDENCE = "low-confidence"
+CLEAR_MARGIN = 0.05  # above the threshold, for the alarm to clear
+CLEAR_FRAMES = 5  # frames in a row that clear it
 
 
 class FrameHealth:
@@ -26,7 +34,8 @@ class FrameHealth:
         self.every_s = every_s
         self.bad: dict[str, int] = {}
         self.low_frames = 0
-        self.low: bool | None = None
+        self.low: bool | None = None  # the alarm's state (None: no frame yet)
+        self.good_run = 0  # frames in a row clearly above the threshold
         self._said_at: dict[str, float] = {}
 
     @property
@@ -56,17 +65,23 @@ class FrameHealth:
         low = value < threshold
         if low:
             self.low_frames += 1
-        if low != self.low:
-            if low:
-                text = (
-                    f"confidence in the {what} is {value:.2f}, below {threshold:.2f}: "
-                    "do not trust what is drawn"
-                )
-                self.say("warn", LOW_CONFIDENCE, text, confidence=round(value, 4))
-            elif self.low is not None:
-                text = f"confidence in the {what} is {value:.2f} again (threshold {threshold:.2f})"
-                self.say("ok", LOW_CONFIDENCE, text, confidence=round(value, 4))
-            self.low = low
+        self.good_run = self.good_run + 1 if value >= threshold + CLEAR_MARGIN else 0
+        if low and self.low is not True:
+            text = (
+                f"confidence in the {what} is {value:.2f}, below {threshold:.2f}: "
+                "do not trust what is drawn"
+            )
+            self.say("warn", LOW_CONFIDENCE, text, confidence=round(value, 4))
+            self.low = True
+        elif self.low is None and not low:
+            self.low = False
+        elif self.low and self.good_run >= CLEAR_FRAMES:
+            text = (
+                f"confidence in the {what} is {value:.2f} again, {CLEAR_FRAMES} frames above "
+                f"{threshold:.2f}"
+            )
+            self.say("ok", LOW_CONFIDENCE, text, confidence=round(value, 4))
+            self.low = False
         return low
 
     def say(self, level: str, code: str, text: str, **fields: Any) -> None:
