@@ -47,6 +47,13 @@ class _Silhouette:
     box: tuple[int, int, int, int]
 
 
+def node_verdict(message: Message) -> bool | None:
+    """The producing node's own low-confidence flag (meta ``low_confidence``), judged with its
+    threshold (the model card's or the node's), or None when the message carries none."""
+    flag = message.meta.get("low_confidence")
+    return flag if isinstance(flag, bool) else None
+
+
 def confidence_value(message: Message) -> float | None:
     """A 0..1 confidence from a confidence map (mean) or a message's meta ``confidence``."""
     if "confidence" in message.meta:
@@ -80,6 +87,7 @@ class OverlayComposer:
         self.targets: Points | None = None
         self.model: Mesh | None = None
         self.confidence: float | None = None
+        self.confidence_low: bool | None = None  # the producer's verdict, over our threshold
         self.silhouette: _Silhouette | None = None
         self.problems: dict[str, str] = {}
 
@@ -94,6 +102,7 @@ class OverlayComposer:
         if "confidence" not in self.stamps:  # no confidence input: the labels' own, or none
             value = labels.meta.get("confidence")
             self.confidence = float(value) if isinstance(value, int | float) else None
+            self.confidence_low = node_verdict(labels)
 
     def set_targets(self, targets: Points) -> None:
         self.targets = targets
@@ -108,6 +117,7 @@ class OverlayComposer:
         value = confidence_value(message)
         if value is not None:
             self.confidence = value
+            self.confidence_low = node_verdict(message)
             self.stamps["confidence"] = message.stamp_ns
 
     # -- per frame ----------------------------------------------------------------------------
@@ -128,7 +138,10 @@ class OverlayComposer:
         top = draw.banner_height(out.shape[0]) if freshness.stale else 0
         draw.draw_hud(out, self._hud_lines(frame, freshness), top)
         if self.confidence is not None:
-            draw.draw_confidence(out, self.confidence, self.low_confidence, top)
+            low = self.confidence_low
+            if low is None:
+                low = self.confidence < self.low_confidence
+            draw.draw_confidence(out, self.confidence, self.low_confidence, top, low)
         if freshness.stale:
             draw.draw_stale_banner(out, freshness.banner())
         return freshness

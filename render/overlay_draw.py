@@ -197,22 +197,26 @@ def desaturate(rgb: np.ndarray, keep: float = 0.15, dim: float = 0.8) -> None:
     cv2.addWeighted(rgb, keep * dim, grey3, (1 - keep) * dim, 0, dst=rgb)
 
 
-def confidence_colour(value: float, low: float) -> RGB:
-    if value < low:
+def confidence_colour(value: float, low: float, is_low: bool | None = None) -> RGB:
+    if value < low if is_low is None else is_low:
         return (230, 30, 30)
     if value < (1 + low) / 2:
         return (255, 170, 0)
     return (40, 220, 60)
 
 
-def draw_confidence(rgb: np.ndarray, value: float, low: float, top: int) -> None:
-    """A vertical bar at the right edge (full = 1.0) and a warning under it when low."""
+def draw_confidence(
+    rgb: np.ndarray, value: float, low: float, top: int, is_low: bool | None = None
+) -> None:
+    """A vertical bar at the right edge (full = 1.0) and a warning under it when low: below
+    ``low``, or as ``is_low`` says when the producing node judged it with its own threshold."""
+    is_low = value < low if is_low is None else is_low
     h, w = rgb.shape[:2]
     scale = font_scale(h)
     bar_w = max(10, w // 40)
     x0, x1 = w - bar_w - 8, w - 8
     y0, y1 = top + 8, top + 8 + h // 3
-    colour = confidence_colour(value, low)
+    colour = confidence_colour(value, low, is_low)
     cv2.rectangle(rgb, (x0, y0), (x1, y1), (0, 0, 0), -1)
     fill = round((y1 - y0) * float(np.clip(value, 0.0, 1.0)))
     if fill > 0:
@@ -221,7 +225,7 @@ def draw_confidence(rgb: np.ndarray, value: float, low: float, top: int) -> None
     label = f"{value * 100:.0f}%"
     (tw, _), _ = cv2.getTextSize(label, FONT, scale, 1)
     put_text(rgb, label, (x1 - tw, y1 + int(20 * scale / 0.5)), colour, scale)
-    if value < low:
+    if is_low:
         warn = "LOW CONFIDENCE"
         (tw, _), _ = cv2.getTextSize(warn, FONT, scale, 2)
         put_text(rgb, warn, (x0 - tw - 8, y0 + int(16 * scale / 0.5)), colour, scale, 2)

@@ -133,6 +133,22 @@ def test_low_confidence_shows_a_red_bar_and_warning() -> None:
     assert np.any(np.all(np.abs(right.astype(int) - (230, 30, 30)) < 30, axis=-1))
 
 
+def test_the_producing_nodes_verdict_on_confidence_wins_over_the_overlays_threshold() -> None:
+    scene = us_scene()
+    red = (230, 30, 30)
+    for value, flag, expect_red in ((0.6, True, True), (0.3, False, False), (0.3, None, True)):
+        composer = OverlayComposer(low_confidence=0.5)
+        meta = (
+            {"confidence": value} if flag is None else {"confidence": value, "low_confidence": flag}
+        )
+        composer.set_confidence(scene.image.with_data(np.zeros((8, 8), np.float32), meta=meta))
+        out = np.empty((*scene.image.data.shape, 3), np.uint8)
+        composer.compose(scene.image, out, scene.image.stamp_ns + 10 * MS)
+        right = out[:200, -40:]
+        is_red = bool(np.any(np.all(np.abs(right.astype(int) - red) < 30, axis=-1)))
+        assert is_red == expect_red, (value, flag)
+
+
 def test_plane_and_projection_geometry() -> None:
     scene = us_scene()
     plane = plane_geometry(scene.image.ijk_to_ras)

@@ -55,6 +55,7 @@ class Overlay(Ticking):
         static: inputs that do not age (e.g. [model] for a preoperative model sent once)
         near_mm: a target within this distance of the US plane is drawn filled (in plane)
         low_confidence: below this confidence the bar turns red with a LOW CONFIDENCE warning
+            (a message whose node flagged it low_confidence is judged by that node's threshold)
         fill_alpha: opacity of the model's silhouette fill on fluoroscopy (0 = outline only)
         show: open a window when a display exists (DISPLAY or WAYLAND_DISPLAY)
         video: MP4 file to write every overlay frame to ('' = none)
