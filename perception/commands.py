@@ -23,14 +23,18 @@ def train(
     init: Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    image_topic: str | None = None,
+    label_topic: str | None = None,
 ) -> dict:
     """Train a segmentation network on the phantom (seeds below 1000), or fine-tune one.
 
     task: us-seg or fluoro-seg. arch: fast (ours) or monai-unet (the baseline, same recipe).
     data: a folder of NAME_image.png + NAME_label.png pairs (or .nrrd; labels are the phantom's
-    ids: 0 background, 1 organ, 2 vessel, 3 lesion, 4 device). With it the shipped weights are
-    fine-tuned (unless init names others), phantom frames are mixed in, and the metrics are those
-    of the user's held-out fifth. Writes OUT/<name>.pt and OUT/<name>.card.yaml.
+    ids: 0 background, 1 organ, 2 vessel, 3 lesion, 4 device), or a recording (.mcap) with an
+    image topic and a LABELS topic (found by modality, or named by image_topic/label_topic).
+    With it the shipped weights are fine-tuned (unless init names others), phantom frames are
+    mixed in, and the metrics are those of the user's held-out fifth. Writes OUT/<name>.pt and
+    OUT/<name>.card.yaml.
     """
     from igtflow.perception.segmentation.train import default_name, train_segmentation
 
@@ -42,7 +46,17 @@ def train(
         if init is None and (WEIGHTS_DIR / f"{default_name(task, arch)}.pt").is_file():
             init = WEIGHTS_DIR / f"{default_name(task, arch)}.card.yaml"
     card, metrics = train_segmentation(
-        task, arch, steps, Path(out), seed, progress=progress, init=init, user_data=data, name=name
+        task,
+        arch,
+        steps,
+        Path(out),
+        seed,
+        progress=progress,
+        init=init,
+        user_data=data,
+        name=name,
+        image_topic=image_topic,
+        label_topic=label_topic,
     )
     result = {"card": str(card), **{k: _round(v) for k, v in metrics.items()}}
     print(json.dumps(result, indent=2))

@@ -21,6 +21,7 @@ from igtflow.perception.segmentation.evaluate import (
 )
 from igtflow.perception.segmentation.nets import build_net
 from igtflow.perception.segmentation.train import Recipe, train_segmentation
+from tests.helpers.cli import igtflow
 
 USER_SEED = 7  # a training seed: the "user's" frames are phantom frames written as PNG pairs
 
@@ -142,3 +143,38 @@ def test_fine_tuning_on_twenty_png_pairs_reports_metrics(us_frames, tmp_path: Pa
     assert 1 <= metrics["frames"] < 20  # the user's held-out part only
     assert metrics["dice_organ"] > 0.8, metrics
     assert "calibration_error" in card.metrics
+
+
+def test_fine_tuning_on_a_recording_pairs_its_image_and_label_topics_by_stamp(
+    tmp_path: Path,
+) -> None:
+    sample = Path(__file__).resolve().parent.parent / "recordings" / "phantom-us.mcap"
+    card_file, metrics = train_segmentation(
+        "us-seg",
+        steps=4,
+        out_dir=tmp_path / "out",
+        progress=False,
+        init=_shipped("us-seg"),
+        user_data=sample,  # probe/image + probe/truth_labels, found by modality
+        name="us-seg-recording",
+        train_seeds=str(USER_SEED),
+        frames_per_seed=2,
+    )
+    card, _ = load_card(card_file)
+    assert card.training.data == "phantom + user frames from phantom-us.mcap"
+    assert metrics["frames"] == 7  # the last fifth of its 36 frames in time
+    assert metrics["dice_organ"] > 0.8, metrics
+
+
+def test_a_recording_without_one_clear_label_topic_is_refused_naming_the_option(
+    tmp_path: Path,
+) -> None:
+    from igtflow.perception.segmentation.user_data import user_frames
+
+    sample = Path(__file__).resolve().parent.parent / "recordings" / "phantom-us.mcap"
+    with pytest.raises(ValueError, match="no XA image topic; name it with --image-topic"):
+        user_frames("fluoro-seg", sample)
+    with pytest.raises(ValueError, match="no 2D image topic 'probe/nothing'"):
+        user_frames("us-seg", sample, label_topic="probe/nothing")
+    done = igtflow("train", "us-seg", "--data", str(tmp_path), "--image-topic", "probe/image")
+    assert done.returncode == 2 and "name topics of a recording" in done.stderr

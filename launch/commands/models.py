@@ -30,13 +30,18 @@ class Task(str, Enum):
 
 class Arch(str, Enum):
     fast = "fast"
+    fast_lite = "fast-lite"
     monai_unet = "monai-unet"
 
 
 def train(
     task: Annotated[Task, typer.Argument(help="which network", show_default=False)],
     arch: Annotated[
-        Arch, typer.Option(help="fast (ours) or monai-unet (the baseline, same recipe)")
+        Arch,
+        typer.Option(
+            help="fast (ours), fast-lite (ours, for 512² fluoro) or monai-unet "
+            "(the baseline, same recipe)"
+        ),
     ] = Arch.fast,
     steps: Annotated[int | None, typer.Option(min=1, help="training steps (batches)")] = None,
     out_dir: Annotated[
@@ -46,8 +51,17 @@ def train(
         Path | None,
         typer.Option(
             help="fine-tune on your labelled frames: a folder of NAME_image.png + NAME_label.png "
-            "pairs (or .nrrd), labels in the phantom's ids; phantom frames are mixed in"
+            "pairs (or .nrrd), or a recording (.mcap) with an image and a label topic; labels "
+            "in the phantom's ids; phantom frames are mixed in"
         ),
+    ] = None,
+    image_topic: Annotated[
+        str | None,
+        typer.Option(help="with a recording: the image topic (default: the one of the modality)"),
+    ] = None,
+    label_topic: Annotated[
+        str | None,
+        typer.Option(help="with a recording: the label topic (default: the one LABELS topic)"),
     ] = None,
     init: Annotated[Path | None, typer.Option(help="start from this model card's weights")] = None,
     seed: Annotated[int, typer.Option(help="training seed (phantom seeds stay below 1000)")] = 0,
@@ -58,8 +72,14 @@ def train(
     same metrics on their held-out fifth. A progress bar shows the live loss; the card records
     the recipe, seeds, metrics and the weights' SHA-256.
     """
-    if data is not None and not data.is_dir():
-        print_error(f"{data}: not a folder (expected NAME_image.png + NAME_label.png pairs)")
+    recording = data is not None and data.suffix.lower() == ".mcap"
+    if data is not None and not (data.is_dir() or (recording and data.is_file())):
+        print_error(
+            f"{data}: not a folder of NAME_image.png + NAME_label.png pairs nor a recording (.mcap)"
+        )
+        raise typer.Exit(2)
+    if (image_topic or label_topic) and not recording:
+        print_error("--image-topic and --label-topic name topics of a recording given as --data")
         raise typer.Exit(2)
     if init is not None and not init.is_file():
         print_error(f"{init}: no such model card")
@@ -78,6 +98,7 @@ def train(
         from igtflow.perception.commands import train as train_segmentation
 
         kwargs = {"arch": arch.value, "out": out_dir, "data": data, "init": init, "seed": seed}
+        kwargs.update(image_topic=image_topic, label_topic=label_topic)
         if steps:
             kwargs["steps"] = steps
         train_segmentation(task.value, **kwargs)

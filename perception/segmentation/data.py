@@ -3,10 +3,9 @@
 Frames come from the phantom (``UltrasoundSim`` 256², ``FluoroSim`` 512²) rendered on the fly
 into a pool per run and cached on disk (the anatomy of one seed takes seconds to build, a frame a
 tenth of that), then cropped and augmented per step. Training seeds are below 1000; held-out
-seeds start at 1001. A user's folder holds pairs ``NAME_image.png`` + ``NAME_label.png`` (or
-``.nrrd``); the label image holds the phantom's label ids (0 background, 1 organ, 2 vessel,
-3 lesion, 4 device). Out-of-distribution frames (noise, black, smooth textures) are drawn here
-too: the net learns to answer them with a flat softmax, i.e. low confidence.
+seeds start at 1001 (a user's own labelled frames are read by ``user_data``).
+Out-of-distribution frames (noise, black, smooth textures) are drawn here too: the net learns to
+answer them with a flat softmax, i.e. low confidence.
 """
 
 from __future__ import annotations
@@ -208,89 +207,6 @@ def _spacing(task: str) -> dict:
 
 
 # --- user data ---------------------------------------------------------------------------------
-def _read_gray(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".nrrd":
-        import nrrd
-
-        data, _ = nrrd.read(str(path))
-        data = np.squeeze(np.asarray(data))
-        if data.ndim != 2:
-            raise ValueError(f"{path}: a 2D image is expected, got shape {data.shape}")
-        return data.T  # NRRD is stored x-fastest: (x, y) → rows, columns
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return image
-
-
-def user_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
-    """``(name, image, label)`` for each ``NAME_image.{png,nrrd}`` with its ``NAME_label.*``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder of NAME_image.png / NAME_label.png pairs")
-    pairs = []
-    for image in sorted(folder.iterdir()):
-        stem, suffix = image.stem, image.suffix.lower()
-        if not stem.endswith("_image") or suffix not in (".png", ".nrrd"):
-            continue
-        name = stem[: -len("_image")]
-        label = next(
-            (folder / f"{name}_label{ext}" for ext in (".png", ".nrrd")
-             if (folder / f"{name}_label{ext}").is_file()),
-            None,
-        )  # fmt: skip
-        if label is None:
-            raise ValueError(f"{image}: no {name}_label.png or {name}_label.nrrd beside it")
-        pairs.append((name, image, label))
-    if len(pairs) < 2:
-        raise ValueError(f"{folder}: needs at least 2 NAME_image.png + NAME_label.png pairs")
-    return pairs
-
-
-def is_held_out(name: str) -> bool:
-    """A fixed fifth of the user's pairs, chosen by name, so the split never changes."""
-    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5 == 0
-
-
-def user_frames(task: str, folder: Path) -> tuple[FrameSet, FrameSet]:
-    """The user's pairs resized to the task's frame, split into (training, held-out)."""
-    spec = task_spec(task)
-    pairs = user_pairs(folder)
-    held = [is_held_out(name) for name, _, _ in pairs]
-    if not any(held):  # a small folder still keeps one pair back to score on
-        held[-1] = True
-    if all(held):
-        held[0] = False
-    sets = []
-    for want in (False, True):
-        images, targets = [], []
-        for (_, image_path, label_path), h in zip(pairs, held, strict=True):
-            if h != want:
-                continue
-            image = _read_gray(image_path)
-            if image.dtype != np.uint8:
-                image = cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX)
-                image = image.astype(np.uint8)
-            labels = _read_gray(label_path).astype(np.uint8)
-            size = (spec.size, spec.size)
-            images.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-            labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
-            targets.append(to_classes(task, labels))
-        n = len(images)
-        sets.append(
-            FrameSet(
-                np.stack(images),
-                np.stack(targets),
-                np.full(n, -1),
-                np.full((n, 2), np.nan),
-                np.full((n, 2), np.nan),
-            )
-        )
-    return sets[0], sets[1]
-
-
 # --- augmentation and garbage --------------------------------------------------------------------
 def out_of_distribution(rng: np.random.Generator, size: int) -> np.ndarray:
     """A frame unlike any scan: noise, black, flat grey, or a smooth random texture."""

@@ -38,7 +38,6 @@ from igtflow.perception.segmentation.data import (
     parse_seeds,
     phantom_frames,
     task_spec,
-    user_frames,
 )
 from igtflow.perception.segmentation.evaluate import fit_temperature, predict_logits, score_frames
 from igtflow.perception.segmentation.nets import (
@@ -47,6 +46,7 @@ from igtflow.perception.segmentation.nets import (
     describe,
     parameter_count,
 )
+from igtflow.perception.segmentation.user_data import user_frames
 
 NORMALISATION = Normalisation(scale=255.0, mean=0.5, std=0.25)
 GARBAGE_SHARE = 0.1
@@ -154,12 +154,15 @@ def train_segmentation(
     crop: int | None = None,
     batch: int | None = None,
     lr: float | None = None,
+    image_topic: str | None = None,
+    label_topic: str | None = None,
 ) -> tuple[Path, dict[str, float]]:
     """Train (or fine-tune from ``init``), calibrate, score, and write ``<name>.pt`` + card.
 
-    With ``user_data`` (a folder of ``NAME_image.png``/``NAME_label.png`` pairs) half of every
-    batch comes from the user's training pairs and half from the phantom; the temperature is
-    fitted and the metrics reported on the user's held-out pairs (a fixed fifth, by name).
+    With ``user_data`` (a folder of ``NAME_image.png``/``NAME_label.png`` pairs, or a recording
+    with an image and a label topic: see ``user_data``) half of every batch comes from the
+    user's training frames and half from the phantom; the temperature is fitted and the metrics
+    reported on the user's held-out frames (a fixed fifth: by name, or the last in time).
     Returns the card's path and the metrics.
     """
     torch.set_num_threads(1)
@@ -183,7 +186,7 @@ def train_segmentation(
         pools, shares = [pool], [1.0]
         held_user = None
         if user_data is not None:
-            train_user, held_user = user_frames(task, Path(user_data))
+            train_user, held_user = user_frames(task, Path(user_data), image_topic, label_topic)
             pools, shares = [pool, train_user], [0.5, 0.5]
 
         net = build_net(arch, len(spec.classes))
@@ -285,7 +288,7 @@ def _card(
     recipe_note: str,
 ) -> ModelCard:
     spec = task_spec(task)
-    data = "phantom" if user_data is None else f"phantom + user pairs from {Path(user_data).name}"
+    data = "phantom" if user_data is None else f"phantom + user frames from {Path(user_data).name}"
     return ModelCard(
         name=name,
         task="segmentation",
