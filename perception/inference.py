@@ -16,10 +16,12 @@ Why measured rather than fixed: on the 2-core VM, one thread, batch 1, p50/p99 i
     (TorchScript frozen; MONAI's U-Net unfrozen: 27.9/42.6)
 
 ONNX Runtime wins clearly on small depthwise nets (PyTorch's per-op dispatch costs as much as
-the tiny convolutions there) and ties on a dense one, and some exports ONNX Runtime cannot run
-(``grid_sample`` on a grid built with ``torch.linspace`` exports as float64) stay in PyTorch; so
+the tiny convolutions there) and ties on a dense one, and some models do not export (the
+scripted tracker: ``interpolate`` by a scale factor in TorchScript) and stay in PyTorch; so
 each model is timed on the machine that runs it (``Predictor.timings``) and
-``igtflow bench perception`` shows both. OpenVINO was not tried:
+``igtflow bench perception`` shows both. A tracker whose TorchScript exports ``key_features``
+and ``track`` runs keyed: the key frame is encoded once (:meth:`Predictor.set_key`), each frame
+after it alone (:meth:`Predictor.track`). OpenVINO was not tried:
 it is not a locked dependency. On CUDA the TorchScript weights run in fp16 (the ONNX Runtime
 here is the CPU build).
 """
