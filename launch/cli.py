@@ -30,6 +30,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown: docstring paragraphs reflow to the terminal's width (rich mode kept their
+    # hard line breaks) and `code` shows as code
+    rich_markup_mode="markdown",
 )
 for command in (
     graphs.validate,

@@ -73,9 +73,14 @@ class FastSeg(nn.Module):
         self.dec1 = SeparableBlock(w1, w1)
         self.lat1 = nn.Conv2d(w1, w0, 1)
         self.dec0 = SeparableBlock(w0, w0)
-        # sub-pixel logits per cell; at fold 8 the head is the costliest layer of all, so there
-        # it is pointwise (1×1): the cell's neighbours reach it through dec0 already
-        self.head = nn.Conv2d(w0, classes * fold * fold, head_kernel, 1, head_kernel // 2)
+        # sub-pixel logits per cell; at fold 8 a dense 3×3 head is the costliest layer of all,
+        # so there it is separable: a depthwise 3×3 (the neighbouring cells) then pointwise
+        logits = classes * fold * fold
+        self.head: nn.Module = (
+            nn.Conv2d(w0, logits, 3, 1, 1)
+            if head_kernel == 3
+            else nn.Sequential(nn.Conv2d(w0, w0, 3, 1, 1, groups=w0), nn.Conv2d(w0, logits, 1))
+        )
 
     @staticmethod
     def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -113,7 +118,7 @@ class FlatFrameGate(nn.Module):
 
 
 def build_net(arch: str, classes: int) -> nn.Module:
-    """``fast`` (FastSeg), ``fast-lite`` (folded 8×8 with a pointwise head, for 512² frames)
+    """``fast`` (FastSeg), ``fast-lite`` (folded 8×8 with a separable head, for 512² frames)
     or ``monai-unet`` (the baseline), untrained."""
     if arch == "fast":
         return FastSeg(classes)
@@ -139,7 +144,7 @@ def describe(arch: str) -> str:
     if arch == "fast-lite":
         return (
             "FastSeg-lite: separable U-Net on an 8x8-folded frame, widths 32-40-56-72, "
-            "pointwise sub-pixel head"
+            "separable sub-pixel head"
         )
     return "monai.networks.nets.UNet(spatial_dims=2, channels=(16, 32, 64, 128), strides=(2, 2, 2))"
 
