@@ -25,9 +25,13 @@ _PLY_SIZES = {
 }  # fmt: skip
 
 
-def check_declared_size(path: Path, suffix: str, max_triangles: int = MAX_TRIANGLES) -> None:
+Declared = tuple[int | None, int | None]  # (vertices, faces) the header announces, if it does
+
+
+def check_declared_size(path: Path, suffix: str, max_triangles: int = MAX_TRIANGLES) -> Declared:
     """Refuse a file that is too big, or whose header declares more than it holds or than we
-    accept; cheap (reads at most 64 KiB).
+    accept; cheap (reads at most 64 KiB). Returns the counts the header declares, so that a
+    reader that stops early without a word (VTK's on a cut ASCII PLY) can be caught.
     """
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -40,9 +44,10 @@ def check_declared_size(path: Path, suffix: str, max_triangles: int = MAX_TRIANG
     if suffix == ".stl":
         _check_stl(path, head, size, max_triangles)
     elif suffix == ".ply":
-        _check_ply(path, head, size, max_triangles)
+        return _check_ply(path, head, size, max_triangles)
     elif suffix == ".vtk":
-        _check_legacy_vtk(path, head)
+        return _check_legacy_vtk(path, head)
+    return None, None
 
 
 def too_many(path: Path, what: str, count: int, limit: int) -> PreopModelError:
@@ -73,7 +78,7 @@ def _check_stl(path: Path, head: bytes, size: int, max_triangles: int) -> None:
             raise truncated(path, f"{count:,} triangles", needed, size)
 
 
-def _check_legacy_vtk(path: Path, head: bytes) -> None:
+def _check_legacy_vtk(path: Path, head: bytes) -> Declared:
     if not head.startswith(b"# vtk DataFile"):
         raise PreopModelError(
             f"{path}: not a legacy VTK file (it must begin with '# vtk DataFile'); "
@@ -85,9 +90,13 @@ def _check_legacy_vtk(path: Path, head: bytes) -> None:
     polygons = re.search(rb"\n(?:POLYGONS|TRIANGLE_STRIPS)\s+(\d+)\s", head)
     if polygons and int(polygons.group(1)) > MAX_TRIANGLES:
         raise too_many(path, "polygons", int(polygons.group(1)), MAX_TRIANGLES)
+    version = re.match(rb"# vtk DataFile Version (\d+)", head)
+    offsets = version is not None and int(version.group(1)) >= 5  # 5.x counts offsets: cells + 1
+    cells = int(polygons.group(1)) - offsets if polygons else None
+    return (int(points.group(1)) if points else None), cells
 
 
-def _check_ply(path: Path, head: bytes, size: int, max_triangles: int) -> None:
+def _check_ply(path: Path, head: bytes, size: int, max_triangles: int) -> Declared:
     end = re.search(rb"end_header\r?\n", head)
     if not head.startswith(b"ply") or end is None:
         raise PreopModelError(
@@ -107,6 +116,8 @@ def _check_ply(path: Path, head: bytes, size: int, max_triangles: int) -> None:
     if binary and size < needed:
         declared = ", ".join(f"{count:,} {name}" for name, count, *_ in elements)
         raise truncated(path, declared, needed, size)
+    counts = {name: count for name, count, *_ in elements}
+    return counts.get("vertex"), counts.get("face")
 
 
 def _ply_elements(path: Path, lines: list[str]) -> list[tuple[str, int, int, list]]:

@@ -61,15 +61,30 @@ def load_mesh(
         raise PreopModelError(f"{path}: no such file; check the path (cwd: {Path.cwd()})")
     if path.stat().st_size == 0:
         raise PreopModelError(f"{path}: empty file (0 bytes); export the model again")
-    check_declared_size(path, suffix, max_triangles)
+    declared = check_declared_size(path, suffix, max_triangles)
 
     polydata, marker = _read_polydata(path, suffix)
+    _check_all_read(path, polydata, declared)
     vertices, faces = _checked_triangles(path, polydata, max_triangles)
     if (space or marker or "RAS").upper() == "LPS":
         vertices = vertices * _LPS_TO_RAS
     vertices = vertices * UNITS_TO_MM[units]
     _check_size(path, vertices, units)
     return build_surface(name or path.name[: -len(suffix)], vertices, faces, str(path))
+
+
+def _check_all_read(path: Path, polydata: Any, declared: tuple[int | None, int | None]) -> None:
+    """Refuse a file that ends before what its header announces (the reader stopped early)."""
+    read = (
+        polydata.GetNumberOfPoints(),
+        polydata.GetNumberOfPolys() + polydata.GetNumberOfStrips(),
+    )
+    for what, announced, got in zip(("vertices", "faces"), declared, read, strict=True):
+        if announced is not None and got < announced:
+            raise PreopModelError(
+                f"{path}: truncated: its header declares {announced:,} {what} but only {got:,} "
+                "could be read; copy or export the file again"
+            )
 
 
 def _check_size(path: Path, vertices: np.ndarray, units: str) -> None:
@@ -189,14 +204,21 @@ def _checked_triangles(path: Path, polydata: Any, max_triangles: int) -> tuple[A
             f"vertex {int(np.argmax(bad))}); repair the mesh or export it again"
         )
     for cells in (polydata.GetPolys(), polydata.GetStrips()):
+        if cells.GetNumberOfCells() == 0:
+            continue
         # before any filter: VTK's filters index memory with these numbers unchecked
-        if cells.GetNumberOfCells() and cells.GetConnectivityArray().GetNumberOfTuples():
-            highest = int(vtk_to_numpy(cells.GetConnectivityArray()).max())
-            if highest >= len(vertices) or vtk_to_numpy(cells.GetConnectivityArray()).min() < 0:
-                raise PreopModelError(
-                    f"{path}: a face uses vertex {highest}, but the file has only "
-                    f"{len(vertices)} vertices (damaged file); export the model again"
-                )
+        corners = np.diff(vtk_to_numpy(cells.GetOffsetsArray()))
+        if (corners < 3).any():
+            raise PreopModelError(
+                f"{path}: {int((corners < 3).sum()):,} of {len(corners):,} faces have fewer than "
+                "3 corners (a file cut short or damaged); export the model again"
+            )
+        used = vtk_to_numpy(cells.GetConnectivityArray())
+        if used.min() < 0 or used.max() >= len(vertices):
+            raise PreopModelError(
+                f"{path}: a face uses vertex {int(used.max())}, but the file has only "
+                f"{len(vertices)} vertices (damaged file); export the model again"
+            )
     triangles = vtkTriangleFilter()
     triangles.SetInputData(polydata)
     triangles.PassVertsOff()

@@ -4,10 +4,13 @@ files are refused with a message that names the file and the fix.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from igtflow.registration.mesh_file_checks import MAX_TRIANGLES
@@ -101,6 +104,35 @@ def test_an_empty_file_is_refused(tmp_path: Path, suffix: str) -> None:
     path.write_bytes(b"")
     with pytest.raises(PreopModelError, match=r"organ.*: empty file \(0 bytes\); export"):
         load_mesh(path)
+
+
+CUT_KINDS = ["stl", "ascii stl", "ply", "ascii ply", "vtk", "ascii vtk", "vtp", "obj"]
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(kind=st.sampled_from(CUT_KINDS), keep=st.floats(0.0, 1.0, exclude_max=True))
+def test_any_cut_file_is_refused_or_keeps_its_whole_surface(kind: str, keep: float) -> None:
+    """VTK's readers crash or stop silently on cut files; the loader must do neither. (An OBJ
+    declares no counts: cut between lines it is a smaller mesh, and that cannot be told.)
+    """
+    suffix = "." + kind.split()[-1]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"organ{suffix}"
+        if kind.startswith("ascii"):
+            WRITERS[suffix](path, sphere(), "LPS", binary=False)
+        else:
+            WRITERS[suffix](path, sphere(), "LPS")
+        whole = load_mesh(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: int(keep * len(data))])
+        try:
+            model = load_mesh(path)
+        except PreopModelError as refused:
+            assert str(path) in str(refused)
+            return
+    if suffix != ".obj":
+        assert model.faces.shape == whole.faces.shape
+        np.testing.assert_array_equal(model.vertices, whole.vertices)
 
 
 ASCII_VTK = """# vtk DataFile Version 4.2

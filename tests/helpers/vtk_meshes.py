@@ -36,17 +36,17 @@ def write_stl(path: Path, mesh, space: str | None, binary: bool = True) -> None:
     _write(writer, path, mesh)
 
 
-def write_ply(path: Path, mesh, space: str | None) -> None:
+def write_ply(path: Path, mesh, space: str | None, binary: bool = True) -> None:
     writer = vtkPLYWriter()
-    writer.SetFileTypeToBinary()
+    writer.SetFileTypeToBinary() if binary else writer.SetFileTypeToASCII()
     if space:
         writer.AddComment(f"SPACE={space}")
     _write(writer, path, mesh)
 
 
-def write_vtk(path: Path, mesh, space: str | None) -> None:
+def write_vtk(path: Path, mesh, space: str | None, binary: bool = True) -> None:
     writer = vtkPolyDataWriter()
-    writer.SetFileTypeToBinary()
+    writer.SetFileTypeToBinary() if binary else writer.SetFileTypeToASCII()
     if space:
         writer.SetHeader(f"3D Slicer output. SPACE={space}")
     _write(writer, path, mesh)
