@@ -46,7 +46,9 @@ def check_declared_size(path: Path, suffix: str, max_triangles: int = MAX_TRIANG
     elif suffix == ".ply":
         return _check_ply(path, head, size, max_triangles)
     elif suffix == ".vtk":
-        return _check_legacy_vtk(path, head)
+        return _check_legacy_vtk(path, head, max_triangles)
+    elif suffix == ".vtp":
+        return _check_xml_polydata(path, head, max_triangles)
     return None, None
 
 
@@ -78,7 +80,7 @@ def _check_stl(path: Path, head: bytes, size: int, max_triangles: int) -> None:
             raise truncated(path, f"{count:,} triangles", needed, size)
 
 
-def _check_legacy_vtk(path: Path, head: bytes) -> Declared:
+def _check_legacy_vtk(path: Path, head: bytes, max_triangles: int) -> Declared:
     if not head.startswith(b"# vtk DataFile"):
         raise PreopModelError(
             f"{path}: not a legacy VTK file (it must begin with '# vtk DataFile'); "
@@ -88,12 +90,29 @@ def _check_legacy_vtk(path: Path, head: bytes) -> Declared:
     if points and int(points.group(1)) > MAX_VERTICES:
         raise too_many(path, "points", int(points.group(1)), MAX_VERTICES)
     polygons = re.search(rb"\n(?:POLYGONS|TRIANGLE_STRIPS)\s+(\d+)\s", head)
-    if polygons and int(polygons.group(1)) > MAX_TRIANGLES:
-        raise too_many(path, "polygons", int(polygons.group(1)), MAX_TRIANGLES)
+    if polygons and int(polygons.group(1)) > max_triangles:
+        raise too_many(path, "polygons", int(polygons.group(1)), max_triangles)
     version = re.match(rb"# vtk DataFile Version (\d+)", head)
     offsets = version is not None and int(version.group(1)) >= 5  # 5.x counts offsets: cells + 1
     cells = int(polygons.group(1)) - offsets if polygons else None
     return (int(points.group(1)) if points else None), cells
+
+
+def _check_xml_polydata(path: Path, head: bytes, max_triangles: int) -> Declared:
+    """The counts of the first ``<Piece>`` (VTK writes one); the reader checks the rest."""
+    piece = re.search(rb"<Piece\b[^>]*>", head)
+    if piece is None:
+        return None, None
+    counts = {}
+    for key in ("NumberOfPoints", "NumberOfPolys", "NumberOfStrips"):
+        found = re.search(rb"\b" + key.encode() + rb'="(\d+)"', piece.group(0))
+        counts[key] = int(found.group(1)) if found else 0
+    if counts["NumberOfPoints"] > MAX_VERTICES:
+        raise too_many(path, "points", counts["NumberOfPoints"], MAX_VERTICES)
+    faces = counts["NumberOfPolys"] + counts["NumberOfStrips"]
+    if faces > max_triangles:
+        raise too_many(path, "polygons", faces, max_triangles)
+    return counts["NumberOfPoints"], faces
 
 
 def _check_ply(path: Path, head: bytes, size: int, max_triangles: int) -> Declared:

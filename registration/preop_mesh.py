@@ -55,6 +55,8 @@ def load_mesh(
             f"{path}: unknown surface format '{suffix or path.name}'; save the model as one of "
             f"{', '.join(MESH_SUFFIXES)}"
         )
+    if space is not None and str(space).upper() not in ("RAS", "LPS"):
+        raise PreopModelError(f"{path}: unknown space {space!r}; use 'RAS' or 'LPS'")
     if units not in UNITS_TO_MM:
         raise PreopModelError(f"{path}: unknown units {units!r}; use one of {list(UNITS_TO_MM)}")
     if not path.is_file():

@@ -194,6 +194,17 @@ def test_a_ply_declaring_too_many_faces_is_refused_before_reading(tmp_path: Path
         load_mesh(path)
 
 
+def test_a_vtp_declaring_too_many_points_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.vtp"
+    path.write_text(
+        '<?xml version="1.0"?>\n<VTKFile type="PolyData" version="1.0">\n<PolyData>\n'
+        '<Piece NumberOfPoints="4000000000" NumberOfVerts="0" NumberOfLines="0" '
+        'NumberOfStrips="0" NumberOfPolys="1">\n'
+    )
+    with pytest.raises(PreopModelError, match=r"huge\.vtp: declares 4,000,000,000 points"):
+        load_mesh(path)
+
+
 def test_unknown_extension_and_missing_file_say_what_to_do(tmp_path: Path) -> None:
     path = tmp_path / "organ.off"
     path.write_text("OFF\n")
@@ -203,3 +214,5 @@ def test_unknown_extension_and_missing_file_say_what_to_do(tmp_path: Path) -> No
         load_mesh(tmp_path / "missing.stl")
     with pytest.raises(PreopModelError, match=r"unknown units 'inch'"):
         load_mesh(tmp_path / "missing.stl", units="inch")
+    with pytest.raises(PreopModelError, match=r"unknown space 'XYZ'; use 'RAS' or 'LPS'"):
+        load_mesh(tmp_path / "missing.stl", space="XYZ")  # type: ignore[arg-type]
