@@ -1,8 +1,9 @@
 """Named targets (points in RAS mm) from Slicer markups and from the phantom's truth.
 
-Slicer's ``.mrk.json`` says its ``coordinateSystem`` per markup (LPS when absent, as Slicer
-reads it); ``.fcsv`` says it in a ``# CoordinateSystem = LPS|RAS|0|1`` line (0 = RAS, 1 = LPS;
-RAS when absent, as in files older than Slicer 4.11). The phantom's ``truth.json`` is RAS.
+Slicer's ``.mrk.json`` point lists (markups of type ``Fiducial``; curves and planes are left
+out) say their ``coordinateSystem`` per markup (LPS when absent, as Slicer reads it); ``.fcsv``
+says it in a ``# CoordinateSystem = LPS|RAS|0|1`` line (0 = RAS, 1 = LPS; RAS when absent, as
+in files older than Slicer 4.11). The phantom's ``truth.json`` is RAS.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def _markups_json(path: Path, text: str) -> list[tuple[str, np.ndarray]]:
         markups = json.loads(text)["markups"]
         points = []
         for markup in markups:
+            if markup.get("type", "Fiducial") != "Fiducial":
+                continue  # curves, planes, ROIs: not point targets
             units = markup.get("coordinateUnits", "mm")
             if units != "mm":
                 raise PreopModelError(f"{path}: coordinateUnits {units!r}; save them in mm")

@@ -81,7 +81,12 @@ MARKUPS = {
                 {"id": "2", "label": "", "position": [1.0, 2.0, 3.0]},
                 {"id": "3", "label": "later", "position": [0, 0, 0], "positionStatus": "undefined"},
             ],
-        }
+        },
+        {
+            "type": "Curve",
+            "coordinateSystem": "LPS",
+            "controlPoints": [{"id": "1", "label": "C-1", "position": [0.0, 0.0, 0.0]}],
+        },
     ],
 }
 FCSV = """# Markups fiducial file version = 4.11
@@ -100,7 +105,7 @@ def test_a_folder_of_slicer_exports_loads_in_ras(tmp_path: Path) -> None:
 
     assert list(case.structures) == ["liver"] and case.labels is None
     np.testing.assert_allclose(case.structure("liver").vertices.mean(axis=0), [-30, 20, 10], 0, 0.5)
-    assert set(case.targets) == {"tumour", "targets-2", "portal"}, "placeholders are left out"
+    assert set(case.targets) == {"tumour", "targets-2", "portal"}, "placeholders, curves left out"
     np.testing.assert_allclose(case.targets["tumour"], [30.0, -20.0, 10.0])
     np.testing.assert_allclose(case.targets["portal"], [5.0, -6.0, 7.0])
     with pytest.raises(KeyError, match=r"no structure 'organ' .*there are: liver"):
