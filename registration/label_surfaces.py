@@ -16,8 +16,7 @@ import numpy as np
 
 from igtflow.registration.preop_model import SurfaceModel, build_surface
 from igtflow.registration.preop_volume import LabelVolume
-
-PHANTOM_NAMES = {1: "organ", 2: "vessel", 3: "lesion"}  # igtflow.stream.phantom.anatomy
+from igtflow.stream.phantom.anatomy import LABEL_NAMES
 
 
 def surfaces_from_labels(
@@ -38,7 +37,7 @@ def surfaces_from_labels(
     """
     present = [int(v) for v in np.unique(volume.labels) if v != 0]
     if names is None:
-        names = {v: PHANTOM_NAMES.get(v, f"label-{v}") for v in present}
+        names = {v: LABEL_NAMES.get(v, f"label-{v}") for v in present}
     surfaces = {}
     for value, name in names.items():
         if value not in present:
