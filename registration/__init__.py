@@ -1,6 +1,11 @@
 """Registration of what the images show to the preoperative model (ultrasound 3D, fluoroscopy
 2D/3D, rigid and deformable), with the quality of every estimate.
 
+The preoperative model comes first: ``case.load_case(folder)`` reads the structures (surface
+meshes, or a label volume's surfaces) and named targets of a case in RAS mm, from an ``igtflow
+phantom export`` folder or a folder of Slicer exports; ``preop_mesh.load_mesh``,
+``preop_volume.load_label_volume`` and ``label_surfaces.surfaces_from_labels`` read one file.
+
 It holds no node types yet: the phantom's model (``phantom-model``) and truth poses stand in for
 registered ones in the ready-made graphs.
 """
