@@ -189,7 +189,7 @@ def phantom_frames(
         **_spacing(task),
     )
     assert result.images.shape[1:] == (spec.size, spec.size)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # two trainings may render the same pool
     np.savez(tmp, images=result.images, targets=result.targets, seeds=result.seeds,
              entry=result.entry, tip=result.tip)  # fmt: skip
     tmp.replace(path)

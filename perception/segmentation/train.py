@@ -65,12 +65,20 @@ def default_name(task: str, arch: str) -> str:
 class Recipe:
     """The loss and the batches, shared by both architectures (the baseline is trained alike)."""
 
-    def __init__(self, task: str, seed: int, crop: int | None = None, batch: int | None = None):
+    def __init__(
+        self,
+        task: str,
+        seed: int,
+        crop: int | None = None,
+        batch: int | None = None,
+        garbage_share: float = GARBAGE_SHARE,
+    ):
         from monai.losses import DiceCELoss
 
         spec = task_spec(task)
         self.spec = replace(spec, crop=crop or spec.crop, batch=batch or spec.batch)
         self.rng = np.random.default_rng([seed, 0x7EA])
+        self.garbage_share = garbage_share
         weights = torch.tensor(self.spec.class_weights, dtype=torch.float32)
         self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=True, weight=weights)
         self.focus = (3,) if task == "fluoro-seg" else (2, 3)
@@ -82,7 +90,7 @@ class Recipe:
         spec, rng = self.spec, self.rng
         images, targets, garbage = [], [], []
         for _ in range(spec.batch):
-            if rng.random() < GARBAGE_SHARE:
+            if rng.random() < self.garbage_share:
                 images.append(out_of_distribution(rng, spec.crop))
                 targets.append(np.zeros((spec.crop, spec.crop), np.uint8))
                 garbage.append(True)
@@ -154,6 +162,7 @@ def train_segmentation(
     crop: int | None = None,
     batch: int | None = None,
     lr: float | None = None,
+    garbage_share: float = GARBAGE_SHARE,
     image_topic: str | None = None,
     label_topic: str | None = None,
 ) -> tuple[Path, dict[str, float]]:
@@ -201,7 +210,7 @@ def train_segmentation(
             total_steps=max(steps, 10),
             pct_start=0.05 if steps >= 100 else 0.3,
         )
-        recipe = Recipe(task, seed, crop, batch)
+        recipe = Recipe(task, seed, crop, batch, garbage_share)
         step_task = bar.task(f"training {name} ({arch})", steps)
         smooth = None
         started = time.perf_counter()
@@ -224,6 +233,8 @@ def train_segmentation(
         else:
             calibrate, score = held_out_split(task, eval_seeds, eval_frames_per_seed)
         note = f"batch {recipe.spec.batch}x{recipe.spec.crop}^2, lr {lr:g}"
+        if garbage_share != GARBAGE_SHARE:
+            note += f", {garbage_share:.0%} garbage frames"
         if init is not None:
             note += f", from {Path(init).name}"
         card = _card(name, task, arch, net, seeds, steps, user_data, seconds_per_step, note)
