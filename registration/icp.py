@@ -76,6 +76,8 @@ class Criteria:
 
     max_iterations: int = 30
     tolerance_mm: float = 1e-3  # stop when no point moved more than this in an iteration
+    precision_fraction: float = 0.2  # ... or less than this fraction of the pose's own sd
+    jitter_mm: float = 0.05  # ... and less than this
     scale_floor_mm: float = 0.05  # the robust scale never drops below (grid plane error)
     inlier_mm: float = 2.0
     min_points: int = 30
@@ -156,7 +158,16 @@ def _run(x: np.ndarray, target: ModelTarget, start: np.ndarray, c: Criteria) -> 
         rotation = turn @ rotation
         translation = turn @ (translation - centre) + centre + step[3:]
         radius = float(np.sqrt(((q * q).sum(axis=0) * matched).max()))
-        if np.linalg.norm(step[:3]) * radius + np.linalg.norm(step[3:]) < c.tolerance_mm:
+        moved = np.linalg.norm(step[:3]) * radius + np.linalg.norm(step[3:])
+        if moved < c.tolerance_mm:
+            converged = True
+            break
+        if moved >= c.jitter_mm:
+            continue
+        # Small steps well inside the pose's own uncertainty are grid and noise jitter (a small
+        # patch cycles through cells), not progress.
+        sigma2 = float(weight @ (residual * residual)) / max(float(weight.sum()) - 6.0, 1.0)
+        if moved < c.precision_fraction * _displacement_sd(hessian, sigma2, radius):
             converged = True
             break
     matrix = np.eye(4)
@@ -209,11 +220,15 @@ def _pose_sd(
     from the Gauss–Newton covariance σ² (JᵀWJ)⁻¹; infinite when a direction is unobserved."""
     if residual.size < 6:
         return np.inf
-    hessian = weighted @ jacobian.T
+    sigma2 = float(np.sum(residual**2) / max(residual.size - 6, 1))
+    return _displacement_sd(weighted @ jacobian.T, sigma2, radius)
+
+
+def _displacement_sd(hessian: np.ndarray, sigma2: float, radius: float) -> float:
+    """Worst-direction translation sd plus ``radius`` times the worst rotation sd (mm)."""
     values, vectors = np.linalg.eigh(hessian)
     if values[0] <= 1e-9 * values[-1]:
         return np.inf
-    sigma2 = float(np.sum(residual**2) / max(residual.size - 6, 1))
     covariance = (vectors / values) @ vectors.T * sigma2
     rotation_sd = np.sqrt(np.linalg.eigvalsh(covariance[:3, :3])[-1])
     translation_sd = np.sqrt(np.linalg.eigvalsh(covariance[3:, 3:])[-1])

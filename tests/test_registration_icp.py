@@ -84,6 +84,24 @@ def test_noise_and_a_fifth_of_outliers_stay_within_half_a_millimetre(organ) -> N
         assert result.error_mm >= tre  # the bound is conservative
 
 
+def test_a_patch_the_probe_sees_registers_within_its_own_error_bound(organ) -> None:
+    vertices, faces, _, target = organ
+    rng = np.random.default_rng(12)
+    surface, _ = sample_surface(vertices, faces, 40000, rng)
+    valid = 0
+    for _ in range(6):
+        centre = surface[rng.integers(len(surface))]
+        patch = surface[np.linalg.norm(surface - centre, axis=1) < 40.0][:3000]
+        patch = patch + rng.normal(0.0, 0.3, patch.shape)
+        truth = misalignment(rng, degrees=5.0)
+        result = register_rigid(into_reference(patch, truth), target)
+        error = np.linalg.norm(result.apply(into_reference(patch, truth)) - patch, axis=1)
+        if result.valid:
+            valid += 1
+            assert error.max() <= result.error_mm, (error.max(), result)
+    assert valid >= 4  # a patch may slide along the organ: then it says so, never a wrong pose
+
+
 def test_warm_start_from_the_last_result_converges_in_a_few_iterations(organ) -> None:
     vertices, faces, targets, target = organ
     rng = np.random.default_rng(3)
