@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from igtflow.registration.bench_icp import bench_icp, misalignment, phantom_organ, pose_errors
+from igtflow.registration.bench_icp import (
+    bench_icp,
+    markdown_table,
+    misalignment,
+    phantom_organ,
+    pose_errors,
+)
 from igtflow.registration.closest_points import ModelTarget, sample_surface
 from igtflow.registration.icp import (
     RigidTracker,
@@ -183,4 +189,9 @@ def test_bench_reports_both_methods_on_the_same_points() -> None:
     for method in ("ours", "open3d"):
         accuracy = report["accuracy"][method]
         assert accuracy["tre_mm"]["max"] < 1.0 and accuracy["rotation_deg"]["max"] < 1.0
+    robust = report["with_outliers"]  # a fifth of the points anywhere: ours shrugs them off
+    assert robust["accuracy"]["ours"]["tre_mm"]["max"] < 0.5
+    assert robust["icp_ms"]["p50_ms"] > 0 and robust["icp_open3d_ms"]["p50_ms"] > 0
     assert report["machine"]["calibration"]["python_loop_ms"] > 0
+    table = markdown_table(report)
+    assert "| Open3D point-to-plane (defaults) |" in table and "ICP p50 vs Open3D p50" in table
