@@ -17,7 +17,8 @@ no correspondence (the grid's outer layer is kept empty, so clipping an index to
 in an empty cell).
 
 Building costs one nearest-neighbour query per cell (Open3D's tensor ``NearestNeighborSearch``,
-in batches): about 1 s for the 150 mm organ at 2 mm cells, 25 mm band, on one thread.
+in batches) plus fitting each model normal to its neighbours: about 1.5 s for the 150 mm organ
+(37 000 points) at 2 mm cells and a 25 mm band (0.58 M cells, 9 MB), on one thread.
 """
 
 from __future__ import annotations

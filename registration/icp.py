@@ -10,9 +10,20 @@ How (and why, for speed): the model is fixed for a case, so all search is paid o
 :class:`~igtflow.registration.closest_points.ModelTarget` (a plane per voxel cell); an iteration
 is a grid gather, residuals ``n·p − offset``, Tukey weights with a MAD scale (robust to outliers
 and to points the model does not explain) and a damped 6×6 Gauss–Newton solve about the points'
-centroid, all in NumPy on one thread. Gauss–Newton converges in a handful of iterations where
-Open3D's registration runs its 30 (relative-RMSE criteria of 1e-6) and rebuilds its k-d tree
-every call: ``igtflow bench registration`` times both on the same points.
+centroid, all in NumPy on one thread, points kept as 3×N rows so every step is a contiguous
+vector operation (about 0.8 ms per iteration for 10 000 points). It stops when no point moved
+more than ``tolerance_mm``, or when the step is both under ``jitter_mm`` and well inside the
+pose's own standard deviation (a small patch otherwise cycles between grid cells for ever).
+Gauss–Newton needs about 5–9 iterations where Open3D's registration runs up to its 30
+(relative-RMSE criteria of 1e-6) and rebuilds its k-d tree every call.
+
+Measured (``igtflow bench registration``: phantom organ, 10 000 points, 0.3 mm noise, 5° and
+5–10 mm off, one thread each, same points): ours about 6 ms p50 against Open3D's 45–50 ms,
+0.12–0.16×, with the same target error (p50 0.014 mm for both; rotation within ±10 % either way
+between runs); with a fifth of the points as outliers ours stays at 0.02 mm while Open3D's
+least squares drifts to 0.3 mm. Tried and dropped: a finer grid (1.2 mm) or exact nearest
+neighbours for the last iterations changed the error by less than its run-to-run spread; fitted
+(30-neighbour) model normals instead of mesh facets saved two iterations.
 
 Quality: every result says how far it can be trusted. ``rms_mm`` over inliers (|residual| ≤
 ``inlier_mm``), ``median_mm`` over all points (no correspondence counts as infinite), the
@@ -28,7 +39,8 @@ points far from the model, the wrong model, a random cloud) comes out not valid.
 about the points' centroid and shifts along their principal axes, around ``init`` or, without
 one, the 24 axis-aligned orientations at the model's centre) each run on a subsample, the best
 few polished on all points. Two distinct poses that fit equally well raise ``error_mm`` to their
-separation, so a symmetric ambiguity is never reported as confident.
+separation, so a symmetric ambiguity is never reported as confident. Without ``init`` it places
+the points' centroid on the model's, so it finds a whole-surface cloud, not a small patch.
 """
 
 from __future__ import annotations
