@@ -142,3 +142,30 @@ def bench_perception(
 
     _check_output(output, force)
     run(json=json_, markdown=markdown, frames=frames, output=output, force=force)
+
+
+@bench_app.command("registration")
+def bench_registration(
+    points: Annotated[int, typer.Option(min=100, help="points registered per run")] = 10000,
+    repeats: Annotated[int, typer.Option(min=1, help="timed runs per method")] = 60,
+    seed: Annotated[int, typer.Option(help="phantom seed of the organ model")] = 1001,
+    json_: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option(help="print the README's Markdown table")] = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Rigid ICP of points onto the phantom organ, ours beside Open3D's point-to-plane ICP on the
+    same points, one thread each: p50/p99/max, the speed ratio and the target error of both,
+    clean and with a fifth of the points as outliers. Keys: icp_ms, icp_open3d_ms."""
+    from igtflow.registration.commands_bench import bench_registration as run
+
+    _check_output(output, force)
+    run(
+        json=json_,
+        markdown=markdown,
+        points=points,
+        repeats=repeats,
+        seed=seed,
+        output=output,
+        force=force,
+    )
