@@ -92,9 +92,13 @@ class UsRegistrar:
 
     @classmethod
     def from_case(
-        cls, case: PreopCase, structures: Sequence[str] = ("organ",), **kwargs
+        cls, case: PreopCase, structures: Sequence[str] | None = None, **kwargs
     ) -> UsRegistrar:
-        """A registrar for ``structures`` of a loaded case (see ``load_case``), its targets."""
+        """A registrar for ``structures`` of a loaded case (see ``load_case``) and its targets;
+        by default the organ and the vessels, those the case has (the vessels' walls pin the
+        pose along the organ's smooth surface: half the 95th-percentile TRE on the phantom)."""
+        if structures is None:
+            structures = [s for s in REGIONS if s in case.structures] or list(case.structures)[:1]
         meshes = [(case.structure(s).vertices, case.structure(s).faces) for s in structures]
         regions = [REGIONS[s] for s in structures if s in REGIONS]
         return cls(
