@@ -92,3 +92,33 @@ def test_eval_smoke_gives_finite_figures():
     ):
         assert math.isfinite(figures[key]), (key, figures[key])
     assert figures["updates"] == 3
+
+
+def test_a_case_registers_by_its_organ_and_vessels(still_sim):
+    from igtflow.registration.case import PreopCase
+    from igtflow.registration.preop_model import SurfaceModel
+    from igtflow.stream.phantom.anatomy import LABEL_NAMES, ORGAN, VESSEL
+    from igtflow.stream.phantom.export import structure_mesh
+
+    anatomy = still_sim.anatomy
+    structures = {}
+    for label in (ORGAN, VESSEL):
+        mesh = structure_mesh(anatomy, label, stride=2)
+        name = LABEL_NAMES[label]
+        structures[name] = SurfaceModel(
+            name,
+            np.asarray(mesh.vertices, np.float64),
+            np.asarray(mesh.cells, np.int32),
+            np.asarray(mesh.vertex_normals, np.float64),
+        )
+    targets = dict(zip(anatomy.target_ids, anatomy.targets, strict=True))
+    shift = np.eye(4)
+    shift[:3, 3] = (4.0, -3.0, 5.0)
+    registrar = UsRegistrar.from_case(PreopCase(structures, targets), init=shift)
+    assert len(registrar.regions) == 2  # organ and vessel boundaries are both lifted
+    for index in range(0, 30, 3):
+        registrar.add(evaluate.truth_labels(still_sim, index))
+    estimate = registrar.update()
+    assert estimate.valid, estimate.reason
+    for name, point in evaluate.true_targets(still_sim, 27).items():
+        assert np.linalg.norm(estimate.targets[name] - point) < 1.0
