@@ -29,7 +29,8 @@ from igtflow.registration.us_registration import UsRegistrar, surface_target
 from igtflow.stream.messages import Image
 
 DEFAULT_SEEDS = "1001-1010"
-MISALIGNMENTS = ((5.0, 5.0), (10.0, 10.0), (20.0, 15.0))  # (mm, degrees), easiest first
+# Starting errors (mm, degrees), easiest first: the capture range is the last one that converges.
+MISALIGNMENTS = ((5.0, 5.0), (10.0, 10.0), (20.0, 15.0), (30.0, 20.0))
 HOPELESS = ("other_seed_organ", "empty", "random_blobs")
 SWEEP = {"sweep_speed_mm_s": 30.0, "sweep_range_mm": 50.0, "rate_hz": 30.0}
 
@@ -175,9 +176,9 @@ def run_sweep(
     return records
 
 
-def rigid_floor(seed: int, sweep: SweepFrames) -> list[float]:
-    """TRE of the best rigid answer per frame: the model moved by the breathing shift alone
-    (the rest of the motion is deformation, which no rigid pose follows)."""
+def breathing_shift_tre(seed: int, sweep: SweepFrames) -> list[float]:
+    """TRE per frame of the model moved by the true breathing shift alone: a reference for a
+    rigid answer (the rest of the motion is deformation; a fitted pose may absorb some of it)."""
     from igtflow.stream.phantom.anatomy import build_anatomy
     from igtflow.stream.phantom.motion import BREATHING_DIRECTION, make_motion
 
@@ -235,7 +236,7 @@ def eval_registration(
     for n, seed in enumerate(seed_list):
         case = phantom_case(seed, vessel)
         sweep = sweep_frames(seed, frames, every, vessel)
-        floor += rigid_floor(seed, sweep)
+        floor += breathing_shift_tre(seed, sweep)
         lift_ms += sweep.lift_ms
         init = misalignment(*start, case.center, seed)
         for record in run_sweep(case, sweep, init, update_every, window_slices):
@@ -267,8 +268,8 @@ def eval_registration(
         "us_rigid_tre_median_mm": float(np.median(finite)),
         "us_rigid_tre_p95_mm": float(np.percentile(finite, 95)),
         "unregistered_tre_median_mm": float(np.median(unmoved)) if unmoved else float("nan"),
-        "rigid_floor_tre_median_mm": float(np.median(floor)) if floor else float("nan"),
-        "rigid_floor_tre_p95_mm": float(np.percentile(floor, 95)) if floor else float("nan"),
+        "breathing_shift_tre_median_mm": float(np.median(floor)) if floor else float("nan"),
+        "breathing_shift_tre_p95_mm": float(np.percentile(floor, 95)) if floor else float("nan"),
         "valid_fraction": float(np.mean(valid)) if valid else 0.0,
         "updates": len(valid),
         "update_ms": float(np.median(ms)) if ms else float("nan"),

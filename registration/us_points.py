@@ -102,10 +102,15 @@ class LiftedSlice:
 class SliceWindow:
     """The lifted points of the last ``max_slices`` slices no older than ``max_age_s`` (relative
     to the newest), as one cloud of at most ``max_points`` (an even subsample: ICP cost and the
-    weight of each slice stay bounded however fast slices come)."""
+    weight of each slice stay bounded however fast slices come).
+
+    Why short by default: the organ moves while the probe sweeps, so a long window stacks
+    slices from different breathing states into one smeared cloud, registered as their average.
+    On the phantom (30 Hz, 30 mm/s sweep, 10 mm breathing, organ surface, seeds 1001-1003) 10
+    slices (a third of a second, 10 mm of sweep) gave a p95 TRE 1.1-1.6× lower than 30 (1 s)."""
 
     def __init__(
-        self, max_slices: int = 30, max_age_s: float = 2.0, max_points: int = 6000
+        self, max_slices: int = 10, max_age_s: float = 0.5, max_points: int = 6000
     ) -> None:
         self.max_slices, self.max_age_s, self.max_points = max_slices, max_age_s, max_points
         self.slices: deque[LiftedSlice] = deque(maxlen=max_slices)
