@@ -43,6 +43,16 @@ def test_lifted_boundary_lies_on_the_model_surface(case, still_sim):
     assert np.percentile(distance, 90) < 1.2, np.percentile(distance, 90)
 
 
+def test_a_curvilinear_sector_edge_is_not_taken_for_the_surface(case):
+    config = UltrasoundConfig(probe="curvilinear", **evaluate.SWEEP)
+    sim = UltrasoundSim(SEED, config, breathing_amplitude_mm=0.0, deformation_mm=0.0)
+    image = evaluate.truth_labels(sim, 0)
+    assert image.meta["fov"]["shape"] == "sector"
+    distance = nearest_mm(lift_labels(image)[::3], case.target.points)
+    assert distance.max() < 2.0, distance.max()  # the organ is cut by the sector's side here
+    assert np.percentile(distance, 90) < 1.2
+
+
 def test_known_rigid_offset_is_recovered_from_truth_slices(case, still_sim):
     offset = evaluate.misalignment(8.0, 8.0, case.center, seed=3)
     registrar = UsRegistrar(case.target, case.targets, init=offset, window=SliceWindow(15, 5.0))
