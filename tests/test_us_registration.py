@@ -132,3 +132,18 @@ def test_a_case_registers_by_its_organ_and_vessels(still_sim):
     assert estimate.valid, estimate.reason
     for name, point in evaluate.true_targets(still_sim, 27).items():
         assert np.linalg.norm(estimate.targets[name] - point) < 1.0
+
+
+def test_eval_registration_command_prints_the_keys_and_refuses_training_seeds() -> None:
+    import json
+
+    from tests.helpers.cli import igtflow
+
+    refused = igtflow("eval", "registration", "--seeds", "5-6")
+    assert refused.returncode == 2 and "training seeds" in refused.stderr
+    done = igtflow("eval", "registration", "--seeds", "1004", "--frames", "20", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for key in ("us_rigid_tre_median_mm", "us_rigid_tre_p95_mm", "capture_range_mm",
+                "false_valid_rate", "update_ms"):  # fmt: skip
+        assert key in report, key
