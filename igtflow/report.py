@@ -45,6 +45,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def markdown_printer(table: Callable[[dict[str, Any]], str]) -> Printer:
+    """A printer writing ``table(report)`` (a README's Markdown table) to standard output."""
+
+    def write(report: dict[str, Any], _console: Any) -> None:
+        sys.stdout.write(table(report) + "\n")
+
+    return write
+
+
 def deliver(
     report: dict[str, Any],
     *,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,11 @@ def bench_perception(
     from rich.console import Console
 
     from igtflow.perception.bench import markdown_table, print_report, run_perception_bench
-    from igtflow.report import check_output, print_json, save_json
+    from igtflow.report import check_output, deliver, markdown_printer
 
     check_output(output, force)  # refused before a long run, not after it
     err = Console(stderr=True)
     report = run_perception_bench(frames, progress=lambda text: err.print(text, highlight=False))
-    if output:
-        save_json(report, output, force)
-    if json:
-        print_json(report)
-    elif markdown:
-        sys.stdout.write(markdown_table(report) + "\n")
-    else:
-        print_report(report, Console())
+    printer = markdown_printer(markdown_table) if markdown else print_report
+    deliver(report, json_=json, printer=printer, console=Console(), output=output, force=force)
     return report

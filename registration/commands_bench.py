@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ def bench_registration(
     from rich.console import Console
 
     from igtflow.registration.bench_icp import bench_icp, markdown_table, print_report
-    from igtflow.report import check_output, print_json, save_json
+    from igtflow.report import check_output, deliver, markdown_printer
 
     check_output(output, force)  # refused before a long run, not after it
     Console(stderr=True).print(
@@ -30,12 +29,6 @@ def bench_registration(
         highlight=False,
     )
     report = bench_icp(points=points, repeats=repeats, seed=seed)
-    if output:
-        save_json(report, output, force)
-    if json:
-        print_json(report)
-    elif markdown:
-        sys.stdout.write(markdown_table(report) + "\n")
-    else:
-        print_report(report, Console())
+    printer = markdown_printer(markdown_table) if markdown else print_report
+    deliver(report, json_=json, printer=printer, console=Console(), output=output, force=force)
     return report

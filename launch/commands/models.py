@@ -19,7 +19,11 @@ from igtflow.report import print_json
 
 HELD_OUT = "1001-1010"
 
-eval_app = typer.Typer(help="Score networks (and, later, registration) on held-out phantom seeds.")
+SeedsOpt = Annotated[
+    str, typer.Option(help="held-out phantom seeds, A-B (training uses seeds below 1000)")
+]
+
+eval_app = typer.Typer(help="Score the networks and registration on held-out phantom seeds.")
 
 
 class Task(str, Enum):
@@ -109,9 +113,7 @@ def train(
 
 @eval_app.command("perception")
 def eval_perception(
-    seeds: Annotated[
-        str, typer.Option(help="held-out phantom seeds, A-B (training uses seeds below 1000)")
-    ] = HELD_OUT,
+    seeds: SeedsOpt = HELD_OUT,
     frames_per_seed: Annotated[int, typer.Option(min=1, help="segmentation frames per seed")] = 6,
     json_: JsonOpt = False,
 ) -> None:
@@ -119,10 +121,7 @@ def eval_perception(
     tracking target error beside OpenCV DIS on the same frames, and the confidence's calibration
     error. Keys: us_dice, lesion_dice, monai_unet_dice, catheter_dice, catheter_tip_mm,
     track_median_mm, dis_median_mm, calibration_error."""
-    first, _ = _seed_range(seeds)
-    if first < 1000:
-        print_error(f"--seeds {seeds}: seeds below 1000 are training seeds; score on 1000 and up")
-        raise typer.Exit(2)
+    _check_held_out(seeds)
     from igtflow.perception.commands import eval_segmentation
     from igtflow.perception.tracking.commands import eval_tracking
 
@@ -141,9 +140,7 @@ def eval_perception(
 
 @eval_app.command("registration")
 def eval_registration(
-    seeds: Annotated[
-        str, typer.Option(help="held-out phantom seeds, A-B (training uses seeds below 1000)")
-    ] = HELD_OUT,
+    seeds: SeedsOpt = HELD_OUT,
     frames: Annotated[int, typer.Option(min=10, help="ultrasound frames per seed's sweep")] = 120,
     json_: JsonOpt = False,
 ) -> None:
@@ -153,10 +150,7 @@ def eval_registration(
     registration error (median, 95th percentile), the capture range, the rate of hopeless
     inputs called valid and the time per update. Keys: us_rigid_tre_median_mm,
     us_rigid_tre_p95_mm, capture_range_mm, false_valid_rate, update_ms."""
-    first, _ = _seed_range(seeds)
-    if first < 1000:
-        print_error(f"--seeds {seeds}: seeds below 1000 are training seeds; score on 1000 and up")
-        raise typer.Exit(2)
+    _check_held_out(seeds)
     from igtflow.registration.evaluate import eval_registration as run
 
     result = run(seeds=seeds, frames=frames)
@@ -166,6 +160,14 @@ def eval_registration(
     for key, value in result.items():
         if not isinstance(value, dict | list):
             out.print(f"{key}: {value}", highlight=False)
+
+
+def _check_held_out(seeds: str) -> None:
+    """Exit 2 on a range that is not one or that reaches into the training seeds."""
+    first, _ = _seed_range(seeds)
+    if first < 1000:
+        print_error(f"--seeds {seeds}: seeds below 1000 are training seeds; score on 1000 and up")
+        raise typer.Exit(2)
 
 
 def _seed_range(text: str) -> tuple[int, int]:
