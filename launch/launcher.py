@@ -102,7 +102,7 @@ def run_graph(
             signal.signal(sig, handler)
     rows = supervisor.snapshot()
     for row, before in zip(rows, rows_before_stop, strict=True):
-        for key in ("rate_in_hz", "rate_out_hz", "cpu_percent"):
+        for key in ("rate_in_hz", "rate_out_hz", "cpu_percent", "cpu_ms_per_frame"):
             row[key] = before[key]
     code = EXIT_NODE_FAILED if supervisor.failed else EXIT_OK
     return RunResult(code, rows, supervisor.events, log_dir)

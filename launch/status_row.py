@@ -55,6 +55,7 @@ class NodeRun:
     rate_in: float = 0.0
     rate_out: float = 0.0
     cpu_percent: float = 0.0
+    cpu_ms_per_frame: float | None = None  # CPU time per message taken in (a source: sent)
     alarms: int = 0
     last_alarm: str = ""
     exit_code: int | None = None
@@ -80,6 +81,8 @@ class NodeRun:
                 self.rate_in = max(0.0, (received - r0) / dt)
                 self.rate_out = max(0.0, (sent - s0) / dt)
                 self.cpu_percent = max(0.0, 100.0 * (cpu - c0) / dt)
+                frames = received - r0 if received > r0 else sent - s0
+                self.cpu_ms_per_frame = 1e3 * max(0.0, cpu - c0) / frames if frames > 0 else None
                 self._prev = (now, received, sent, cpu)
         else:
             self._prev = (now, received, sent, cpu)
@@ -114,6 +117,9 @@ def status_row(node: NodeRun) -> dict[str, Any]:
         "malformed": node.stats.get("malformed", 0),
         "send_drops": node.stats.get("send_drops", 0),
         "cpu_percent": round(node.cpu_percent, 1),
+        "cpu_ms_per_frame": None
+        if node.cpu_ms_per_frame is None
+        else round(node.cpu_ms_per_frame, 2),
         "alarms": node.alarms,
         "last_alarm": node.last_alarm,
         "exit_code": node.exit_code,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.table import Table
@@ -74,6 +75,7 @@ def status_table(graph_name: str, rows: list[dict[str, Any]], elapsed_s: float) 
         ("restarts", "right"),
         ("restart gap", "right"),
         ("CPU %", "right"),
+        ("CPU ms/fr", "right"),
         ("last alarm", "left"),
     ):
         table.add_column(header, justify=justify, no_wrap=header != "last alarm")
@@ -91,6 +93,26 @@ def status_table(graph_name: str, rows: list[dict[str, Any]], elapsed_s: float) 
             str(row["restarts"]),
             _gap(row),
             f"{row['cpu_percent']:.0f}",
+            _ms(row.get("cpu_ms_per_frame")),
             row["last_alarm"][:60],
         )
+    warning = cpu_budget_warning(rows)
+    if warning:
+        table.caption = f"[bold red]{warning}[/]"
+        table.caption_justify = "left"
     return table
+
+
+def cpu_budget_warning(rows: list[dict[str, Any]], cores: int | None = None) -> str:
+    """A line when the graph's nodes together use more CPU than the machine has (90 % of
+    its cores): frames will queue, age and drop however well each node is written."""
+    cores = cores or os.cpu_count() or 1
+    total = sum(float(row.get("cpu_percent") or 0.0) for row in rows)
+    if total <= 90.0 * cores:
+        return ""
+    top = sorted(rows, key=lambda r: -float(r.get("cpu_percent") or 0.0))[:3]
+    heaviest = ", ".join(f"{r['node']} {float(r['cpu_percent']):.0f} %" for r in top)
+    return (
+        f"the graph uses {total:.0f} % CPU, more than this machine's {cores} core(s) give: "
+        f"heaviest {heaviest}"
+    )
