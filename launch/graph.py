@@ -14,6 +14,9 @@ from igtflow.launch import topology
 
 Policy = Literal["latest", "queue"]
 Restart = Literal["on-failure", "never"]
+# background: the process runs at a lower OS priority (nice 10), so whatever it does (a 3D view,
+# a report) waits for the live path rather than the other way round.
+Priority = Literal["normal", "background"]
 
 DEFAULT_BUDGET_MIB = 256  # shared memory a queue may leave unread at its producer (per output)
 DEFAULT_MAX_RESTARTS = 5
@@ -51,6 +54,7 @@ class NodeSpec:
     restart: Restart = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
     threads: int = DEFAULT_THREADS
+    priority: Priority = "normal"
     line: int = 0
     outputs: tuple[str, ...] = ()  # every output, the implicit ``status`` included
     # Its type is a ``Source``: it makes data on its own (no inputs), so it is started, paused and

@@ -17,6 +17,7 @@ from igtflow.launch.graph import (
     InputSpec,
     NodeSpec,
     Policy,
+    Priority,
     Restart,
 )
 from igtflow.stream.messages import Message
@@ -55,6 +56,7 @@ class NodeDraft:
     restart: Restart = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
     threads: int = DEFAULT_THREADS
+    priority: Priority | None = None  # None: the node type's own (``Node.priority``)
 
     def spec(self) -> NodeSpec:
         """The frozen node of a graph that passed every check."""
@@ -69,6 +71,7 @@ class NodeDraft:
             restart=self.restart,
             max_restarts=self.max_restarts,
             threads=self.threads,
+            priority=self.priority or (self.cls.priority if self.cls is not None else "normal"),
             line=self.line,
             outputs=tuple(self.outputs),
             is_source=self.is_source,

@@ -23,6 +23,7 @@ from igtflow.launch.graph import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_THREADS,
     Graph,
+    Priority,
     Restart,
 )
 from igtflow.launch.graph_checks import (
@@ -42,8 +43,11 @@ from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
 from igtflow.stream.param_values import coerce, declared_params, is_int, suggest, type_name
 
 TOP_KEYS = ("name", "nodes")
-NODE_KEYS = ("id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads")
+NODE_KEYS = (
+    "id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads", "priority"
+)  # fmt: skip
 RESTARTS: tuple[Restart, ...] = ("on-failure", "never")
+PRIORITIES: tuple[Priority, ...] = ("normal", "background")
 MAX_NODES = 1000  # one process per node: far past what a host runs, well short of a hang
 # Ids become socket file names and topic prefixes: short, no separators, no dots.
 NODE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -352,4 +356,13 @@ class _Reader:
                 key_line(entry, "threads"),
                 f"'threads' of node {draft.label} must be a whole number >= 1, "
                 f"got {quote(threads)}",
+            )
+        priority = entry.get("priority")
+        if priority in PRIORITIES:
+            draft.priority = typing.cast(Priority, str(priority))
+        elif priority is not None:
+            self.issue(
+                key_line(entry, "priority"),
+                f"'priority' of node {draft.label} is {quote(priority)}, not one of "
+                f"{', '.join(PRIORITIES)}" + suggest(str(priority), PRIORITIES, ""),
             )

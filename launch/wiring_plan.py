@@ -78,6 +78,7 @@ def wiring_plan(
             outputs=outputs[spec.id],
             inputs=inputs,
             threads=spec.threads,
+            priority=spec.priority,
             lockstep=lockstep,
         )
     return configs

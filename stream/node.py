@@ -94,6 +94,9 @@ class Node:
     # A sink that knows better than the runtime what a restart cost it (a recorder: what its
     # file kept) reports its restart gaps itself with ``report_gap``.
     reports_own_gaps: ClassVar[bool] = False
+    # "background": the node's process runs at a lower OS priority unless its graph entry says
+    # otherwise (a 3D view must never take CPU from the live path; see launch.graph.Priority).
+    priority: ClassVar[Literal["normal", "background"]] = "normal"
     log: logging.Logger = logging.getLogger("igtflow.node")
     _emitter: Emitter | None = None
 

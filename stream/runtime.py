@@ -39,7 +39,7 @@ from igtflow.stream.pacing import TickClock
 from igtflow.stream.rehearsal import Rehearsal
 from igtflow.stream.scheduling import LiveSchedule, LockstepSchedule, Schedule
 from igtflow.stream.shm import SlotReader
-from igtflow.stream.threads import apply_thread_budget
+from igtflow.stream.threads import apply_priority, apply_thread_budget
 from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output, OutputConfig
 from igtflow.stream.waiter import Waiter
 from igtflow.stream.wire import BIG_BUFFER_BYTES
@@ -61,6 +61,7 @@ class NodeConfig:
     outputs: list[OutputConfig] = field(default_factory=list)
     inputs: list[InputConfig] = field(default_factory=list)
     threads: int = 1
+    priority: str = "normal"  # "background": nice 10 (see launch.graph.Priority)
     restart_count: int = 0
     lockstep: bool = False  # offline replay: report every handled message, sources wait for NEXT
     files: list[dict[str, str]] = field(default_factory=list)  # reported by earlier incarnations
@@ -309,6 +310,7 @@ class NodeRuntime:
 
     def run(self) -> int:
         """Set up, report ready, run until told to stop; the process exit code."""
+        apply_priority(self.config.priority)
         self.control.start()
         try:
             self._open_sockets()

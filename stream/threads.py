@@ -29,6 +29,16 @@ def apply_thread_budget(threads: int) -> None:
             torch.set_num_threads(threads)
 
 
+BACKGROUND_NICE = 10  # how much lower a background node runs than the rest of its graph
+
+
+def apply_priority(priority: str) -> None:
+    """Lower this process's OS priority by ``BACKGROUND_NICE`` for a ``background`` node
+    (relative: a graph started under ``nice`` keeps its background nodes below its live path)."""
+    if priority == "background":
+        os.nice(BACKGROUND_NICE)  # only ever lowers it, which needs no privilege
+
+
 def thread_budget(default: int = 1) -> int:
     """This process's budget as the supervisor set it (``threads:`` of the node), for pools a
     node makes itself (ONNX Runtime sessions); ``default`` outside a graph."""

@@ -104,6 +104,8 @@ def test_same_port_on_different_hosts_is_fine() -> None:
         ("threads: 0", "'threads' of node 'probe' must be a whole number >= 1"),
         ("threads: two", "got 'two'"),
         ("host: 5", "'host' of node 'probe' must be a host name"),
+        ("priority: backgrund", "did you mean 'background'?"),
+        ("priority: high", "not one of normal, background"),
     ],
 )
 def test_bad_restart_threads_or_host_is_reported_at_its_line(line: str, words: str) -> None:

@@ -192,3 +192,51 @@ def test_the_final_status_table_prints_whole_into_a_log_file(tmp_path: Path) -> 
     assert not any("…" in line for line in table), "\n".join(table)
     header = next(line for line in text.splitlines() if line.startswith("┃"))
     assert "restarts" in header and "…" not in header, header
+
+
+def test_a_background_node_runs_at_a_lower_os_priority_than_the_live_path(
+    start_graph: Callable[[str], GraphRun], tmp_path: Path
+) -> None:
+    import psutil
+
+    from igtflow.stream.threads import BACKGROUND_NICE
+
+    run = start_graph(
+        f"""
+name: priorities
+nodes:
+  - id: live
+    uses: tests.nodes.budget:ThreadReport
+    params: {{out: "{tmp_path / "live"}.json"}}
+  - id: view
+    uses: tests.nodes.budget:ThreadReport
+    priority: background
+    params: {{out: "{tmp_path / "view"}.json"}}
+"""
+    )
+    run.wait(lambda: (tmp_path / "view.json").exists(), 10, "the background node's report")
+    nice = {node: psutil.Process(run.nodes[node].pid).nice() for node in ("live", "view")}
+    assert nice["view"] == min(19, nice["live"] + BACKGROUND_NICE), nice
+    assert run.nodes["view"].spec.priority == "background"
+
+
+def test_a_node_type_may_ask_for_background_and_a_graph_may_overrule_it() -> None:
+    from igtflow.launch.graph_reader import parse_graph
+
+    text = """
+name: scene
+nodes:
+  - id: src
+    uses: synthetic-image
+  - id: scene
+    uses: scene3d
+    inputs: {image: src/image}
+  - id: scene_live
+    uses: scene3d
+    priority: normal
+    inputs: {image: src/image}
+"""
+    graph = parse_graph(text, "scene.yaml")
+    assert graph.node("scene").priority == "background"
+    assert graph.node("scene_live").priority == "normal"
+    assert graph.node("src").priority == "normal"

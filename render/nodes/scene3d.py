@@ -26,6 +26,7 @@ class Scene3D(Ticking):
     }
     outputs = {}
     rate_hz = 5.0
+    priority = "background"  # a view for the eye: it waits whenever the live path needs the CPU
 
     def setup(
         self,
