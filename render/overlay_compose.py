@@ -218,7 +218,9 @@ class OverlayComposer:
         assert model is not None
         if isinstance(geometry, PlaneGeometry):
             segments = geometry.cut_mesh(model.vertices, model.faces)
-            draw.draw_segments(out, segments, draw.MODEL_COLOUR)
+            # One pixel wide: a 20k-triangle model cuts a slice in ~500 segments, which cost
+            # 0.5 ms antialiased at width 2 against 0.14 ms at width 1 (overlay_bench).
+            draw.draw_segments(out, segments, draw.MODEL_COLOUR, thickness=1)
             return
         sil = self._silhouette(frame, geometry)
         draw.draw_silhouette(

@@ -8,6 +8,9 @@ and registration (``graph_edit.without_nodes``): the framework's floor, the same
 server and recorder with nothing to compute. A third US run at twice the source rate shows
 overload: the ``latest`` policy keeps latency bounded and counts what it skipped.
 
+Before the graphs, the overlay's compose time per frame is measured in process on the sample
+recordings (``render.overlay_bench``): the per-node budget the issue sets (≤ 3 ms p99 at 256²).
+
 Reported per case: latency p50/p99/max per device and for the worst output, source drops (ticks
 the source could not make on time), frames skipped on the way, each node's CPU ms per frame, and
 the nodes' resident memory over the run (its growth from the first to the last quarter).
@@ -162,6 +165,11 @@ def run_e2e_bench(
     seconds: float = 60.0, only: list[str] | None = None, progress: Console | None = None
 ) -> dict[str, Any]:
     """Every case (or those named in ``only``), then the headline keys and ratios."""
+    from igtflow.render.overlay_bench import overlay_bench
+
+    if progress is not None:
+        progress.print("e2e: overlay compose per frame, in process …")
+    overlay = overlay_bench()
     work_dir = Path(tempfile.mkdtemp(prefix="igtflow-e2e-"))
     results: dict[str, Any] = {}
     try:
@@ -173,7 +181,14 @@ def run_e2e_bench(
             results[case.name] = run_case(case, seconds, work_dir)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return {"cases": results, **headline(results), "machine": machine_info()}
+    return {
+        "cases": results,
+        **headline(results),
+        "overlay_us_p99_ms": overlay["us_compose"]["p99_ms"],
+        "overlay_fluoro_p99_ms": overlay["fluoro_compose"]["p99_ms"],
+        "overlay": overlay,
+        "machine": machine_info(),
+    }
 
 
 def _p(results: dict[str, Any], name: str, key: str) -> float | None:
@@ -239,6 +254,15 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         + (f", {ratio:.2f}× the floor" if ratio else "")
         + f"; fluoro p99 {_ms(report['fluoro_p99_ms'])} ms (target ≤ "
         f"{TARGETS['fluoro_p99_ms']:.0f}); 2× overload p99 {_ms(report['overload_p99_ms'])} ms",
+        highlight=False,
+    )
+    overlay = report["overlay"]
+    console.print(
+        "overlay compose per frame (new labels each frame, model cut or projected): US 256² "
+        f"p50 {overlay['us_compose']['p50_ms']:.2f} / p99 {overlay['us_compose']['p99_ms']:.2f} ms "
+        f"(target ≤ 3), fluoro 512² p50 {overlay['fluoro_compose']['p50_ms']:.2f} / p99 "
+        f"{overlay['fluoro_compose']['p99_ms']:.2f} ms; the bare RGB copy of the frame "
+        f"{overlay['us_copy']['p50_ms']:.2f} / {overlay['fluoro_copy']['p50_ms']:.2f} ms",
         highlight=False,
     )
     console.print(describe(report["machine"]), highlight=False)
