@@ -86,7 +86,7 @@ def build_report(path: str | Path) -> Report:
             "alarms",
             "Alarms",
             _alarms(procedure, start) if procedure.alarms else None,
-            missing="no alarm or status message recorded",
+            missing="not recorded: the recording holds no Status message",
         ),
         Section(
             "key-frames", "Key frames", page.key_frames(snapshots, start) if snapshots else None
