@@ -46,62 +46,59 @@ class Report:
 def build_report(path: str | Path) -> Report:
     """The report of the recording at ``path`` (``RecordingError`` if it is no recording)."""
     procedure = read_procedure(path)
-    start = procedure.start_ns or 0
     snapshots = procedure.key_frames.pick(KEY_FRAMES)
     latency = _latency_topics(procedure)
-    raised = [a for a in procedure.alarms if a.level != "ok"]
-    sections = [
-        _plot_section(
-            "latency",
-            "Latency: capture to each output",
-            latency,
-            start,
-            "ms",
-            note=_latency_note(procedure, latency),
-        ),
-        _plot_section(
-            "registration",
-            "Registration error",
-            procedure.registration,
-            start,
-            "error (mm)",
-            flagged="invalid",
-        ),
-        _plot_section(
-            "confidence",
-            "Segmentation and tracking confidence",
-            procedure.confidence,
-            start,
-            "confidence",
-            flagged="low confidence",
-        ),
-        _plot_section(
-            "targets",
-            "Target shift from the first position",
-            procedure.target_shift,
-            start,
-            "shift (mm)",
-        ),
-        Section(
-            "alarms",
-            "Alarms",
-            _alarms(procedure, start) if procedure.alarms else None,
-            missing="not recorded: the recording holds no Status message",
-        ),
-        Section(
-            "key-frames", "Key frames", page.key_frames(snapshots, start) if snapshots else None
-        ),
-        Section("versions", "Graph and model versions", _versions(procedure)),
-    ]
-    name = procedure.path.name
     facts = [
         ("recording", procedure.path),
         ("captured", f"{page.utc(procedure.start_ns)}, {procedure.duration_s:.1f} s"),
         ("messages", procedure.messages),
         ("igtflow", procedure.metadata.get("igtflow_version", "?")),
     ]
-    html = page.page(f"Procedure report: {name}", facts, procedure.problems, sections)
-    summary = {
+    html = page.page(
+        f"Procedure report: {procedure.path.name}",
+        facts,
+        procedure.problems,
+        _sections(procedure, latency, snapshots),
+    )
+    return Report(html, _summary(procedure, latency, snapshots))
+
+
+def _sections(
+    procedure: Procedure, latency: dict[str, Series], snapshots: list[Snapshot]
+) -> list[Section]:
+    start = procedure.start_ns or 0
+    alarms = _alarms(procedure, start) if procedure.alarms else None
+    frames = page.key_frames(snapshots, start) if snapshots else None
+    return [
+        _plot_section(
+            "latency", "Latency: capture to each output", latency, start, "ms",
+            note=_latency_note(procedure, latency),
+        ),
+        _plot_section(
+            "registration", "Registration error", procedure.registration, start, "error (mm)",
+            flagged="invalid",
+        ),
+        _plot_section(
+            "confidence", "Segmentation and tracking confidence", procedure.confidence, start,
+            "confidence", flagged="low confidence",
+        ),
+        _plot_section(
+            "targets", "Target shift from the first position", procedure.target_shift, start,
+            "shift (mm)",
+        ),
+        Section("alarms", "Alarms", alarms, "not recorded: the recording holds no Status message"),
+        Section("key-frames", "Key frames", frames),
+        Section("versions", "Graph and model versions", _versions(procedure)),
+    ]  # fmt: skip
+
+
+def _summary(
+    procedure: Procedure, latency: dict[str, Series], snapshots: list[Snapshot]
+) -> dict[str, Any]:
+    """The ``--json`` summary: the numbers behind each section (``None``: not recorded)."""
+    start = procedure.start_ns or 0
+    shift = {name: s.percentiles() for name, s in procedure.target_shift.items()}
+    return {
         "recording": str(procedure.path),
         "damaged": bool(procedure.problems),
         "problems": procedure.problems,
@@ -111,12 +108,11 @@ def build_report(path: str | Path) -> Report:
         "latency_ms": {t: s.percentiles() for t, s in latency.items()} or None,
         "registration": _registration_summary(procedure.registration),
         "confidence": _confidence_summary(procedure.confidence),
-        "target_shift_mm": {n: s.percentiles() for n, s in procedure.target_shift.items()} or None,
-        "alarms": _alarm_counts(raised),
+        "target_shift_mm": shift or None,
+        "alarms": _alarm_counts([a for a in procedure.alarms if a.level != "ok"]),
         "key_frames": [_frame_summary(s, start) for s in snapshots],
         "versions": _version_summary(procedure),
     }
-    return Report(html, summary)
 
 
 def _plot_section(

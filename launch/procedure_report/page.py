@@ -46,13 +46,14 @@ def image(png: bytes, alt: str) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], raw: int | None = None) -> str:
-    """A table of escaped cells; column ``raw`` is HTML already (a level's coloured span)."""
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    """A table of escaped cells (no header row when ``header`` is empty); column ``raw`` is HTML
+    already (a level's coloured span)."""
+    head = "<tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>" if header else ""
     body = "".join(
         "<tr>" + "".join(f"<td>{c if i == raw else e(c)}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def key_frames(snapshots: Sequence[Snapshot], start_ns: int) -> str:
@@ -90,7 +91,7 @@ def page(
     parts = [
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}'
         f"</title><style>{STYLE}</style></head><body><h1>{e(title)}</h1>",
-        table(["", ""], facts),
+        table([], facts),
         damage,
         f"<p>{contents}</p>",
     ]
