@@ -117,6 +117,7 @@ def test_live_recording_report_has_every_section_offline(live_recording: Path) -
     assert re.fullmatch(r"[0-9a-f]{64}", models["seg"]["sha256"])
     assert models["seg"]["sha256"] in section(html, "versions")
     assert summary["versions"]["graph_sha256"] and not summary["damaged"]
+    assert summary["alarms"]["restarts"] == 0
 
 
 def test_damaged_recording_is_reported_as_far_as_it_reads_exit_3(
@@ -161,7 +162,8 @@ nodes:
 
 
 def _write_registration_run(path: Path) -> None:
-    """A registration that loses the model for two frames, a node restart and a stale overlay."""
+    """A registration that loses the model for two frames, a node restart, a recorder restart
+    and a stale overlay."""
     start = 1_800_000_000_000_000_000
     with RecordingWriter(path, REGISTRATION_GRAPH, {"node_id": "rec"}) as writer:
         for i in range(10):
@@ -182,9 +184,10 @@ def _write_registration_run(path: Path) -> None:
                           data=np.full((32, 32), 40 * (i % 5), np.uint8))  # fmt: skip
             writer.write(image)
         gap = {"node": "reg", "topic": "reg/transform", "start_ns": start, "end_ns": start + 1}
-        for code, level in (("restart-gap", "warn"), ("stale-overlay", "warn")):
-            writer.write(Status(topic="reg/status", stamp_ns=start + 100_000_000, level=level,
-                                code=code, text=code, meta={"gap": gap}))  # fmt: skip
+        writer.add_metadata("igtflow.gap.1", {"node": "rec", "topic": "probe/image", "frames": 3})
+        for seq, code in enumerate(("restart-gap", "stale-overlay")):
+            writer.write(Status(topic="reg/status", seq=seq, stamp_ns=start + 100_000_000,
+                                level="warn", code=code, text=code, meta={"gap": gap}))  # fmt: skip
 
 
 def test_registration_error_and_alarms_are_drawn(tmp_path: Path) -> None:
@@ -195,9 +198,10 @@ def test_registration_error_and_alarms_are_drawn(tmp_path: Path) -> None:
     assert registration["invalid"] == 2 and registration["error_mm"]["max"] == pytest.approx(1.9)
     assert "<img" in section(result.html, "registration")
     assert result.summary["alarms"] == {
-        "stale": 1, "low confidence": 0, "restarts": 1, "invalid registration": 1, "other": 0
+        "stale": 1, "low confidence": 0, "restarts": 2, "invalid registration": 1, "other": 0
     }  # fmt: skip
-    assert "2 invalid registration(s) in a row" in section(result.html, "alarms")
+    alarms = section(result.html, "alarms")
+    assert "2 invalid registration(s) in a row" in alarms and "probe/image lost 3" in alarms
     assert result.summary["target_shift_mm"]["reg/targets: lesion"]["max"] == pytest.approx(1.8)
     assert result.summary["latency_ms"] == {
         "reg/transform": {"p50": 9.0, "p99": 9.0, "max": 9.0},

@@ -103,6 +103,7 @@ class _Collector:
         self.model_frames: set[str] = set()  # Transform topics that say they place the model
         self.first_points: dict[str, np.ndarray] = {}
         self.confidence_topics: dict[str, str] = {}  # node → the one topic its series reads
+        self.last_seq: dict[str, int] = {}
 
     def add(self, topic: str, log_time_ns: int, message: Message) -> None:
         p = self.p
@@ -110,6 +111,7 @@ class _Collector:
         stamp = message.stamp_ns
         p.start_ns = stamp if p.start_ns is None else min(p.start_ns, stamp)
         p.end_ns = stamp if p.end_ns is None else max(p.end_ns, stamp)
+        self._seq(topic, message)
         if isinstance(message, Status):
             self._status(topic, message)
             return
@@ -125,6 +127,15 @@ class _Collector:
         elif isinstance(message, Image):
             p.key_frames.offer(topic, message)
         self._confidence(topic, message)
+
+    def _seq(self, topic: str, message: Message) -> None:
+        """A seq that goes back: its producer restarted and counted again (older recordings;
+        a restarted node now carries on its count and says so in a ``restart-gap`` Status)."""
+        last = self.last_seq.get(topic)
+        self.last_seq[topic] = message.seq
+        if last is not None and message.seq <= last:
+            text = f"{topic}: seq went back from {last} to {message.seq}"
+            self.p.alarms.append(Alarm(message.stamp_ns, _node(topic), "warn", RESTART, text))
 
     def _confidence(self, topic: str, message: Message) -> None:
         value = message.meta.get("confidence")
