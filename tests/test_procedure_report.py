@@ -208,3 +208,14 @@ def test_registration_error_and_alarms_are_drawn(tmp_path: Path) -> None:
         "reg/targets": {"p50": 9.0, "p99": 9.0, "max": 9.0},
     }
     assert "not recorded" in section(result.html, "confidence")
+
+
+def test_report_goes_beside_the_recording_and_never_over_a_file(tmp_path: Path) -> None:
+    recording = tmp_path / "case.mcap"
+    recording.write_bytes((REPO / "recordings" / "phantom-us.mcap").read_bytes())
+    assert report(str(recording))[0] == 0
+    written = (tmp_path / "case.html").read_bytes()
+    assert report(str(recording))[0] == 2  # an existing report needs --force
+    assert report(str(recording), "-o", str(recording), "--force")[0] == 2
+    assert (tmp_path / "case.html").read_bytes() == written
+    assert recording.read_bytes() == (REPO / "recordings" / "phantom-us.mcap").read_bytes()

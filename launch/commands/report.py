@@ -34,11 +34,15 @@ def report(
     be read); 2 no report (not a recording, or the output cannot be written).
     """
     from igtflow.launch.procedure_report import build_report
-    from igtflow.stream.atomic_file import OutputError, atomic_output
+    from igtflow.stream.atomic_file import OutputError, atomic_output, check_target
     from igtflow.stream.recording_scan import RecordingError
 
     target = output if output is not None else recording.with_suffix(".html")
+    if target.resolve() == recording.resolve():
+        print_error(f"{target}: that is the recording; write the report somewhere else")
+        raise typer.Exit(2)
     try:
+        check_target(target, force)  # before reading what may be a long recording
         result = build_report(recording)
         with atomic_output(target, force) as partial:
             partial.write_text(result.html, encoding="utf-8")
