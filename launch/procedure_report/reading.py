@@ -65,7 +65,7 @@ class Procedure:
     """What the report shows, read from one recording."""
 
     path: Path
-    problems: list[str]
+    problems: list[str] = field(default_factory=list)  # what is wrong with the file
     messages: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     graph_yaml: str | None = None
@@ -208,7 +208,7 @@ def read_procedure(path: str | Path) -> Procedure:
     as it goes and ``problems`` says what is wrong with it.
     """
     report = ScanReport(str(path))
-    procedure = Procedure(Path(path), report.problems)
+    procedure = Procedure(Path(path))
     collector = _Collector(procedure)
     for topic, log_time_ns, message in read_messages(path, report=report):
         collector.add(topic, log_time_ns, message)

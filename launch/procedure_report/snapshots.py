@@ -59,15 +59,18 @@ def _small(data: np.ndarray, nearest: bool = False) -> np.ndarray:
 
 
 def _is_overlay(image: Image) -> bool:
+    """A frame the overlay node drew: RGB, with the ages of what it drew in its meta."""
     data = image.data
-    return data.ndim == 3 and data.shape[2] == 3 and data.dtype == np.uint8
+    rgb = data.ndim == 3 and data.shape[2] == 3 and data.dtype == np.uint8
+    return rgb and "ages_ms" in image.meta
 
 
 def _is_raw(image: Image) -> bool:
-    # a confidence map keeps its frame's modality; its meta says what it is
+    """A frame as captured: grey or RGB (video), not a map a network derived from one (a
+    confidence map keeps its frame's modality; its meta says what it is)."""
     derived = "map" in image.meta or "confidence" in image.meta
-    flat = image.data.ndim == 2 or image.data.shape[2] == 1
-    return image.modality in RAW_MODALITIES and flat and not derived
+    channels = 1 if image.data.ndim == 2 else image.data.shape[2]
+    return image.modality in RAW_MODALITIES and channels in (1, 3) and not derived
 
 
 @dataclass
@@ -108,9 +111,9 @@ class KeyFrames:
     def _labels(self, topic: str, image: Image) -> None:
         if self.labels_topic != topic:
             # a network's labels are what the clinician saw; the phantom's truth only stands in
-            if self.labels_topic is not None and "truth" not in self.labels_topic:
-                return
-            if self.labels_topic is not None and "truth" in topic:
+            if self.labels_topic is not None and (
+                "truth" not in self.labels_topic or "truth" in topic
+            ):
                 return
             self.labels_topic = topic
             self.labels.clear()
