@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from igtflow.launch.cli import app
 from igtflow.launch.procedure_report import build_report
-from igtflow.launch.procedure_report.snapshots import MAX_PNG_BYTES
+from igtflow.launch.procedure_report.snapshots import CANDIDATES, MAX_PNG_BYTES, KeyFrames
 from igtflow.stream.messages import Image, Points, Status, Transform
 from igtflow.stream.recording import RecordingWriter
 from tests.helpers.cli import REPO
@@ -219,3 +219,21 @@ def test_report_goes_beside_the_recording_and_never_over_a_file(tmp_path: Path) 
     assert report(str(recording), "-o", str(recording), "--force")[0] == 2
     assert (tmp_path / "case.html").read_bytes() == written
     assert recording.read_bytes() == (REPO / "recordings" / "phantom-us.mcap").read_bytes()
+
+
+def test_key_frames_stay_few_spread_and_matched_to_their_labels() -> None:
+    """A long recording keeps a bounded, evenly thinned set of candidates; a label map is drawn
+    on its own frame whether it was recorded before or after it."""
+    frames = KeyFrames()
+    for i in range(1000):
+        stamp = i * 1_000_000
+        labels = Image(stamp_ns=stamp, modality="LABELS", data=np.full((8, 8), 1, np.uint8))
+        image = Image(stamp_ns=stamp, data=np.full((8, 8), i % 256, np.uint8))
+        for message in (labels, image) if i % 2 else (image, labels):
+            frames.offer("seg/labels" if message is labels else "probe/image", message)
+    kept = sorted(frames.images.frames)
+    assert len(kept) <= CANDIDATES and kept[0] == 0 and kept[-1] >= 900 * 1_000_000
+    assert set(frames.labels) == set(kept)  # every kept frame found its labels
+    picked = frames.pick(4)
+    assert len(picked) == 4 and picked[0].stamp_ns == 0 and picked[-1].stamp_ns == kept[-1]
+    assert all(p.what == "seg/labels" for p in picked)
