@@ -35,7 +35,7 @@ from igtflow.stream.threads import thread_budget_env
 RUN_PREFIX = "igtflow-"
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 1.2
-HEARTBEAT_LOST_S = 5.0
+HEARTBEAT_LOST_S = 1.5  # three beats (control.HEARTBEAT_S): a frozen process within 2 s
 HUNG_LOOP_S = 10.0
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0

@@ -58,13 +58,21 @@ class _LevelledZstd:
     """Stands in for the ``zstandard`` module inside ``mcap.writer``, which always compresses at
     zstd's default level 3: too slow for 1024×1024 uint16 at 30 fps with headroom on one core.
     ``igtflow bench record`` measures the library's writer beside ours.
+
+    One compressor per thread: a ``ZstdCompressor`` is not thread-safe, and a restarted recorder
+    writes its new part while a thread rewrites the part its predecessor left open (sharing one
+    compressor, that crashed the recorder with SIGSEGV in ``bench soak``).
     """
 
     def __init__(self, level: int) -> None:
-        self._compressor = zstandard.ZstdCompressor(level=level)
+        self._level = level
+        self._local = threading.local()
 
     def compress(self, data: bytes) -> bytes:
-        return self._compressor.compress(data)
+        compressor = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = self._local.compressor = zstandard.ZstdCompressor(level=self._level)
+        return compressor.compress(data)
 
 
 mcap.writer.zstandard = _LevelledZstd(ZSTD_LEVEL)  # type: ignore[assignment]

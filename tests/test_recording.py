@@ -154,3 +154,22 @@ nodes:
     images = [m for topic, _, m in read_messages(path) if topic == "probe/image"]
     assert slow_seen < sent / 2, "the slow consumer should have skipped frames"
     assert [m.seq for m in images] == list(range(sent)), "the recording lost frames"
+
+
+def test_chunk_compression_is_safe_from_several_threads() -> None:
+    """A restarted recorder compresses its new part while a thread rewrites the part left open:
+    the compressor mcap's writer uses must survive that (one shared ZstdCompressor segfaults)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, numpy as np, mcap.writer, igtflow.stream.recording\n"
+        "data = [np.random.default_rng(i).integers(0, 50, 1 << 20, dtype=np.uint8).tobytes()"
+        " for i in range(4)]\n"
+        "def work(i):\n"
+        "    for _ in range(40): mcap.writer.zstandard.compress(data[i])\n"
+        "threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

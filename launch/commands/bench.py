@@ -201,3 +201,22 @@ def bench_e2e(
     _check_output(output, force)
     report = run_e2e_bench(seconds, only=case, progress=err)
     deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
+@bench_app.command("soak")
+def bench_soak(
+    minutes: Annotated[float, typer.Option(min=0.2, help="how long the graph runs")] = 10.0,
+    seed: Annotated[int, typer.Option(help="seed of the fault schedule")] = 0,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """The US guidance graph for MINUTES with faults injected at random (node kills, a hung
+    node, a stalled and a malformed OpenIGTLink client): restarts, recovery times, frames lost
+    outside fault windows, p99 outside faults against the fault-free first fifth, RSS growth.
+    Keys: restarts, max_recovery_ms, frames_lost_outside_faults, rss_growth_mb, hung_detect_ms."""
+    from igtflow.launch.bench.soak import print_report, run_soak
+
+    _check_output(output, force)
+    report = run_soak(minutes, seed, progress=err)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)

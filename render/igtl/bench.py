@@ -48,34 +48,55 @@ LOG = logging.getLogger("igtflow.bench.igtl")
 # -- receiver process ---------------------------------------------------------------------------
 
 
-def receive(
-    port: int, idle_s: float = 3.0, limit_s: float = 120.0, connect_s: float = 10.0
-) -> dict[str, Any]:
-    """Read messages until the sender closes (or goes quiet); per message its latency in ms,
-    its device name and when it arrived (``igtflow bench e2e`` splits them by device)."""
-    deadline = time.monotonic() + connect_s
+def _connect(port: int, timeout_s: float, within_s: float) -> socket.socket | None:
+    """A connection to the server, retried for ``within_s`` (None: nothing listened)."""
+    deadline = time.monotonic() + within_s
     while True:
         try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=idle_s)
-            break
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
         except OSError:
             if time.monotonic() > deadline:
-                raise
+                return None
             time.sleep(0.02)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+def receive(
+    port: int,
+    idle_s: float = 3.0,
+    limit_s: float = 120.0,
+    connect_s: float = 10.0,
+    reconnect: bool = False,
+) -> dict[str, Any]:
+    """Read messages until the sender closes (or goes quiet); per message its latency in ms,
+    its device name and when it arrived (``igtflow bench e2e`` splits them by device).
+
+    ``reconnect``: a closed connection is opened again (a restarted server, ``bench soak``)
+    until nothing listens for ``idle_s``."""
+    sock = _connect(port, idle_s, connect_s)
+    if sock is None:
+        raise ConnectionError(f"nothing listens on 127.0.0.1:{port} after {connect_s:.0f} s")
     parser = Parser()
     latencies: list[float] = []
     devices: list[str] = []
     arrivals: list[int] = []
     first = last = 0
+    reconnects = 0
     end = time.monotonic() + limit_s
     while time.monotonic() < end:
         try:
             n = sock.recv_into(parser.buffer())
-        except TimeoutError:
-            break
+        except (TimeoutError, ConnectionError):
+            n = 0
         if n == 0:
-            break
+            sock.close()
+            again = _connect(port, idle_s, idle_s) if reconnect else None
+            if again is None:
+                break
+            sock, parser, reconnects = again, Parser(), reconnects + 1
+            continue
         packet = parser.advance(n)
         if packet is None:
             continue
@@ -93,13 +114,16 @@ def receive(
         "latency_ms": latencies,
         "device": devices,
         "arrival_ns": arrivals,
+        "reconnects": reconnects,
     }
 
 
 class Receiver:
     """The receiving side in its own process (``python -m igtflow.render.igtl.bench PORT``)."""
 
-    def __init__(self, port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
+    def __init__(
+        self, port: int, idle_s: float = 3.0, limit_s: float = 120.0, reconnect: bool = False
+    ) -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -108,6 +132,7 @@ class Receiver:
                 str(port),
                 str(idle_s),
                 str(limit_s),
+                str(int(reconnect)),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -346,5 +371,5 @@ def print_table(report: dict[str, Any], console: Console) -> None:
 
 
 if __name__ == "__main__":
-    port, idle, limit = int(sys.argv[1]), *(float(a) for a in sys.argv[2:4])
-    sys.stdout.write(json.dumps(receive(port, idle, limit)))
+    port, idle, limit, again = int(sys.argv[1]), *(float(a) for a in sys.argv[2:5])
+    sys.stdout.write(json.dumps(receive(port, idle, limit, reconnect=bool(again))))
