@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from igtflow.registration.case import PreopCase
 from igtflow.registration.closest_points import ModelTarget
 from igtflow.registration.icp import rotation_from_vector
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
@@ -58,18 +59,35 @@ class PhantomCase:
     center: np.ndarray
 
 
-def phantom_case(seed: int, vessel: bool = False) -> PhantomCase:
-    """The organ surface (and with ``vessel`` the vessel tree's) of seed ``seed``."""
-    from igtflow.stream.phantom.anatomy import ORGAN, VESSEL, build_anatomy
+def phantom_preop_case(
+    seed: int, structures: tuple[str, ...] = ("organ", "vessel", "lesion")
+) -> PreopCase:
+    """Seed ``seed``'s preoperative case as ``igtflow phantom export`` would write it and
+    ``load_case`` read it (surfaces of the undeformed anatomy at 1 mm, RAS; its targets),
+    without the files."""
+    from igtflow.registration.preop_model import build_surface
+    from igtflow.stream.phantom.anatomy import LABEL_NAMES, build_anatomy
     from igtflow.stream.phantom.export import structure_mesh
 
     anatomy = build_anatomy(seed)
-    meshes = []
-    for label in (ORGAN, VESSEL) if vessel else (ORGAN,):
-        mesh = structure_mesh(anatomy, label, stride=2)
-        meshes.append((np.asarray(mesh.vertices, np.float64), np.asarray(mesh.cells, np.int64)))
+    labels = {name: label for label, name in LABEL_NAMES.items()}
+    surfaces = {}
+    for name in structures:
+        mesh = structure_mesh(anatomy, labels[name], stride=2)
+        vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.cells)
+        surfaces[name] = build_surface(name, vertices, faces, f"phantom seed {seed}")
     targets = dict(zip(anatomy.target_ids, anatomy.targets, strict=True))
-    return PhantomCase(seed, surface_target(meshes, seed=seed), targets, anatomy.organ_center)
+    return PreopCase(surfaces, targets, source=f"phantom seed {seed}")
+
+
+def phantom_case(seed: int, vessel: bool = False) -> PhantomCase:
+    """The organ surface (and with ``vessel`` the vessel tree's) of seed ``seed``."""
+    from igtflow.stream.phantom.anatomy import build_anatomy
+
+    preop = phantom_preop_case(seed, ("organ", "vessel") if vessel else ("organ",))
+    meshes = [(s.vertices, s.faces.astype(np.int64)) for s in preop.structures.values()]
+    center = build_anatomy(seed).organ_center
+    return PhantomCase(seed, surface_target(meshes, seed=seed), preop.targets, center)
 
 
 def truth_labels(sim: Any, index: int) -> Image:
