@@ -104,9 +104,7 @@ def extract_contours(labels: np.ndarray, field: np.ndarray | None = None) -> Flu
     )
 
 
-def bilinear(
-    image: np.ndarray, pixels: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bilinear(image: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values and gradients (d/du, d/dv) of ``image`` at sub-pixel ``pixels`` (N×2, column/row),
     clamped to the image; the gradient is that of the bilinear interpolant."""
     h, w = image.shape

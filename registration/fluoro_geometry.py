@@ -29,6 +29,7 @@ class CArmView:
     source: np.ndarray
     beam: np.ndarray
     iso_mm_per_px: float
+    isocentre: np.ndarray
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> CArmView:
@@ -56,7 +57,7 @@ class CArmView:
             )
         source = -np.linalg.solve(m, p[:, 3])
         beam = m[2] / np.linalg.norm(m[2])
-        return cls(p, source, beam, spacing * sod / sid)
+        return cls(p, source, beam, spacing * sod / sid, source + sod * beam)
 
     def project(self, ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (N×2) and depths w (N) of RAS points (N×3)."""

@@ -33,10 +33,11 @@ class ContourMesh:
     offsets: np.ndarray  # F: normal · centre
     edge_faces: np.ndarray  # E×2
     midpoints: np.ndarray  # E×3
+    halves: np.ndarray  # E×3: half of each edge's vector (midpoint ± half = its ends)
 
     @classmethod
     def from_meshes(cls, meshes: Sequence[tuple[np.ndarray, np.ndarray]]) -> ContourMesh:
-        normals, offsets, pairs, mids = [], [], [], []
+        normals, offsets, pairs, mids, halves = [], [], [], [], []
         face_base = 0
         for vertices, faces in meshes:
             v = np.asarray(vertices, np.float64)
@@ -55,22 +56,28 @@ class ContourMesh:
             pairs.append(np.stack([owner[i], owner[j]], axis=1) + face_base)
             e = edges[i]
             mids.append(0.5 * (v[e[:, 0]] + v[e[:, 1]]))
+            halves.append(0.5 * (v[e[:, 1]] - v[e[:, 0]]))
             face_base += len(f)
         if not normals:
-            return cls(np.zeros((0, 3)), np.zeros(0), np.zeros((0, 2), np.int64), np.zeros((0, 3)))
+            none = np.zeros((0, 3))
+            return cls(none, np.zeros(0), np.zeros((0, 2), np.int64), none, none)
         return cls(
             np.concatenate(normals),
             np.concatenate(offsets),
             np.concatenate(pairs),
             np.concatenate(mids),
+            np.concatenate(halves),
         )
 
     def outline(self, eye: np.ndarray) -> np.ndarray:
         """Midpoints (K×3, model frame) of the edges on the contour generator seen from ``eye``
         (the focal spot in the model frame)."""
+        return self.midpoints[self.turning(eye)]
+
+    def turning(self, eye: np.ndarray) -> np.ndarray:
+        """Mask of the edges on the contour generator seen from ``eye``."""
         facing = self.normals @ eye > self.offsets
-        turn = facing[self.edge_faces[:, 0]] != facing[self.edge_faces[:, 1]]
-        return self.midpoints[turn]
+        return facing[self.edge_faces[:, 0]] != facing[self.edge_faces[:, 1]]
 
 
 @dataclass(frozen=True)

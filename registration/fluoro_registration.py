@@ -11,8 +11,11 @@ poses around it, shifted so that the outlines' centroids agree, and keeps the be
 
 One view sees depth only through magnification (1 % per 7.5 mm at the isocentre), so the pose
 along the beam is poorly observed. The estimate states it: ``out_of_plane_sd_mm`` is the standard
-deviation of the targets along their rays from the fit's covariance (residual variance, contour
-points correlated over ``correlation_points`` neighbours), beside ``in_plane_sd_mm``.
+deviation of the targets along their rays from the fit's covariance, beside ``in_plane_sd_mm``.
+The outline's errors are those of a rigid model of a deforming organ, correlated along it, so
+the whole outline counts as ``outline_observations`` independent observations; a Gaussian prior
+puts the model's centre at the isocentre's depth (SD ``depth_prior_sd_mm``: the C-arm is centred
+on the anatomy), which the outline's magnification barely improves on.
 
 An estimate is valid only when the outlines fit: enough model points in the field, most of them
 within ``inlier_px`` of an edge, most edge pixels within reach of a projected model point
@@ -40,6 +43,7 @@ from igtflow.registration.preop_model import SurfaceModel
 from igtflow.stream.messages import Image
 
 MIN_EDGE_PIXELS = 150  # fewer silhouette edge pixels: no contour to register to
+INSIDE_PX = 1.0  # outline points deeper inside the region than this do not pull (at the end)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class FluoroRegistrar:
         inlier_px: float = 2.0,
         min_points: int = 100,
         iterations: int = 12,
-        correlation_points: float = 10.0,
+        outline_observations: float = 1.0,
+        depth_prior_sd_mm: float = 10.0,
     ) -> None:
         if isinstance(case_or_model, FluoroModel):
             self.model = case_or_model
@@ -108,7 +113,8 @@ class FluoroRegistrar:
         self.inlier_px = inlier_px
         self.min_points = min_points
         self.iterations = iterations
-        self.correlation_points = correlation_points
+        self.outline_observations = outline_observations
+        self.depth_prior_sd_mm = depth_prior_sd_mm
         self.last_valid: np.ndarray | None = None
         self._fields: dict[tuple[int, int], np.ndarray] = {}
 
@@ -144,7 +150,10 @@ class FluoroRegistrar:
                 f"{MIN_EDGE_PIXELS} needed",
             )
         base = self.model_to_reference
-        fit = self._solve(base, view, contours, self.iterations, tau_start=12.0)
+        if self.last_valid is not None:  # tracking: the pose moved a little since the last frame
+            fit = self._solve(base, view, contours, self.iterations, tau_start=10.0)
+        else:
+            fit = self._solve(base, view, contours, 2 * self.iterations, tau_start=40.0)
         verdict = self._verdict(fit, view, contours)
         restarted = False
         if verdict[0]:
@@ -193,11 +202,17 @@ class FluoroRegistrar:
         center = r @ self.model.center + t
         m = view.projection[:, :3]
         h, w = contours.shape
-        for mesh, distance in parts:
-            points = mesh.outline(eye) @ r.T + t
+        center_uv = view.project(center[None])[0][0]
+        for n, (mesh, distance) in enumerate(parts):
+            turning = mesh.turning(eye)
+            points = mesh.midpoints[turning] @ r.T + t
             if len(points) == 0:
                 continue
             uv, depth = view.project(points)
+            if n == 0:  # the organ's outer outline only: its inner folds fall inside
+                along = mesh.halves[turning] @ r.T
+                keep = outermost(uv, view, points, along, center_uv)
+                points, uv, depth = points[keep], uv[keep], depth[keep]
             ui, vi = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
             inside = (ui >= 0) & (ui < w) & (vi >= 0) & (vi < h) & (depth > 0)
             inside[inside] = contours.field[vi[inside], ui[inside]]
@@ -236,11 +251,11 @@ class FluoroRegistrar:
                 break
             a = np.abs(fit.residuals)
             weight = np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-9)) * (a <= tau)
-            jw = fit.jacobian * weight[:, None]
-            hessian = jw.T @ fit.jacobian
-            gradient = jw.T @ fit.residuals
+            # Inner folds of the outline fall inside the region: cut them off sooner.
+            weight *= fit.residuals >= -max(INSIDE_PX, 0.5 * tau)
             if np.count_nonzero(weight) < 6:
                 break
+            hessian, gradient = self._normal_equations(fit, weight, view)
             damping = 1e-3 * np.diag(hessian) + 1e-9
             step = -np.linalg.solve(hessian + np.diag(damping), gradient)
             turn, shift = step[:3], step[3:]
@@ -256,6 +271,27 @@ class FluoroRegistrar:
                 break
         fit.cost = self._cost(fit)
         return fit
+
+    def _normal_equations(
+        self, fit: _Fit, weight: np.ndarray, view: CArmView
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Information and gradient of the outline fit plus the depth prior on the model's
+        centre. The outline's errors come mostly from the shape the rigid model cannot follow
+        (breathing deformation), so they are correlated all along it: the whole outline counts
+        as ``outline_observations`` independent observations, not one per point."""
+        jw = fit.jacobian * weight[:, None]
+        kept = max(float(np.sum(weight)), 1.0)
+        variance = max(float(np.sum(weight * fit.residuals**2)) / kept, 0.25)
+        scale = self.outline_observations / (variance * kept)
+        hessian = scale * (jw.T @ fit.jacobian)
+        gradient = scale * (jw.T @ fit.residuals)
+        if self.depth_prior_sd_mm > 0:
+            center = fit.pose[:3, :3] @ self.model.center + fit.pose[:3, 3]
+            a = np.concatenate([np.zeros(3), view.beam])
+            depth = float(view.beam @ (center - view.isocentre))
+            hessian += np.outer(a, a) / self.depth_prior_sd_mm**2
+            gradient += a * depth / self.depth_prior_sd_mm**2
+        return hessian, gradient
 
     def _cost(self, fit: _Fit, tau: float = 4.0) -> float:
         """Mean truncated squared distance, counting points outside the field as misses."""
@@ -282,9 +318,9 @@ class FluoroRegistrar:
         for start in (base, centered):
             for turn in turns if start is centered else [np.zeros(3)]:
                 pose = _apply(start, turn, np.zeros(3), origin)
-                fits.append(self._solve(pose, view, contours, 6, tau_start=25.0, tau_end=6.0))
+                fits.append(self._solve(pose, view, contours, 10, tau_start=40.0, tau_end=8.0))
         best = min(fits, key=lambda f: f.cost)
-        return self._solve(best.pose, view, contours, self.iterations, tau_start=6.0)
+        return self._solve(best.pose, view, contours, self.iterations, tau_start=8.0)
 
     def _centroid_aligned(
         self, pose: np.ndarray, view: CArmView, contours: FluoroContours
@@ -317,7 +353,12 @@ class FluoroRegistrar:
         """(reason, or "" when valid; contour error mm; inlier fraction; coverage)."""
         n = len(fit.residuals)
         if n < self.min_points:
-            return f"{n} model outline points in the field, at least {self.min_points}", np.inf, 0, 0
+            return (
+                f"{n} model outline points in the field, at least {self.min_points}",
+                np.inf,
+                0,
+                0,
+            )
         a = np.abs(fit.residuals)
         inliers = float(np.mean(a <= self.inlier_px))
         tau = 3.0 * self.inlier_px
@@ -366,13 +407,10 @@ class FluoroRegistrar:
 
     def _uncertainty(self, fit: _Fit, view: CArmView) -> tuple[float, float]:
         """SD (mm) of the targets along their rays and across them, from the fit's covariance."""
-        a = np.abs(fit.residuals)
-        keep = a <= 3.0 * self.inlier_px
-        j, r = fit.jacobian[keep], fit.residuals[keep]
-        if len(r) <= 6:
+        keep = np.abs(fit.residuals) <= 3.0 * self.inlier_px
+        if np.count_nonzero(keep) <= 6:
             return float("inf"), float("inf")
-        variance = max(float(r @ r) / (len(r) - 6), 0.25)
-        information = j.T @ j / (variance * self.correlation_points)
+        information, _ = self._normal_equations(fit, keep.astype(np.float64), view)
         try:
             covariance = np.linalg.inv(information)
         except np.linalg.LinAlgError:
@@ -402,6 +440,35 @@ class FluoroRegistrar:
             return {}
         uv, _ = view.project(np.stack(list(moved.values())))
         return dict(zip(moved, uv, strict=True))
+
+
+def outermost(
+    uv: np.ndarray,
+    view: CArmView,
+    points: np.ndarray,
+    along: np.ndarray,
+    center: np.ndarray,
+    bins: int = 720,
+    slack_px: float = 0.5,
+) -> np.ndarray:
+    """Mask of the outline points (their pixels ``uv``, 3D ``points`` and half edge vectors
+    ``along``) within ``slack_px`` of the farthest outline from ``center`` in their direction:
+    the outer outline of a roughly star-shaped region. The farthest outline per sector is
+    taken from samples along every edge, so that no sector is empty between midpoints."""
+    samples = np.concatenate([points + f * along for f in (-1.0, -0.5, 0.5, 1.0)])
+    near, _ = view.project(samples)
+    near = np.concatenate([near, uv])
+
+    def polar(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = p - center
+        angle = (np.arctan2(d[:, 1], d[:, 0]) + np.pi) * (bins / (2 * np.pi))
+        return np.hypot(d[:, 0], d[:, 1]), np.clip(angle.astype(np.int64), 0, bins - 1)
+
+    radius, sector = polar(near)
+    farthest = np.zeros(bins)
+    np.maximum.at(farthest, sector, radius)
+    radius, sector = polar(uv)
+    return radius >= farthest[sector] - slack_px
 
 
 def _apply(pose: np.ndarray, turn: np.ndarray, shift: np.ndarray, center: np.ndarray) -> np.ndarray:
