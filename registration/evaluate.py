@@ -59,6 +59,10 @@ class PhantomCase:
     center: np.ndarray
 
 
+# A seed's whole preoperative case, as the fluoroscopy bench names it: the one builder there is.
+phantom_preop_case = phantom_preop
+
+
 def phantom_case(seed: int, vessel: bool = False) -> PhantomCase:
     """The organ surface (and with ``vessel`` the vessel tree's) of seed ``seed``."""
     from igtflow.stream.phantom.anatomy import build_anatomy
