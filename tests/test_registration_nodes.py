@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from igtflow.ports import free_port
-from igtflow.registration.nodes.register_us import INVALID, SKIPPED, STALE, RegisterUs
+from igtflow.registration.nodes.register_us import RegisterUs
+from igtflow.registration.nodes.registration_node import INVALID, SKIPPED, STALE
 from igtflow.registration.nodes.shift_monitor import SHIFT, ShiftMonitor
 from igtflow.registration.recorded_tre import score_recording
 from igtflow.stream.messages import Image, Points, Status, Transform
