@@ -1,6 +1,7 @@
 """The registration nodes on the phantom: ``register-us`` valid and near the truth, honest when it
-is not (empty labels, another seed's case, no slices for a while), ``shift-monitor``'s alarm, and
-the shipped ``register_us.yaml`` graph running.
+is not (empty labels, another seed's case, no slices for a while), ``register-fluoro`` on true
+fluoroscopy label maps and on bad ones, ``shift-monitor``'s alarm, and the shipped
+``register_us.yaml`` and ``register_fluoro.yaml`` graphs running.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from igtflow.ports import free_port
+from igtflow.registration.nodes.register_fluoro import RegisterFluoro
 from igtflow.registration.nodes.register_us import RegisterUs
 from igtflow.registration.nodes.registration_node import INVALID, SKIPPED, STALE
 from igtflow.registration.nodes.shift_monitor import SHIFT, ShiftMonitor
@@ -204,8 +206,38 @@ def test_shift_monitor_raises_an_alarm_past_the_threshold_and_clears_it() -> Non
         assert [(s.level, s.code) for s in statuses(node)] == [("warn", SHIFT), ("ok", SHIFT)]
 
 
-def test_the_register_us_graph_runs(tmp_path: Path) -> None:
-    """The shipped graph, segmentation network included, for a few seconds."""
+def test_register_fluoro_follows_the_projected_targets_and_refuses_bad_frames() -> None:
+    from igtflow.registration.evaluate_fluoro import label_image
+    from igtflow.stream.phantom.fluoro import FluoroSim
+
+    sim = FluoroSim(SEED)
+    with NodeHarness(RegisterFluoro, {"case": f"phantom:{SEED}"}, node_id="reg") as node:
+        for index in (0, 10, 20):
+            image, frame = label_image(sim, index)
+            node.feed("labels", image)
+            transform, targets = node.emitted["transform"][-1], node.emitted["targets"][-1]
+            assert isinstance(transform, Transform) and isinstance(targets, Points)
+            assert transform.valid, transform.meta["reason"]
+            assert transform.name == "ModelToReference" and targets.meta["valid"] is True
+            pixels = np.asarray(targets.meta["pixels"])
+            assert np.linalg.norm(pixels - frame.target_pixels, axis=1).max() < 2.0
+            assert targets.meta["out_of_plane_sd_mm"] > 0
+        assert not statuses(node)
+        image, _ = label_image(sim, 30)
+        node.feed("labels", image.with_data(np.zeros_like(image.data)))
+        node.feed("labels", image.restamped(meta={}))  # no C-arm geometry: said, not a crash
+        sent = node.emitted["transform"][-2:]
+        assert not any(t.valid for t in sent if isinstance(t, Transform))
+        assert "geometry" in sent[-1].meta["reason"]
+        (said,) = statuses(node)
+        assert (said.level, said.code) == ("warn", INVALID)
+
+
+@pytest.mark.parametrize(
+    ("graph_file", "reg_min"), [("register_us.yaml", 10), ("register_fluoro.yaml", 1)]
+)
+def test_the_shipped_registration_graphs_run(tmp_path: Path, graph_file: str, reg_min: int) -> None:
+    """A shipped graph, segmentation network included, for a few seconds."""
     options = [
         "--duration",
         "4",
@@ -217,9 +249,9 @@ def test_the_register_us_graph_runs(tmp_path: Path) -> None:
         "--set",
         "overlay.show=false",
     ]
-    graph_file = REPO / "launch" / "graphs" / "register_us.yaml"
+    path = REPO / "launch" / "graphs" / graph_file
     run = subprocess.run(
-        [sys.executable, "-m", "igtflow", "run", str(graph_file), *options],
+        [sys.executable, "-m", "igtflow", "run", str(path), *options],
         capture_output=True,
         text=True,
         timeout=180,
@@ -227,6 +259,7 @@ def test_the_register_us_graph_runs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     rows = {row["node"]: row for row in json.loads(run.stdout)["nodes"]}
     assert all(row["restarts"] == 0 for row in rows.values()), rows
-    assert rows["reg"]["received"] > 10 and rows["reg"]["sent"] > 10, rows["reg"]
-    assert rows["shift"]["received"] > 10, rows["shift"]
-    assert rows["overlay"]["sent"] > 10 and rows["slicer"]["received"] > 10
+    assert rows["reg"]["received"] >= reg_min and rows["reg"]["sent"] >= reg_min, rows["reg"]
+    if "shift" in rows:
+        assert rows["shift"]["received"] >= reg_min, rows["shift"]
+    assert rows["overlay"]["sent"] > 5 and rows["slicer"]["received"] > 5

@@ -1,11 +1,13 @@
-"""Run the ultrasound registration graph on the phantom and score it against the truth.
+"""Run a registration graph on the phantom and score it against the truth.
 
-Runs ``launch/graphs/register_us.yaml`` (segmentation network → register-us) for ``--duration``
-seconds with a recorder on the registration's transform and targets and the phantom's truth
-targets, then prints the share of valid transforms and the TRE of the valid ones as JSON
-(``igtflow.registration.recorded_tre``):
+Runs ``launch/graphs/register_us.yaml`` (segmentation network → register-us; or ``--graph``) for
+``--duration`` seconds with a recorder on the registration's (node ``reg``) transform and targets
+and the phantom's truth targets (``--truth``), then prints the share of valid transforms and the
+TRE of the valid ones as JSON (``igtflow.registration.recorded_tre``):
 
-    OMP_NUM_THREADS=1 python tools/measure_register_us.py --duration 20
+    OMP_NUM_THREADS=1 python tools/measure_registration.py --duration 20
+    OMP_NUM_THREADS=1 python tools/measure_registration.py --duration 20 \
+        --graph launch/graphs/register_fluoro.yaml --truth carm/truth_targets
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ GRAPH = Path(__file__).resolve().parents[1] / "launch" / "graphs" / "register_us
 RECORDER = """
   - id: tre_record
     uses: record
-    inputs: {{transform: reg/transform, targets: reg/targets, truth: probe/truth_targets}}
+    inputs: {{transform: reg/transform, targets: reg/targets, truth: {truth}}}
     params: {{path: "{path}"}}
 """
 
@@ -33,14 +35,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=20.0, help="seconds to run")
     parser.add_argument("--graph", type=Path, default=GRAPH, help="registration graph YAML")
+    parser.add_argument("--truth", default="probe/truth_targets", help="the truth targets topic")
     parser.add_argument("--keep", type=Path, help="folder to keep the recording and logs in")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        recording = folder / "register_us.mcap"
-        graph = folder / "register_us_scored.yaml"
-        graph.write_text(args.graph.read_text() + RECORDER.format(path=recording))
+        recording = folder / "registration.mcap"
+        graph = folder / "registration_scored.yaml"
+        graph.write_text(args.graph.read_text() + RECORDER.format(truth=args.truth, path=recording))
         run = subprocess.run(
             [
                 sys.executable,
@@ -64,7 +67,7 @@ def main() -> int:
         if run.returncode != 0:
             print(run.stderr[-3000:], file=sys.stderr)
             return run.returncode
-        score = score_recording(recording)
+        score = score_recording(recording, truth=args.truth)
     print(json.dumps({"graph": str(args.graph), "duration_s": args.duration, **score}, indent=2))
     return 0
 
