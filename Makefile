@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-under-load lint bench install lock system-deps clean
 
 demo: $(STAMP)
-	$(BIN)/igtflow demo --duration 10
+	$(BIN)/igtflow demo --duration 20
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from igtflow import __version__
-from igtflow.launch.commands import graphs, models, recordings, runs
+from igtflow.launch.commands import graphs, models, recordings, report, runs
 from igtflow.launch.commands.bench import bench_app
 from igtflow.launch.commands.phantom import phantom_app
 from igtflow.launch.commands.terminal import out, print_error
@@ -40,6 +40,7 @@ for command in (
     runs.replay,
     recordings.inspect,
     recordings.recover,
+    report.report,
     graphs.nodes,
     runs.demo,
     recordings.convert,

@@ -164,3 +164,38 @@ def _rewired(wire: Any, selected: Sequence[str], replay_id: str) -> Any:
         wire["from"] = new_ref
         return wire
     return new_ref
+
+
+def without_nodes(text: str, uses: Sequence[str]) -> str:
+    """``text`` with every node of a type in ``uses`` taken out, and what only they fed.
+
+    Inputs that read a removed node are dropped; a node left with none of its inputs is removed
+    too (and so on downstream); wildcard inputs (recorders, stats) stay. ``igtflow bench e2e``
+    runs a guidance graph this way, without its networks and registration, as the framework's
+    floor: the same sources, overlay, server and recorder, with nothing to compute in between.
+    """
+    doc = _load(text)
+    nodes = [n for n in doc["nodes"] if isinstance(n, dict)]
+    removed = {n.get("id") for n in nodes if n.get("uses") in set(uses)}
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            inputs = node.get("inputs")
+            if node.get("id") in removed or not isinstance(inputs, dict):
+                continue
+            for name in [k for k, wire in inputs.items() if _reads(wire) in removed]:
+                del inputs[name]
+            if not inputs:
+                removed.add(node.get("id"))
+                changed = True
+    doc["nodes"] = CommentedSeq(n for n in nodes if n.get("id") not in removed)
+    return _dump(doc)
+
+
+def _reads(wire: Any) -> str | None:
+    """The node id an input wire reads from (None for a wildcard or something unreadable)."""
+    ref = wire.get("from") if isinstance(wire, dict) else wire
+    if not isinstance(ref, str) or "/" not in ref:
+        return None
+    return ref.partition("/")[0]

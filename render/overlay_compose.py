@@ -248,14 +248,16 @@ class OverlayComposer:
     def _draw_model(
         self, out: np.ndarray, frame: Image, geometry: Geometry, grey: bool = False
     ) -> None:
-        """The model: cut by the US plane, or its silhouette on fluoroscopy; grey (and thin)
+        """The model: cut by the US plane, or its silhouette on fluoroscopy; grey (no fill)
         when the registration that placed it is not to be trusted."""
         model = self.model
         assert model is not None
         colour = draw.UNTRUSTED_GREY if grey else draw.MODEL_COLOUR
         if isinstance(geometry, PlaneGeometry):
             segments = geometry.cut_mesh(model.vertices, model.faces)
-            draw.draw_segments(out, segments, colour, 1 if grey else 2)
+            # One pixel wide: a 20k-triangle model cuts a slice in ~500 segments, which cost
+            # 0.5 ms antialiased at width 2 against 0.14 ms at width 1 (overlay_bench).
+            draw.draw_segments(out, segments, colour, thickness=1)
             return
         sil = self._silhouette(frame, geometry)
         alpha = 0.0 if grey else self.fill_alpha

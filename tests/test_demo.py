@@ -27,13 +27,50 @@ def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:
     assert all(row["restarts"] == 0 for row in rows.values()), rows
     assert rows["overlay"]["sent"] > 10 and rows["slicer"]["received"] > 10
 
-    report = ScanReport(str(tmp_path / "demo.mcap"))
-    topics = {raw.topic for raw in scan(tmp_path / "demo.mcap", report=report)}
+    recording = tmp_path / "us-guidance.mcap"
+    report = ScanReport(str(recording))
+    topics = {raw.topic for raw in scan(recording, report=report)}
     assert report.complete
-    assert {"probe/image", "overlay/overlay", "model/model"} <= topics
+    assert {"probe/image", "seg/labels", "track/targets", "overlay/overlay"} <= topics
+
+    # the summary scores the networks against the phantom's truth, on a held-out seed
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == result["summary"]
+    assert min(summary["dice"]["seg/labels"].values()) > 0.7, summary["dice"]
+    assert summary["target_error_mm"]["track/targets"]["median"] < 10
 
     video = cv2.VideoCapture(result["written"]["overlay_video"])
     assert video.get(cv2.CAP_PROP_FRAME_COUNT) > 10
     snapshot = cv2.imread(result["written"]["overlay_snapshots"][-1])
     assert snapshot is not None and snapshot.std() > 10
     assert result["written"]["scene_snapshots"], "the 3D scene wrote no picture"
+
+
+def test_demo_fluoro_runs_its_graph_and_scores_it(tmp_path: Path) -> None:
+    options = ["--fluoro", "--duration", "3", "--json", "--log-dir", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "igtflow", "demo", *options, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert {row["node"] for row in result["nodes"]} >= {"carm", "seg", "overlay", "slicer"}
+    assert "seg/labels" in result["summary"]["dice"]
+    assert result["written"]["overlay_snapshots"]
+
+
+def test_demo_without_recording_writes_no_recording(tmp_path: Path) -> None:
+    options = ["--no-record", "--duration", "2", "--json", "--log-dir", str(tmp_path)]
+    run = subprocess.run(
+        [sys.executable, "-m", "igtflow", "demo", *options, "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["summary"] is None and result["written"]["recording"] is None
+    assert "rec" not in {row["node"] for row in result["nodes"]}
+    assert not list(tmp_path.glob("*.mcap"))

@@ -80,7 +80,7 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
         text=True,
     )
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
-    assert (site / "igtflow" / "launch" / "graphs" / "demo.yaml").is_file()
+    assert (site / "igtflow" / "launch" / "graphs" / "us-guidance.yaml").is_file()
     weights = site / "igtflow" / "perception" / "weights"
     assert {p.name for p in shipped.iterdir()} <= {p.name for p in weights.iterdir()}
     # Every package in a layer folder is in the wheel, found without being listed anywhere.

@@ -169,3 +169,35 @@ def bench_registration(
         output=output,
         force=force,
     )
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    seconds: Annotated[float, typer.Option(min=2, help="steady-state seconds per case")] = 60.0,
+    case: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="run only this case (repeatable): us, floor_us, overload_us, fluoro, floor_fluoro"
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Each guidance graph (us-guidance, fluoro-guidance) at its native rate, beside the same
+    graph without networks and registration (the floor) and a 2x overload: capture → sent to an
+    OpenIGTLink client p50/p99/max, source drops, CPU ms per frame per node, memory growth.
+    Keys: us_p50_ms, us_p99_ms, us_source_drops, fluoro_p99_ms, overload_p99_ms,
+    floor_us_p99_ms, rss_growth_mb."""
+    from igtflow.launch.bench.e2e import CASES, print_report, run_e2e_bench
+
+    unknown = sorted(set(case or ()) - {c.name for c in CASES})
+    if unknown:
+        err.print(
+            f"[red]unknown case {', '.join(unknown)}[/]: choose from "
+            + ", ".join(c.name for c in CASES)
+        )
+        raise typer.Exit(2)
+    _check_output(output, force)
+    report = run_e2e_bench(seconds, only=case, progress=err)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)

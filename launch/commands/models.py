@@ -181,3 +181,55 @@ def _seed_range(text: str) -> tuple[int, int]:
         print_error(f"--seeds {text!r}: the range is empty ({hi} < {lo})")
         raise typer.Exit(2)
     return lo, hi
+
+
+@eval_app.command("replay")
+def eval_replay(
+    recording: Annotated[
+        Path, typer.Argument(help="recording with truth (default: the US sample)")
+    ] = Path("recordings/phantom-us.mcap"),
+    graph: Annotated[
+        Path | None,
+        typer.Option(help="graph whose nodes run downstream (default: launch/graphs/replay-eval)"),
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="folder for the logs and the scored recording")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Play a recording through the networks in lockstep and score what they made against the
+    truth it carries: Dice per label, tracked target error, valid fraction of estimates. Two runs
+    give the same numbers (keys: dice, target_error_mm, valid_fraction)."""
+    import tempfile
+
+    from igtflow.launch.replay_eval import replay_eval
+    from igtflow.stream.recording_scan import RecordingError
+
+    try:
+        text = graph.read_text() if graph is not None else None
+    except OSError as exc:
+        print_error(f"{graph}: cannot read the graph: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    work = log_dir or Path(tempfile.mkdtemp(prefix="igtflow-replay-eval-"))
+    try:
+        result = replay_eval(recording, work, text, str(graph or "replay-eval.yaml"))
+    except RecordingError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        print_error(str(exc))
+        raise typer.Exit(2) from None
+    if json_:
+        print_json({k: v for k, v in result.items() if k != "summary"})
+    else:
+        for topic, scores in result["dice"].items():
+            text = ", ".join(f"{name} {value:.3f}" for name, value in scores.items())
+            out.print(f"Dice {topic}: {text}", highlight=False)
+        for topic, error in result["target_error_mm"].items():
+            out.print(
+                f"target error {topic}: median {error['median']:.2f} mm, "
+                f"p95 {error['p95']:.2f} mm ({error['count']} targets)",
+                highlight=False,
+            )
+        out.print(f"logs and the scored recording: {work}", highlight=False)
+    raise typer.Exit(result["exit_code"])

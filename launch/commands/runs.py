@@ -144,54 +144,112 @@ def replay(
 
 
 def demo(
-    duration: Annotated[float, typer.Option(help="seconds to run")] = 10.0,
+    duration: Annotated[float, typer.Option(help="seconds to run")] = 20.0,
+    fluoro: Annotated[
+        bool, typer.Option(help="the fluoroscopy graph (fluoro-guidance) instead of ultrasound")
+    ] = False,
+    record: Annotated[
+        bool, typer.Option(help="record every message (--no-record: nothing written but pictures)")
+    ] = True,
     port: Annotated[int, typer.Option(help="OpenIGTLink port for 3D Slicer")] = 18944,
     log_dir: LogDirOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run the synthetic case end to end (no hardware): phantom ultrasound, live overlay,
-    3D scene, OpenIGTLink server for 3D Slicer, and a recording of it all.
+    """Run a guidance graph on the phantom end to end, no hardware: us-guidance (tracked
+    ultrasound → segmentation → tracking → overlay, 3D scene, OpenIGTLink server for 3D Slicer,
+    recorder) or, with --fluoro, fluoro-guidance. The run folder gets the overlay video,
+    snapshots, the recording and summary.json: latency, drops, Dice and target error against the
+    phantom's truth.
     """
+    import json
     import time
 
-    from igtflow.launch.graph_edit import with_recorder
+    from igtflow.launch.graph_edit import without_nodes
     from igtflow.launch.launcher import run_graph
+    from igtflow.launch.run_summary import summarize
 
+    name = "fluoro-guidance" if fluoro else "us-guidance"
     log_dir = log_dir or Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    text = resources.files("igtflow.launch").joinpath("graphs/demo.yaml").read_text()
-    recording = log_dir / "demo.mcap"
+    text = resources.files("igtflow.launch").joinpath(f"graphs/{name}.yaml").read_text()
+    recording = log_dir / f"{name}.mcap"
     overrides = [
         f"overlay.video={log_dir / 'overlay.mp4'}",
         f"overlay.snapshot_dir={log_dir / 'overlay'}",
-        f"scene.snapshot_dir={log_dir / 'scene'}",
+        "overlay.snapshot_every_s=2",
         f"slicer.port={port}",
     ]
-    spec = _parse(with_recorder(text, str(recording)), "graphs/demo.yaml", overrides)
+    if not fluoro:
+        overrides += [f"scene.snapshot_dir={log_dir / 'scene'}", "scene.snapshot_every_s=2"]
+    if record:
+        overrides.append(f"rec.path={recording}")
+    else:
+        text = without_nodes(text, ["record"])
+    spec = _parse(text, f"graphs/{name}.yaml", overrides)
     err.print(
-        f"demo: phantom ultrasound for {duration:.0f} s; 3D Slicer can connect to "
+        f"demo: {name} on the phantom for {duration:.0f} s; 3D Slicer can connect to "
         f"127.0.0.1:{port} (OpenIGTLinkIF, client) while it runs"
     )
     result = run_graph(spec, log_dir=log_dir, duration_s=duration, console=err)
     written = {
-        "recording": str(recording),
+        "recording": str(recording) if record else None,
         "overlay_video": str(log_dir / "overlay.mp4"),
         "overlay_snapshots": sorted(str(p) for p in (log_dir / "overlay").glob("*.png")),
         "scene_snapshots": sorted(str(p) for p in (log_dir / "scene").glob("*.png")),
     }
+    summary = summarize(recording) if record and recording.is_file() else None
+    if summary is not None:
+        written["summary"] = str(log_dir / "summary.json")
+        (log_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if json_:
-        print_json({"exit_code": result.exit_code, "nodes": result.rows, "written": written})
+        print_json(
+            {
+                "exit_code": result.exit_code,
+                "nodes": result.rows,
+                "written": written,
+                "summary": summary,
+            }
+        )
         raise typer.Exit(result.exit_code)
     from igtflow.launch.status_table import status_table
 
     err.print(status_table(spec.name, result.rows, duration))
+    if summary is not None:
+        _print_summary(summary)
     err.print(f"logs: {result.log_dir}")
-    err.print(f"recording: {recording}  (try: igtflow inspect {recording})")
+    if record:
+        err.print(f"recording: {recording}  (try: igtflow inspect {recording})")
     err.print(f"overlay video: {written['overlay_video']}")
     if written["overlay_snapshots"]:
         err.print(
             f"snapshots: {written['overlay_snapshots'][-1]}, {len(written['scene_snapshots'])} 3D"
         )
     raise typer.Exit(result.exit_code)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The demo's scores in a few lines: what a person checks before trusting the run."""
+    for topic, scores in summary["dice"].items():
+        text = ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
+        err.print(f"Dice {topic}: {text}", highlight=False)
+    for topic, error in summary["target_error_mm"].items():
+        err.print(
+            f"target error {topic}: median {error['median']:.1f} mm, p95 {error['p95']:.1f} mm",
+            highlight=False,
+        )
+    for topic, fraction in summary["valid_fraction"].items():
+        err.print(f"valid {topic}: {100 * fraction:.0f} %", highlight=False)
+    worst = max(
+        (t for t, v in summary["latency_ms"].items() if v["p99"] is not None),
+        key=lambda t: summary["latency_ms"][t]["p99"],
+        default=None,
+    )
+    if worst is not None:
+        lat = summary["latency_ms"][worst]
+        err.print(
+            f"capture → recorded, slowest topic {worst}: p50 {lat['p50']:.0f} ms, "
+            f"p99 {lat['p99']:.0f} ms; drops: {sum(summary['drops'].values())}",
+            highlight=False,
+        )
 
 
 def _load(path: Path, overrides: list[str] | None) -> Any:

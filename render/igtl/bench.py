@@ -48,9 +48,12 @@ LOG = logging.getLogger("igtflow.bench.igtl")
 # -- receiver process ---------------------------------------------------------------------------
 
 
-def receive(port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> dict[str, Any]:
-    """Read messages until the sender closes (or goes quiet); per message its latency in ms."""
-    deadline = time.monotonic() + 10
+def receive(
+    port: int, idle_s: float = 3.0, limit_s: float = 120.0, connect_s: float = 10.0
+) -> dict[str, Any]:
+    """Read messages until the sender closes (or goes quiet); per message its latency in ms,
+    its device name and when it arrived (``igtflow bench e2e`` splits them by device)."""
+    deadline = time.monotonic() + connect_s
     while True:
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=idle_s)
@@ -62,6 +65,8 @@ def receive(port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> dict[str,
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     parser = Parser()
     latencies: list[float] = []
+    devices: list[str] = []
+    arrivals: list[int] = []
     first = last = 0
     end = time.monotonic() + limit_s
     while time.monotonic() < end:
@@ -78,16 +83,32 @@ def receive(port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> dict[str,
         first = first or now
         last = now
         latencies.append((now - packet.header.stamp_ns) / 1e6)
+        devices.append(packet.header.device)
+        arrivals.append(now)
     sock.close()
-    return {"count": len(latencies), "first_ns": first, "last_ns": last, "latency_ms": latencies}
+    return {
+        "count": len(latencies),
+        "first_ns": first,
+        "last_ns": last,
+        "latency_ms": latencies,
+        "device": devices,
+        "arrival_ns": arrivals,
+    }
 
 
 class Receiver:
     """The receiving side in its own process (``python -m igtflow.render.igtl.bench PORT``)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, idle_s: float = 3.0, limit_s: float = 120.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "igtflow.render.igtl.bench", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "igtflow.render.igtl.bench",
+                str(port),
+                str(idle_s),
+                str(limit_s),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -325,4 +346,5 @@ def print_table(report: dict[str, Any], console: Console) -> None:
 
 
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(receive(int(sys.argv[1]))))
+    port, idle, limit = int(sys.argv[1]), *(float(a) for a in sys.argv[2:4])
+    sys.stdout.write(json.dumps(receive(port, idle, limit)))
