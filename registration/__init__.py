@@ -6,6 +6,10 @@ meshes, or a label volume's surfaces) and named targets of a case in RAS mm, fro
 phantom export`` folder or a folder of Slicer exports; ``preop_mesh.load_mesh``,
 ``preop_volume.load_label_volume`` and ``label_surfaces.surfaces_from_labels`` read one file.
 
+Fluoroscopy: ``fluoro_registration.FluoroRegistrar(case).update(labels)`` fits the model's
+outlines to a segmented frame under the C-arm geometry of its ``meta`` and gives the
+``ModelToReference`` pose with the depth uncertainty that one view leaves.
+
 It holds no node types yet: the phantom's model (``phantom-model``) and truth poses stand in for
 registered ones in the ready-made graphs.
 """
