@@ -69,8 +69,8 @@ def signed_distance(mask: np.ndarray) -> np.ndarray:
     inside = mask.astype(np.uint8)
     if not inside.any():
         return np.full(mask.shape, np.float32(1e4))
-    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
     return np.where(mask, np.float32(0.5) - d_in, d_out - np.float32(0.5)).astype(np.float32)
 
 

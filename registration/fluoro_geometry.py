@@ -3,7 +3,8 @@
 The phantom's C-arm (``igtflow.stream.phantom.carm.CArmGeometry.meta``) and the ``segment``
 node's label maps of its frames carry ``projection`` (3×4: RAS homogeneous → (u w, v w, w), w the
 depth from the source along the beam, mm), ``sid_mm``, ``sod_mm`` and ``pixel_spacing_mm``. The
-source, the beam and the size of a pixel at the isocentre follow from them.
+source, the beam and the size of a pixel at the isocentre follow from them (the pinhole maths is
+the overlay's, ``igtflow.render.image_geometry``).
 """
 
 from __future__ import annotations
@@ -40,24 +41,21 @@ class CArmView:
                 "missing); pass the image's meta (the C-arm source puts it there) or give the "
                 "registrar geometry=..."
             )
+        from igtflow.render.image_geometry import GeometryError, projection_geometry
+
         try:
-            p = np.asarray(meta["projection"], dtype=np.float64)
             spacing = float(np.mean(np.asarray(meta["pixel_spacing_mm"], dtype=np.float64)))
             sid, sod = float(meta["sid_mm"]), float(meta["sod_mm"])
-        except (TypeError, ValueError) as exc:
-            raise FluoroGeometryError(f"the C-arm geometry in meta is not numeric ({exc})") from exc
-        if p.shape != (3, 4) or not np.all(np.isfinite(p)):
-            raise FluoroGeometryError(f"meta 'projection' must be a finite 3×4, got {p.shape}")
-        m = p[:, :3]
-        if abs(np.linalg.det(m)) < 1e-12:
-            raise FluoroGeometryError("meta 'projection' is singular: it has no focal spot")
+            pinhole = projection_geometry(meta["projection"], sid)
+        except (TypeError, ValueError) as exc:  # GeometryError is a ValueError
+            kind = "bad" if isinstance(exc, GeometryError) else "not numeric"
+            raise FluoroGeometryError(f"the C-arm geometry in meta is {kind}: {exc}") from exc
         if not (spacing > 0 and sid > sod > 0):
             raise FluoroGeometryError(
                 f"need pixel_spacing_mm > 0 and sid_mm > sod_mm > 0, got {spacing}, {sid}, {sod}"
             )
-        source = -np.linalg.solve(m, p[:, 3])
-        beam = m[2] / np.linalg.norm(m[2])
-        return cls(p, source, beam, spacing * sod / sid, source + sod * beam)
+        source, beam = pinhole.source, pinhole.axis
+        return cls(pinhole.projection, source, beam, spacing * sod / sid, source + sod * beam)
 
     def project(self, ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixels (N×2) and depths w (N) of RAS points (N×3)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -89,7 +89,7 @@ class FluoroRegistrar:
         init: np.ndarray | None = None,
         geometry: Mapping[str, Any] | None = None,
         round_field: bool = True,
-        max_error_mm: float = 1.0,
+        max_error_mm: float = 1.5,
         min_inliers: float = 0.6,
         min_coverage: float = 0.7,
         inlier_px: float = 2.0,
@@ -97,6 +97,7 @@ class FluoroRegistrar:
         iterations: int = 12,
         outline_observations: float = 1.0,
         depth_prior_sd_mm: float = 10.0,
+        depth_prior: Literal["init", "isocentre"] = "init",
     ) -> None:
         if isinstance(case_or_model, FluoroModel):
             self.model = case_or_model
@@ -115,6 +116,9 @@ class FluoroRegistrar:
         self.iterations = iterations
         self.outline_observations = outline_observations
         self.depth_prior_sd_mm = depth_prior_sd_mm
+        if depth_prior not in ("init", "isocentre"):
+            raise ValueError(f"depth_prior must be 'init' or 'isocentre', got {depth_prior!r}")
+        self.depth_prior = depth_prior
         self.last_valid: np.ndarray | None = None
         self._fields: dict[tuple[int, int], np.ndarray] = {}
 
@@ -288,7 +292,10 @@ class FluoroRegistrar:
         if self.depth_prior_sd_mm > 0:
             center = fit.pose[:3, :3] @ self.model.center + fit.pose[:3, 3]
             a = np.concatenate([np.zeros(3), view.beam])
-            depth = float(view.beam @ (center - view.isocentre))
+            anchor = self.init[:3, :3] @ self.model.center + self.init[:3, 3]
+            if self.depth_prior == "isocentre":
+                anchor = view.isocentre
+            depth = float(view.beam @ (center - anchor))
             hessian += np.outer(a, a) / self.depth_prior_sd_mm**2
             gradient += a * depth / self.depth_prior_sd_mm**2
         return hessian, gradient
