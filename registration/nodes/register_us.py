@@ -17,7 +17,7 @@ that from the placement is a wrong fit (a global re-initialisation that fitted a
 organ elsewhere), whatever its residual says; the registrar is then sent back to the last
 accepted pose. On the phantom's segmented sweep (register_us.yaml, 20 s) such fits made the p95
 TRE of valid estimates 29 mm; with 15 mm (breathing 10 mm and deformation 4 mm at most) it
-dropped to 7-11 mm (two runs; slides along the surface within the limit remain).
+dropped to 6-11 mm (three runs; slides along the surface within the limit remain).
 
 The registration is rigid: the model and targets are moved rigidly (no deformable update yet).
 """
