@@ -6,6 +6,11 @@ meshes, or a label volume's surfaces) and named targets of a case in RAS mm, fro
 phantom export`` folder or a folder of Slicer exports; ``preop_mesh.load_mesh``,
 ``preop_volume.load_label_volume`` and ``label_surfaces.surfaces_from_labels`` read one file.
 
-It holds no node types yet: the phantom's model (``phantom-model``) and truth poses stand in for
-registered ones in the ready-made graphs.
+Fluoroscopy: ``fluoro_registration.FluoroRegistrar(case).update(labels)`` fits the model's
+outlines to a segmented frame under the C-arm geometry of its ``meta`` and gives the
+``ModelToReference`` pose with the depth uncertainty that one view leaves.
+
+Node types (``nodes/``): ``register-us`` and ``register-fluoro`` (the registrars on a stream of
+segmented frames, with their validity and staleness said) and ``shift-monitor``;
+``phantom_preop.phantom_preop(seed)`` is the phantom's case without a folder.
 """

@@ -24,6 +24,7 @@ import numpy as np
 
 from igtflow.registration.closest_points import ModelTarget
 from igtflow.registration.icp import rotation_from_vector
+from igtflow.registration.phantom_preop import phantom_preop
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
 from igtflow.registration.us_registration import UsRegistrar, surface_target
 from igtflow.stream.messages import Image
@@ -58,18 +59,18 @@ class PhantomCase:
     center: np.ndarray
 
 
+# A seed's whole preoperative case, as the fluoroscopy bench names it: the one builder there is.
+phantom_preop_case = phantom_preop
+
+
 def phantom_case(seed: int, vessel: bool = False) -> PhantomCase:
     """The organ surface (and with ``vessel`` the vessel tree's) of seed ``seed``."""
-    from igtflow.stream.phantom.anatomy import ORGAN, VESSEL, build_anatomy
-    from igtflow.stream.phantom.export import structure_mesh
+    from igtflow.stream.phantom.anatomy import build_anatomy
 
-    anatomy = build_anatomy(seed)
-    meshes = []
-    for label in (ORGAN, VESSEL) if vessel else (ORGAN,):
-        mesh = structure_mesh(anatomy, label, stride=2)
-        meshes.append((np.asarray(mesh.vertices, np.float64), np.asarray(mesh.cells, np.int64)))
-    targets = dict(zip(anatomy.target_ids, anatomy.targets, strict=True))
-    return PhantomCase(seed, surface_target(meshes, seed=seed), targets, anatomy.organ_center)
+    preop = phantom_preop(seed, ("organ", "vessel") if vessel else ("organ",))
+    meshes = [(s.vertices, s.faces.astype(np.int64)) for s in preop.structures.values()]
+    center = build_anatomy(seed).organ_center
+    return PhantomCase(seed, surface_target(meshes, seed=seed), preop.targets, center)
 
 
 def truth_labels(sim: Any, index: int) -> Image:

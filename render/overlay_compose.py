@@ -23,9 +23,9 @@ from igtflow.render.image_geometry import (
     ProjectionGeometry,
     frame_geometry,
 )
-from igtflow.stream.messages import Image, Mesh, Message, Points
+from igtflow.stream.messages import Image, Mesh, Message, Points, Transform
 
-LAYERS = ("labels", "targets", "model", "confidence")
+LAYERS = ("labels", "targets", "model", "confidence", "transform")
 
 
 @dataclass
@@ -52,6 +52,21 @@ def node_verdict(message: Message) -> bool | None:
     threshold (the model card's or the node's), or None when the message carries none."""
     flag = message.meta.get("low_confidence")
     return flag if isinstance(flag, bool) else None
+
+
+def registration_problem(messages: Iterable[Message | None]) -> str:
+    """The banner for a registration not to be trusted ('' when it may be): the first of
+    ``messages`` that says (a Transform's ``valid``, else a meta ``valid``) decides; a
+    registration node's meta ``stale`` makes it STALE rather than INVALID."""
+    for message in messages:
+        if message is None:
+            continue
+        valid = message.valid if isinstance(message, Transform) else message.meta.get("valid")
+        if valid is False:
+            return "REGISTRATION STALE" if message.meta.get("stale") else "REGISTRATION INVALID"
+        if valid is True:
+            return ""
+    return ""
 
 
 def confidence_value(message: Message) -> float | None:
@@ -89,6 +104,7 @@ class OverlayComposer:
         self.confidence: float | None = None
         self.confidence_low: bool | None = None  # the producer's verdict, over our threshold
         self.silhouette: _Silhouette | None = None
+        self.transform: Transform | None = None
         self.problems: dict[str, str] = {}
 
     # -- layer updates (once per layer message) ---------------------------------------------
@@ -113,6 +129,16 @@ class OverlayComposer:
         self.silhouette = None
         self.stamps["model"] = model.stamp_ns
 
+    def set_transform(self, transform: Transform) -> None:
+        """The registration's latest transform: whether its model and targets may be shown."""
+        self.transform = transform
+        self.stamps["transform"] = transform.stamp_ns
+        reason = transform.meta.get("reason") if not transform.valid else None
+        if reason:
+            self.problems["registration"] = f"registration: {reason}"
+        else:
+            self.problems.pop("registration", None)
+
     def set_confidence(self, message: Message) -> None:
         value = confidence_value(message)
         if value is not None:
@@ -126,12 +152,13 @@ class OverlayComposer:
         """Draw ``frame`` and every layer into ``out`` (H×W×3 RGB uint8); the ages drawn."""
         draw.to_rgb(frame.data, out)
         geometry = self._geometry(frame)
+        untrusted = registration_problem((self.transform, self.targets, self.model))
         if self.model is not None and geometry is not None:
-            self._draw_model(out, frame, geometry)
+            self._draw_model(out, frame, geometry, bool(untrusted))
         if self.labels is not None:
             self._draw_labels(out, frame, geometry)
         if self.targets is not None and len(self.targets.points):
-            self._draw_targets(out, frame, geometry)
+            self._draw_targets(out, frame, geometry, bool(untrusted))
         freshness = assess(frame.stamp_ns, self.stamps, now_ns, self.stale_ms, self.static)
         if freshness.stale:
             draw.desaturate(out)
@@ -144,6 +171,8 @@ class OverlayComposer:
             draw.draw_confidence(out, self.confidence, self.low_confidence, top, low)
         if freshness.stale:
             draw.draw_stale_banner(out, freshness.banner())
+        if untrusted:
+            draw.draw_registration_banner(out, untrusted)
         return freshness
 
     def _geometry(self, frame: Image) -> Geometry | None:
@@ -192,7 +221,9 @@ class OverlayComposer:
             mapped[value] = moved
         return mapped
 
-    def _draw_targets(self, out: np.ndarray, frame: Image, geometry: Geometry | None) -> None:
+    def _draw_targets(
+        self, out: np.ndarray, frame: Image, geometry: Geometry | None, grey: bool = False
+    ) -> None:
         targets = self.targets
         assert targets is not None
         names = targets.labels or [str(n + 1) for n in range(len(targets.points))]
@@ -211,21 +242,26 @@ class OverlayComposer:
         h, w = out.shape[:2]
         for (u, v), d, name in zip(uv, off, names, strict=False):
             if np.isfinite(u) and np.isfinite(v) and -w < u < 2 * w and -h < v < 2 * h:
-                draw.draw_target(out, (u, v), d, name, self.near_mm)
+                colour = draw.UNTRUSTED_GREY if grey else draw.TARGET_COLOUR
+                draw.draw_target(out, (u, v), d, name, self.near_mm, colour)
 
-    def _draw_model(self, out: np.ndarray, frame: Image, geometry: Geometry) -> None:
+    def _draw_model(
+        self, out: np.ndarray, frame: Image, geometry: Geometry, grey: bool = False
+    ) -> None:
+        """The model: cut by the US plane, or its silhouette on fluoroscopy; grey (no fill)
+        when the registration that placed it is not to be trusted."""
         model = self.model
         assert model is not None
+        colour = draw.UNTRUSTED_GREY if grey else draw.MODEL_COLOUR
         if isinstance(geometry, PlaneGeometry):
             segments = geometry.cut_mesh(model.vertices, model.faces)
             # One pixel wide: a 20k-triangle model cuts a slice in ~500 segments, which cost
             # 0.5 ms antialiased at width 2 against 0.14 ms at width 1 (overlay_bench).
-            draw.draw_segments(out, segments, draw.MODEL_COLOUR, thickness=1)
+            draw.draw_segments(out, segments, colour, thickness=1)
             return
         sil = self._silhouette(frame, geometry)
-        draw.draw_silhouette(
-            out, sil.mask, sil.outline, draw.MODEL_COLOUR, self.fill_alpha, sil.box
-        )
+        alpha = 0.0 if grey else self.fill_alpha
+        draw.draw_silhouette(out, sil.mask, sil.outline, colour, alpha, sil.box)
 
     def _silhouette(self, frame: Image, geometry: ProjectionGeometry) -> _Silhouette:
         """The model's projected shadow, recomputed only when the model or the C-arm moved."""

@@ -24,6 +24,7 @@ LABEL_COLOURS: dict[int, RGB] = {
 TARGET_COLOUR: RGB = (255, 0, 255)
 MODEL_COLOUR: RGB = (255, 150, 0)
 STALE_RED: RGB = (220, 0, 0)
+UNTRUSTED_GREY: RGB = (150, 150, 150)  # model and targets of a registration not to be trusted
 TEXT_COLOUR: RGB = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -125,7 +126,12 @@ def draw_silhouette(
 
 
 def draw_target(
-    rgb: np.ndarray, uv: Sequence[float], off_plane_mm: float | None, name: str, near_mm: float
+    rgb: np.ndarray,
+    uv: Sequence[float],
+    off_plane_mm: float | None,
+    name: str,
+    near_mm: float,
+    colour: RGB = TARGET_COLOUR,
 ) -> None:
     """A cross-hair; filled when the target lies within ``near_mm`` of the image plane.
 
@@ -136,14 +142,14 @@ def draw_target(
     u, v = round(uv[0]), round(uv[1])
     r = max(6, h // 60)
     in_plane = off_plane_mm is None or abs(off_plane_mm) <= near_mm
-    cv2.line(rgb, (u - 2 * r, v), (u - r // 2, v), TARGET_COLOUR, 2, cv2.LINE_AA)
-    cv2.line(rgb, (u + r // 2, v), (u + 2 * r, v), TARGET_COLOUR, 2, cv2.LINE_AA)
-    cv2.line(rgb, (u, v - 2 * r), (u, v - r // 2), TARGET_COLOUR, 2, cv2.LINE_AA)
-    cv2.line(rgb, (u, v + r // 2), (u, v + 2 * r), TARGET_COLOUR, 2, cv2.LINE_AA)
-    cv2.circle(rgb, (u, v), r, TARGET_COLOUR, -1 if in_plane else 2, cv2.LINE_AA)
+    cv2.line(rgb, (u - 2 * r, v), (u - r // 2, v), colour, 2, cv2.LINE_AA)
+    cv2.line(rgb, (u + r // 2, v), (u + 2 * r, v), colour, 2, cv2.LINE_AA)
+    cv2.line(rgb, (u, v - 2 * r), (u, v - r // 2), colour, 2, cv2.LINE_AA)
+    cv2.line(rgb, (u, v + r // 2), (u, v + 2 * r), colour, 2, cv2.LINE_AA)
+    cv2.circle(rgb, (u, v), r, colour, -1 if in_plane else 2, cv2.LINE_AA)
     text = name if off_plane_mm is None or in_plane else f"{name} {off_plane_mm:+.0f} mm"
     if text:
-        put_text(rgb, text, (u + 2 * r + 2, v - r), TARGET_COLOUR, font_scale(h) * 0.9)
+        put_text(rgb, text, (u + 2 * r + 2, v - r), colour, font_scale(h) * 0.9)
 
 
 def put_text(
@@ -187,6 +193,17 @@ def draw_stale_banner(rgb: np.ndarray, text: str) -> None:
     scale = font_scale(rgb.shape[0]) * 1.4
     (tw, th), _ = cv2.getTextSize(text, FONT, scale, 2)
     org = (max(4, (rgb.shape[1] - tw) // 2), (h + th) // 2)
+    cv2.putText(rgb, text, org, FONT, scale, TEXT_COLOUR, 2, cv2.LINE_AA)
+
+
+def draw_registration_banner(rgb: np.ndarray, text: str) -> None:
+    """A full-width red band at the bottom: the registration drawn above must not be trusted
+    (the top is the stale banner's, so both can show at once)."""
+    h = banner_height(rgb.shape[0])
+    rgb[-h:] = STALE_RED
+    scale = font_scale(rgb.shape[0]) * 1.4
+    (tw, th), _ = cv2.getTextSize(text, FONT, scale, 2)
+    org = (max(4, (rgb.shape[1] - tw) // 2), rgb.shape[0] - h + (h + th) // 2)
     cv2.putText(rgb, text, org, FONT, scale, TEXT_COLOUR, 2, cv2.LINE_AA)
 
 

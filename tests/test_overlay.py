@@ -17,7 +17,8 @@ import pytest
 from igtflow.launch.graph_reader import parse_graph
 from igtflow.render import overlay_draw as draw
 from igtflow.render.image_geometry import plane_geometry, projection_geometry
-from igtflow.render.overlay_compose import OverlayComposer
+from igtflow.render.overlay_compose import OverlayComposer, registration_problem
+from igtflow.stream.messages import Transform
 from tests.helpers.frames import SID_MM, SOD_MM, Scene, us_scene, xa_projection, xa_scene
 from tests.helpers.graph_runs import GraphRun, read_jsonl
 
@@ -102,6 +103,40 @@ def test_stale_overlay_is_greyed_with_a_red_banner() -> None:
     drawn[:, -60:] = False  # the confidence bar
     assert drawn.sum() > 500
     assert sat_stale[drawn].mean() < 0.4 * sat_fresh[drawn].mean()
+
+
+@pytest.mark.parametrize(("stale", "banner"), [(False, "INVALID"), (True, "STALE")])
+def test_an_invalid_registration_is_drawn_grey_under_a_red_band(stale: bool, banner: str) -> None:
+    scene = us_scene()
+    composer = OverlayComposer()
+    composer.set_targets(scene.targets)
+    composer.set_model(scene.model)
+    out = np.empty((*scene.image.data.shape[:2], 3), np.uint8)
+    now = scene.image.stamp_ns + 20 * MS
+    transform = Transform(
+        stamp_ns=scene.image.stamp_ns,
+        valid=False,
+        meta={"reason": "too few points", "stale": stale},
+    )
+    composer.set_transform(transform)
+    composer.compose(scene.image, out, now)
+    band = draw.banner_height(out.shape[0])
+    assert red_fraction(out[-band:]) > 0.6, "no red band at the bottom"
+    assert red_fraction(out[:band]) < 0.05, "the registration band is not the stale one"
+    assert registration_problem([transform]) == f"REGISTRATION {banner}"
+    assert "registration: too few points" in composer.problems.values()
+    u, v = scene.target_px
+    mu, mv = scene.model_centre_px
+    r = scene.model_radius_px
+    assert near_colour(out, u, v, draw.UNTRUSTED_GREY, r=1)
+    assert not near_colour(out, u, v, draw.TARGET_COLOUR, r=1)
+    assert not near_colour(out, mu + r, mv, draw.MODEL_COLOUR)
+    # A valid transform again: colours back, no band.
+    composer.set_transform(Transform(stamp_ns=scene.image.stamp_ns, valid=True))
+    composer.compose(scene.image, out, now)
+    assert red_fraction(out[-band:]) < 0.05
+    assert near_colour(out, u, v, draw.TARGET_COLOUR, r=1)
+    assert near_colour(out, mu + r, mv, draw.MODEL_COLOUR)
 
 
 def test_labels_older_than_the_frame_make_it_stale() -> None:

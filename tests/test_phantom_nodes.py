@@ -103,6 +103,7 @@ nodes:
         assert key in first.meta, key
     assert first.meta["lao_deg"] == 20
     projection = np.array(first.meta["projection"])
+    assert topics["xa/truth_labels"][0].meta["projection"] == first.meta["projection"]
     for targets in topics["xa/truth_targets"][:3]:
         h = np.c_[targets.points.astype(np.float64), np.ones(len(targets.points))] @ projection.T
         np.testing.assert_allclose(h[:, :2] / h[:, 2:3], targets.meta["pixels"], atol=0.01)

@@ -141,19 +141,32 @@ def eval_perception(
 @eval_app.command("registration")
 def eval_registration(
     seeds: SeedsOpt = HELD_OUT,
-    frames: Annotated[int, typer.Option(min=10, help="ultrasound frames per seed's sweep")] = 120,
+    frames: Annotated[
+        int, typer.Option(min=10, help="frames per seed (ultrasound sweep, fluoroscopy run)")
+    ] = 120,
+    fluoro: Annotated[
+        bool, typer.Option(help="also score fluoroscopy 2D/3D registration (about 10 s a seed)")
+    ] = True,
     json_: JsonOpt = False,
 ) -> None:
-    """Score rigid ultrasound-to-model registration on held-out seeds: a probe sweeps the
-    breathing, deforming phantom; its segmented contours are lifted to 3D and registered to the
-    undeformed preoperative organ and vessels from a 10 mm / 10° misalignment. Prints target
-    registration error (median, 95th percentile), the capture range, the rate of hopeless
-    inputs called valid and the time per update. Keys: us_rigid_tre_median_mm,
-    us_rigid_tre_p95_mm, capture_range_mm, false_valid_rate, update_ms."""
+    """Score rigid registration on held-out seeds. Ultrasound: a probe sweeps the breathing,
+    deforming phantom; its segmented contours are lifted to 3D and registered to the undeformed
+    preoperative organ and vessels from a 10 mm / 10° misalignment. Fluoroscopy: the model's
+    outlines are fitted to the silhouette and vessels of each frame under the C-arm geometry,
+    tracked from the same misalignment. Prints target registration error (median, 95th
+    percentile), the capture range, the rate of hopeless inputs called valid and the time per
+    update. Keys: us_rigid_tre_median_mm, us_rigid_tre_p95_mm, capture_range_mm,
+    false_valid_rate, update_ms; fluoro_projected_mm, fluoro_tre_mm, fluoro_out_of_plane_mm,
+    fluoro_out_of_plane_sd_mm, fluoro_hz, fluoro_valid_fraction, fluoro_capture_mm,
+    fluoro_false_valid_rate."""
     _check_held_out(seeds)
     from igtflow.registration.evaluate import eval_registration as run
 
     result = run(seeds=seeds, frames=frames)
+    if fluoro:
+        from igtflow.registration.evaluate_fluoro import eval_fluoro
+
+        result.update(eval_fluoro(seeds=seeds, frames=frames))
     if json_:
         print_json(result)
         return

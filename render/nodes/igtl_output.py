@@ -3,11 +3,14 @@
 Every input's name is the device name a viewer shows (``≤ 20`` ASCII characters, checked by
 ``igtflow validate``); the header timestamp is the message's capture time (``stamp_ns``).
 Images and meshes are latest-only per client; transforms, points and status always go, in order.
+An invalid transform (``valid: false``) goes with a STATUS (error ``transform-invalid``) on the same
+device, since a viewer applies any TRANSFORM it gets.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Protocol
 
 from igtflow.render.igtl.decimate import mesh_digest
@@ -47,6 +50,8 @@ def _metadata(message: Message, **extra: Any) -> dict[str, str]:
 
 
 MAX_META_TEXT = 256
+TRANSFORM_CODE = "transform-invalid"  # the STATUS error name beside an invalid TRANSFORM
+STATUS_EVERY_S = 1.0
 
 
 class IgtlOutput(Node):
@@ -74,6 +79,8 @@ class IgtlOutput(Node):
         # A mesh is published under this lock, together with the check that it is the newest.
         self.mesh_lock = threading.Lock()
         self.refused: set[str] = set()
+        self.transform_valid: dict[str, bool] = {}  # per device: the last transform's valid
+        self.status_sent: dict[str, float] = {}  # per device: when its last invalid STATUS went
 
     def on_message(self, input_name: str, message: Message) -> None:
         if input_name in self.refused:
@@ -98,7 +105,11 @@ class IgtlOutput(Node):
                 TransformStatus="OK" if message.valid else "INVALID",
                 ErrorMm=f"{message.error_mm:.3f}",
             )
-            return [Outgoing(device, transform_content(message), stamp, meta)]
+            out = [Outgoing(device, transform_content(message), stamp, meta)]
+            status = self.transform_status(device, message)
+            if status is not None:
+                out += self.outgoing(device, status)
+            return out
         if isinstance(message, Mesh):
             return self._mesh(device, message)
         if isinstance(message, Points):
@@ -113,6 +124,38 @@ class IgtlOutput(Node):
             self.refused.add(device)
             self.log.warning("input %r carries %s; OpenIGTLink cannot", device, message.KIND)
         return []
+
+    def transform_status(self, device: str, transform: Transform) -> Status | None:
+        """A STATUS to send beside ``transform``, so a viewer that applies every TRANSFORM
+        (Slicer does) still shows that it is not to be trusted: an error when the transform
+        turns invalid (its meta ``reason`` as the text), again each ``STATUS_EVERY_S`` while it
+        stays so (for clients that join late), and OK when it is valid again."""
+        was = self.transform_valid.get(device)
+        self.transform_valid[device] = transform.valid
+        if transform.valid:
+            if was is False:
+                return Status(
+                    stamp_ns=transform.stamp_ns,
+                    level="ok",
+                    code=TRANSFORM_CODE,
+                    text=f"{device} is valid again",
+                    frame=device,
+                )
+            return None
+        now = time.monotonic()
+        if was is False and now - self.status_sent.get(device, -1e9) < STATUS_EVERY_S:
+            return None
+        self.status_sent[device] = now
+        stale = bool(transform.meta.get("stale"))
+        reason = str(transform.meta.get("reason") or "the producer did not say why")
+        return Status(
+            stamp_ns=transform.stamp_ns,
+            level="error",
+            code=TRANSFORM_CODE,
+            text=f"{device} is {'stale' if stale else 'not valid'}: {reason}",
+            frame=device,
+            meta={"stale": stale},
+        )
 
     def _mesh(self, device: str, mesh: Mesh) -> list[Outgoing]:
         digest = mesh_digest(mesh.vertices, mesh.faces, mesh.scalars)

@@ -3,8 +3,11 @@
 A late or wrong overlay must *look* late or wrong: every frame shows the age of each layer, and
 when anything drawn is older than ``stale_ms`` the picture is greyed, a red ``STALE`` banner
 is drawn and a ``stale-overlay`` Status (warn) goes out on ``status`` (and ``ok`` on recovery).
-The node also ticks (``rate_hz``): when frames stop coming, it redraws the last one so that a
-frozen stream turns stale instead of looking live forever.
+When the registration is not to be trusted (its ``transform`` input, or the targets' or the
+model's meta ``valid``, is false), model and targets are drawn grey and a red ``REGISTRATION
+INVALID`` (or ``REGISTRATION STALE``) band is drawn at the bottom. The node also ticks
+(``rate_hz``): when frames stop coming, it redraws the last one so that a frozen stream turns
+stale instead of looking live forever.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pydantic import Field
 from igtflow.render.freshness import Freshness
 from igtflow.render.overlay_compose import LAYERS, OverlayComposer
 from igtflow.render.video_out import FrameOutputs
-from igtflow.stream.messages import Image, Mesh, Message, Points, Status
+from igtflow.stream.messages import Image, Mesh, Message, Points, Status, Transform
 from igtflow.stream.node import Fraction, NonNegative, Positive, Ticking
 
 STALE_CODE = "stale-overlay"
@@ -33,6 +36,7 @@ class Overlay(Ticking):
         "targets": Points,
         "model": Mesh,
         "confidence": Message,
+        "transform": Transform,
     }
     outputs = {"overlay": Image}
     rate_hz = 10.0
@@ -95,6 +99,9 @@ class Overlay(Ticking):
 
     def on_confidence(self, message: Message) -> None:
         self.composer.set_confidence(message)
+
+    def on_transform(self, transform: Transform) -> None:
+        self.composer.set_transform(transform)
 
     def tick(self) -> float:
         """Redraw the last frame when no new one came for a tick, and at the very moment

@@ -126,5 +126,6 @@ class PhantomFluoro(Source):
         if self.truth:
             target_meta = {"pixels": f.target_pixels.tolist()}
             geometry = (self.spacing, ijk_to_ras, "Detector")
-            emit_truth(self, f, stamp, meta, geometry, target_meta)
+            # The C-arm geometry rides with the truth too: a registration can take truth_labels.
+            emit_truth(self, f, stamp, {**meta, **self.geometry_meta}, geometry, target_meta)
         self.index += 1

@@ -1,0 +1,2 @@
+"""The registration node types: ``register-us`` and ``shift-monitor`` (registered in
+pyproject.toml)."""
