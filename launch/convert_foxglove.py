@@ -18,6 +18,7 @@ from mcap_protobuf.writer import Writer
 
 from igtflow.render.foxglove_mapping import to_foxglove
 from igtflow.stream.atomic_file import atomic_output
+from igtflow.stream.messages import Image, Transform
 from igtflow.stream.recording import (
     GRAPH_ATTACHMENT,
     MESSAGE_ENCODING,
@@ -70,9 +71,12 @@ def to_foxglove_mcap(
 
 
 def _why_skipped(message: Any) -> str:
-    modality = getattr(message, "modality", None)
-    if modality == "FIELD":
-        return "FIELD image (displacement vectors): Foxglove has no image form for it"
+    if isinstance(message, Transform):
+        return f"{message.name} mirrors (determinant < 0): no FrameTransform quaternion holds it"
+    if isinstance(message, Image):
+        if message.modality == "FIELD":
+            return "FIELD image (displacement vectors): Foxglove has no image form for it"
+        return f"{message.data.dtype} {message.data.shape} pixels have no RawImage encoding"
     return f"{message.KIND} has no Foxglove schema"
 
 

@@ -9,7 +9,8 @@ Pixels are copied as they are (a label map stays a mono8 image of label ids). Ea
   displacements) have no Foxglove image form and are skipped (``None``).
 - ``Transform`` ``<From>To<To>`` → ``foxglove.FrameTransforms``: parent ``To``, child ``From``, so
   the child frame's points map into the parent by the matrix. ``valid`` and ``error_mm`` are not
-  carried (FrameTransform has no field for them).
+  carried (FrameTransform has no field for them). A pose with a mirror in it (determinant < 0, as
+  the phantom C-arm's detector frame) has no quaternion, and is skipped (``None``).
 - ``Mesh`` → ``foxglove.SceneUpdate``: one entity, an indexed triangle list.
 - ``Points`` → ``foxglove.SceneUpdate``: one sphere per point, with its label as billboard text.
 - ``Status`` → ``foxglove.Log`` (ok → INFO, warn → WARNING, error → ERROR).
@@ -102,10 +103,12 @@ def raw_image(image: Image) -> RawImage | None:
     )
 
 
-def frame_transforms(transform: Transform) -> FrameTransforms:
+def frame_transforms(transform: Transform) -> FrameTransforms | None:
     """The pose as one ``FrameTransform`` (metres; the rotation of an affine part is its nearest
-    rotation, scale and shear are not representable)."""
+    rotation, scale and shear are not representable); None if it mirrors."""
     matrix = transform.matrix
+    if not is_proper(matrix):
+        return None
     x, y, z, w = Rotation.from_matrix(matrix[:3, :3]).as_quat()
     tx, ty, tz = (float(v) * MM_TO_M for v in matrix[:3, 3])
     return FrameTransforms(
@@ -119,6 +122,11 @@ def frame_transforms(transform: Transform) -> FrameTransforms:
             )
         ]
     )
+
+
+def is_proper(matrix: np.ndarray) -> bool:
+    """Whether the 4×4's linear part keeps handedness, so that a quaternion can hold it."""
+    return bool(np.linalg.det(matrix[:3, :3]) > 0)
 
 
 def _entity(message: Message, entity_id: str) -> SceneEntity:
