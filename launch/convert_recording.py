@@ -70,14 +70,18 @@ def convert(
     image_topic: str | None = None,
     force: bool = False,
     progress: Callable[[int], None] | None = None,
+    to: str | None = None,
 ) -> dict[str, Any]:
-    """Convert ``source`` into ``target``, the direction given by their extensions.
+    """Convert ``source`` into ``target``, the direction given by their extensions, or by ``to``
+    (``"foxglove"``: a recording into an MCAP in Foxglove's schemas).
 
     Checks both names before any work; ``target`` appears only whole and only if the conversion
     succeeded, and an existing one is replaced only with ``force``.
     """
     if target.resolve() == source.resolve():
         raise ConvertError(f"{target}: write to a new file; the source is kept as it is")
+    if to is not None:
+        return _convert_to(source, target, to, force, progress)
     if source.name.lower().endswith(".mcap"):
         check_input(source)
         if not target.name.lower().endswith(SEQUENCE_TARGETS):
@@ -92,6 +96,28 @@ def convert(
         raise ConvertError(f"{target}: frame files convert to a recording; name the target .mcap")
     check_target(target, force)
     return file_to_mcap(source, target, node_id, None, progress, force, uses)
+
+
+def _convert_to(
+    source: Path, target: Path, to: str, force: bool, progress: Callable[[int], None] | None
+) -> dict[str, Any]:
+    from igtflow.launch.convert_foxglove import NotIgtflowError, to_foxglove_mcap
+
+    if to != "foxglove":
+        raise ConvertError(f"--to {to}: unknown target format; the one there is: foxglove")
+    check_input(source)
+    if not target.name.lower().endswith(".mcap"):
+        raise ConvertError(f"{target}: a Foxglove file is an MCAP; name the target .mcap")
+    check_target(target, force)
+    try:
+        result = to_foxglove_mcap(source, target, force, progress)
+    except NotIgtflowError as exc:
+        raise ConvertError(str(exc)) from None
+    if result["problems"]:
+        result["warning"] = "the recording is damaged; converted what was readable: " + "; ".join(
+            result["problems"]
+        )
+    return result
 
 
 def file_to_mcap(

@@ -104,6 +104,10 @@ def convert(
     topic: Annotated[
         str | None, typer.Option(help="out of MCAP: the image topic to export (default: first)")
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="`foxglove`: the recording in Foxglove's schemas, opens with no plug-in"),
+    ] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -112,6 +116,8 @@ def convert(
     PLUS sequences (.seq.mha, .mha, .mhd, .seq.nrrd, .nrrd), DICOM cine and video → MCAP:
     `igtflow convert case.seq.mha case.mcap`. MCAP → PLUS sequence for 3D Slicer's Sequences
     module: `igtflow convert case.mcap case.seq.nrrd` (or .seq.mha), images plus every pose.
+    MCAP → Foxglove: `igtflow convert case.mcap case-foxglove.mcap --to foxglove`; exit code 3
+    when the recording is damaged (what was readable is converted).
     The target appears only when the conversion succeeds; an existing one needs --force.
     """
     from rich.progress import Progress
@@ -127,7 +133,7 @@ def convert(
         with Progress(console=err, transient=True, disable=json_ or not err.is_terminal) as bar:
             task = bar.add_task(f"converting {source.name}", total=None)
             result: dict[str, Any] = convert_file(
-                source, target, node_id, topic, force, lambda n: bar.update(task, completed=n)
+                source, target, node_id, topic, force, lambda n: bar.update(task, completed=n), to
             )
     except (ConvertError, RecordingError, SourceFileError, OutputError) as exc:
         print_error(exc)
@@ -144,3 +150,5 @@ def convert(
                 {k: v for k, v in result.items() if k not in ("source", "target", "warning")}
             )
         )
+    if to is not None and result.get("problems"):
+        raise typer.Exit(DAMAGED)
