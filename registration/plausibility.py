@@ -54,7 +54,7 @@ class Limits:
     max_jump_mm: float = 15.0
     confirmations: int = 2  # consecutive agreeing plausible fits before one is valid
     shown_mm: float = 3.0  # a model surface crossing a slice shows in it when this near a contour
-    min_shown_fraction: float = 0.85  # of each structure's crossing, in the checked label maps
+    min_shown_fraction: float = 0.7  # of each structure's crossing, in the checked label maps
     min_crossing: int = 20  # fewer model points crossing the checked slices: not judged
     slab_mm: float = 0.5  # model points this near a slice's plane cross it
 

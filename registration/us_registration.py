@@ -182,7 +182,7 @@ class UsRegistrar:
             if verdict.valid:
                 self._accepted = result.model_to_reference
             elif result.valid and not verdict.plausible:
-                self._restart_tracker()  # never warm-start from a fit judged wrong
+                self._back_to_valid()  # never warm-start from a fit judged wrong
         if verdict is None:
             self.plausibility.reset()
         valid = verdict is not None and verdict.valid
@@ -202,10 +202,11 @@ class UsRegistrar:
             verdict,
         )
 
-    def _restart_tracker(self) -> None:
-        """Back to the last valid pose (or the start), searching around it next time."""
+    def _back_to_valid(self) -> None:
+        """Warm-start the next fit from the last valid pose (or the start; globally without
+        one) instead of the fit just judged implausible."""
         self.tracker.last = self._start if self._accepted is None else invert(self._accepted)
-        self.tracker.lost = True
+        self.tracker.lost = self.tracker.last is None
 
     def _moved(self, model_to_reference: np.ndarray) -> dict[str, np.ndarray]:
         m = model_to_reference
