@@ -147,9 +147,11 @@ def eval_registration(
     """Score rigid ultrasound-to-model registration on held-out seeds: a probe sweeps the
     breathing, deforming phantom; its segmented contours are lifted to 3D and registered to the
     undeformed preoperative organ and vessels from a 10 mm / 10° misalignment. Prints target
-    registration error (median, 95th percentile), the capture range, the rate of hopeless
-    inputs called valid and the time per update. Keys: us_rigid_tre_median_mm,
-    us_rigid_tre_p95_mm, capture_range_mm, false_valid_rate, update_ms."""
+    registration error (median, 95th percentile), the capture range, the share of updates
+    valid on good input, the rate of hopeless inputs (hundreds: no contour, noise, shuffled
+    labels, another patient) called valid and the time per update. Keys:
+    us_rigid_tre_median_mm, us_rigid_tre_p95_mm, capture_range_mm, valid_fraction,
+    valid_after_first_fraction, false_valid_rate, update_ms."""
     _check_held_out(seeds)
     from igtflow.registration.evaluate import eval_registration as run
 
