@@ -183,11 +183,19 @@ def run_sweep(
         truth = sweep.targets[i]
         tre = [float(np.linalg.norm(estimate.targets[k] - truth[k])) for k in truth]
         unmoved = [float(np.linalg.norm(case.targets[k] - truth[k])) for k in truth]
+        fit_tre = float("nan")  # of the ICP's own fit, whether or not it was called valid
+        if estimate.rigid is not None and estimate.rigid.valid:
+            m = estimate.rigid.model_to_reference
+            fit_tre = max(
+                float(np.linalg.norm(m[:3, :3] @ case.targets[k] + m[:3, 3] - truth[k]))
+                for k in truth
+            )
         records.append(
             {
                 "valid": estimate.valid,
                 "tre_mm": max(tre),
                 "unregistered_mm": max(unmoved),
+                "fit_tre_mm": fit_tre,
                 "targets": estimate.targets,
                 "ms": estimate.time_ms,
                 "reason": estimate.reason,
@@ -335,6 +343,7 @@ def eval_registration(
     tre, ms, valid, lift_ms, captured, unmoved = [], [], [], [], [], []
     floor: list[float] = []
     after_first: list[bool] = []
+    refused: list[float] = []  # TRE of ICP fits the plausibility checks did not call valid
     hopeless: list[tuple[str, bool, str]] = []
     sweeps = {seed: sweep_frames(seed, frames, every, vessel) for seed in seed_list}
     for n, seed in enumerate(seed_list):
@@ -353,6 +362,8 @@ def eval_registration(
             seen_valid |= record["valid"]
             if record["valid"]:
                 tre.append(record["tre_mm"])
+            elif np.isfinite(record["fit_tre_mm"]):
+                refused.append(record["fit_tre_mm"])
         other_seed = seed_list[(n + 1) % len(seed_list)] if len(seed_list) > 1 else seed + 1
         if other_seed not in sweeps:
             sweeps[other_seed] = sweep_frames(other_seed, frames, every, vessel)
@@ -384,6 +395,8 @@ def eval_registration(
         "breathing_shift_tre_p95_mm": float(np.percentile(floor, 95)) if floor else float("nan"),
         "valid_fraction": float(np.mean(valid)) if valid else 0.0,
         "valid_after_first_fraction": float(np.mean(after_first)) if after_first else 0.0,
+        "refused_fit_tre_median_mm": float(np.median(refused)) if refused else nan,
+        "refused_fit_tre_p95_mm": float(np.percentile(refused, 95)) if refused else nan,
         "updates": len(valid),
         "update_ms": float(np.median(ms)) if ms else float("nan"),
         "update_p95_ms": float(np.percentile(ms, 95)) if ms else float("nan"),

@@ -9,6 +9,9 @@ wrong fit cannot fake at once:
   near the vessels (``inlier_mm``), for every structure the window shows; the first (the organ)
   must be shown. A wrong model puts its vessels elsewhere even where its organ fits;
 - the point-to-surface residual small and its spread narrow (median and 90th percentile);
+- model → data: where the fitted model's surfaces cross a few of the window's label maps (inside
+  their field of view), those maps show a contour (``shown_mm``): a wrong model predicts a
+  vessel or an organ edge where the image has none;
 - enough distinct slices (planes) in the window: slices in one plane leave a direction unseen;
 - a motion prior: breathing does not turn the organ by ``max_jump_deg`` or move it by
   ``max_jump_mm`` between two consecutive estimates, so such a jump is a wrong fit (or the last
