@@ -8,16 +8,20 @@ a known misalignment of the model. Target registration error (TRE) is the distan
 model's targets moved by the estimate and where the phantom says they are at that frame; the
 deformation (a few mm) is in it, since the registration is rigid. Capture range: the largest
 starting misalignment, from a short list, after which the estimate is valid and its targets lie
-within ``capture_tre_mm`` of those of a run started at the true undeformed pose. False valid
-rate: the share of estimates called valid on hopeless input (another seed's organ, empty label
-maps, random blobs). Another seed's organ is a smooth surface much like this one: a patch of it
-fits, and comes out valid (a rigid surface fit cannot tell; ``false_valid`` says which input).
+within ``capture_tre_mm`` of those of a run started at the true undeformed pose. Validity:
+``valid_fraction`` of the updates on good input, and ``valid_after_first_fraction`` of those after
+each run's first valid one (the first fit waits for a confirming update). False valid rate: the
+share of estimates called valid on hopeless input, hundreds of them (:func:`hopeless_cases`:
+empty and blank label maps, pixel noise, smooth random blobs, structure labels shuffled, another
+seed's frames from the start or after a good start), each fed to a registrar started at the true
+pose and at a misaligned one; ``false_valid`` gives each kind's count and reasons.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +29,7 @@ import numpy as np
 from igtflow.registration.closest_points import ModelTarget
 from igtflow.registration.icp import rotation_from_vector
 from igtflow.registration.phantom_preop import phantom_preop
+from igtflow.registration.plausibility import Plausibility
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
 from igtflow.registration.us_registration import UsRegistrar, surface_target
 from igtflow.stream.messages import Image
@@ -32,7 +37,6 @@ from igtflow.stream.messages import Image
 DEFAULT_SEEDS = "1001-1010"
 # Starting errors (mm, degrees), easiest first: the capture range is the last one that converges.
 MISALIGNMENTS = ((5.0, 5.0), (10.0, 10.0), (20.0, 15.0), (30.0, 20.0))
-HOPELESS = ("other_seed_organ", "empty", "random_blobs")
 SWEEP = {"sweep_speed_mm_s": 30.0, "sweep_range_mm": 50.0, "rate_hz": 30.0}
 
 
@@ -57,6 +61,11 @@ class PhantomCase:
     target: ModelTarget
     targets: dict[str, np.ndarray]
     center: np.ndarray
+    surfaces: tuple[tuple[str, np.ndarray], ...] = ()  # each structure's own samples
+
+    def plausibility(self) -> Plausibility:
+        """A fresh judge of fits against each structure's own surface."""
+        return Plausibility(self.surfaces or [("model", self.target.points)])
 
 
 # A seed's whole preoperative case, as the fluoroscopy bench names it: the one builder there is.
@@ -68,9 +77,13 @@ def phantom_case(seed: int, vessel: bool = False) -> PhantomCase:
     from igtflow.stream.phantom.anatomy import build_anatomy
 
     preop = phantom_preop(seed, ("organ", "vessel") if vessel else ("organ",))
-    meshes = [(s.vertices, s.faces.astype(np.int64)) for s in preop.structures.values()]
+    meshes, surfaces = [], []
+    for name, structure in preop.structures.items():
+        meshes.append((structure.vertices, structure.faces.astype(np.int64)))
+        surfaces.append((name, surface_target(meshes[-1:], seed=seed).points))
     center = build_anatomy(seed).organ_center
-    return PhantomCase(seed, surface_target(meshes, seed=seed), preop.targets, center)
+    target = surface_target(meshes, seed=seed)
+    return PhantomCase(seed, target, preop.targets, center, tuple(surfaces))
 
 
 def truth_labels(sim: Any, index: int) -> Image:
@@ -121,13 +134,20 @@ class SweepFrames:
     stamps: list[float]
     targets: list[dict[str, np.ndarray]]
     lift_ms: list[float]
+    tags: list[np.ndarray] = field(default_factory=list)  # each point's region (0 organ)
+    images: list[Image] = field(default_factory=list)  # the label maps, when kept
 
 
 def sweep_frames(
-    seed: int, frames: int, every: int = 2, vessel: bool = False, **motion: float
+    seed: int,
+    frames: int,
+    every: int = 2,
+    vessel: bool = False,
+    keep_images: bool = True,
+    **motion: float,
 ) -> SweepFrames:
     """Every ``every``-th of ``frames`` frames of a sweep over seed ``seed``, lifted (the organ's
-    boundary, and with ``vessel`` the vessels')."""
+    boundary, and with ``vessel`` the vessels'); ``keep_images`` keeps the label maps too."""
     regions = (ORGAN_REGION, VESSEL_REGION) if vessel else (ORGAN_REGION,)
     from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 
@@ -136,8 +156,12 @@ def sweep_frames(
     for index in range(0, frames, every):
         image = truth_labels(sim, index)
         start = time.perf_counter()
-        out.points.append(np.concatenate([lift_labels(image, r) for r in regions]))
+        lifted = [lift_labels(image, r) for r in regions]
+        out.points.append(np.concatenate(lifted))
         out.lift_ms.append((time.perf_counter() - start) * 1e3)
+        out.tags.append(np.repeat(np.arange(len(lifted), dtype=np.int8), [len(p) for p in lifted]))
+        if keep_images:
+            out.images.append(image)
         out.stamps.append(image.stamp_ns * 1e-9)
         out.targets.append(true_targets(sim, index))
     return out
@@ -151,27 +175,35 @@ def run_sweep(
     window_slices: int = 10,
 ) -> list[dict[str, Any]]:
     """Feed the sweep to a registrar started at ``init``; one record per update."""
-    registrar = UsRegistrar(
-        case.target, case.targets, init=init, window=SliceWindow(window_slices, 2.0)
-    )
+    registrar = registrar_for(case, init, window_slices)
     records = []
     for i, (points, stamp) in enumerate(zip(sweep.points, sweep.stamps, strict=True)):
-        registrar.add_points(points, stamp)
+        image = sweep.images[i] if sweep.images else None
+        registrar.add_points(points, stamp, sweep.tags[i], image)
         if (i + 1) % update_every:
             continue
         estimate = registrar.update()
         truth = sweep.targets[i]
         tre = [float(np.linalg.norm(estimate.targets[k] - truth[k])) for k in truth]
         unmoved = [float(np.linalg.norm(case.targets[k] - truth[k])) for k in truth]
+        fit_tre = float("nan")  # of the ICP's own fit, whether or not it was called valid
+        if estimate.rigid is not None and estimate.rigid.valid:
+            m = estimate.rigid.model_to_reference
+            fit_tre = max(
+                float(np.linalg.norm(m[:3, :3] @ case.targets[k] + m[:3, 3] - truth[k]))
+                for k in truth
+            )
         records.append(
             {
                 "valid": estimate.valid,
                 "tre_mm": max(tre),
                 "unregistered_mm": max(unmoved),
+                "fit_tre_mm": fit_tre,
                 "targets": estimate.targets,
                 "ms": estimate.time_ms,
                 "reason": estimate.reason,
                 "points": estimate.points,
+                "figures": estimate.verdict.figures if estimate.verdict else {},
             }
         )
     return records
@@ -193,27 +225,106 @@ def breathing_shift_tre(seed: int, sweep: SweepFrames) -> list[float]:
     return out
 
 
-def hopeless_validity(case: PhantomCase, other: SweepFrames, seed: int) -> list[bool]:
-    """Validity of estimates on input that cannot match ``case``: another seed's organ (started
-    where its own model would sit, so only a wrong fit could pass), empty label maps, blobs."""
+def registrar_for(case: PhantomCase, init: np.ndarray, window_slices: int = 10) -> UsRegistrar:
+    """The registrar the evaluation runs: organ and vessel regions, judged per structure."""
+    regions = (ORGAN_REGION, VESSEL_REGION)[: max(1, len(case.surfaces))]
+    return UsRegistrar(
+        case.target,
+        case.targets,
+        init=init,
+        regions=regions,
+        window=SliceWindow(window_slices, 2.0),
+        plausibility=case.plausibility(),
+    )
+
+
+def _labels_like(image: Image, data: np.ndarray) -> Image:
+    return Image(
+        stamp_ns=image.stamp_ns,
+        data=data.astype(np.uint8),
+        spacing=image.spacing,
+        ijk_to_ras=image.ijk_to_ras,
+        modality="LABELS",
+        frame=image.frame,
+        meta=image.meta,
+    )
+
+
+def _blobs(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Smooth random regions of random labels: contours that look like anatomy, match none."""
+    import cv2
+
+    coarse = rng.normal(size=(max(2, shape[0] // 32), max(2, shape[1] // 32)))
+    field = cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    return np.where(field > 0.3, rng.integers(1, 5), 0) + (field > 1.0) * rng.integers(0, 3)
+
+
+def _shuffle(rng: np.random.Generator) -> np.ndarray:
+    """A permutation of the labels 0-4 that changes the organ or the vessel region."""
+    while True:
+        perm = rng.permutation(5)
+        organ, vessel = set(perm[list(ORGAN_REGION)]), set(perm[list(VESSEL_REGION)])
+        if organ != set(ORGAN_REGION) or vessel != set(VESSEL_REGION):
+            return perm
+
+
+def hopeless_cases(
+    own: SweepFrames, other: SweepFrames, seed: int, window_slices: int = 10
+) -> list[tuple[str, list[Image], int]]:
+    """Hopeless inputs for the model of ``own``'s seed: (kind, label maps, index of the first
+    map fed after a good start, or 0: hopeless from the start). Kinds: no contour, blank maps
+    (one label everywhere), pixel noise, smooth random blobs, labels shuffled among the
+    structures, another seed's frames from the start (``wrong_model``) and another seed's
+    frames after a good start (``other_patient``)."""
     rng = np.random.default_rng(seed)
-    results = []
-    registrar = UsRegistrar(case.target, case.targets, init=np.eye(4))
-    for points, stamp in zip(other.points, other.stamps, strict=True):
-        registrar.add_points(points, stamp)
-    results.append(registrar.update().valid)
-    empty = Image(data=np.zeros((256, 256), np.uint8), modality="LABELS", spacing=(0.25, 0.3))
-    registrar = UsRegistrar(case.target, case.targets, init=np.eye(4))
-    for _ in range(5):
-        registrar.add(empty)
-    results.append(registrar.update().valid)
-    registrar = UsRegistrar(case.target, case.targets, init=np.eye(4))
-    lo, hi = case.target.points.min(axis=0), case.target.points.max(axis=0)
-    for _ in range(3):
-        blob = rng.uniform(lo, hi) + rng.normal(scale=15.0, size=(800, 3))
-        registrar.add_points(blob, 0.0)
-    results.append(registrar.update().valid)
-    return results
+    n = window_slices * 2
+    starts = range(0, max(1, len(own.images) - n), max(1, (len(own.images) - n) // 4))
+    cases: list[tuple[str, list[Image], int]] = []
+    for k, start in enumerate(starts):
+        frames = own.images[start : start + n]
+        zero = [_labels_like(im, np.zeros_like(im.data)) for im in frames]
+        cases.append(("no_contour", zero, 0))
+        blank = [_labels_like(im, np.full_like(im.data, 1 + k % 4)) for im in frames]
+        cases.append(("blank", blank, 0))
+        noise = [_labels_like(im, rng.integers(0, 5, im.data.shape)) for im in frames]
+        cases.append(("noise", noise, 0))
+        blobs = [_labels_like(im, _blobs(im.data.shape, rng)) for im in frames]
+        cases.append(("blobs", blobs, 0))
+        for _ in range(2):
+            perm = _shuffle(rng)
+            cases.append(("shuffled", [_labels_like(im, perm[im.data]) for im in frames], 0))
+        theirs = other.images[start : start + n]
+        cases.append(("wrong_model", theirs, 0))
+        mine = own.images[max(0, start - n) : start] if start else own.images[n : 2 * n]
+        cases.append(("other_patient", mine + theirs, len(mine)))
+    return cases
+
+
+def hopeless_validity(
+    case: PhantomCase,
+    own: SweepFrames,
+    other: SweepFrames,
+    seed: int,
+    window_slices: int = 10,
+    update_every: int = 5,
+) -> list[tuple[str, bool, str]]:
+    """(kind, valid, reason) of every estimate on hopeless input for ``case``'s model: each
+    case of :func:`hopeless_cases` fed to a registrar started at the true pose (where only a
+    wrong fit can pass) and at a misaligned one; an estimate counts once its window holds
+    only hopeless maps."""
+    out = []
+    seen: dict[str, int] = {}
+    for n, (kind, images, bad_from) in enumerate(hopeless_cases(own, other, seed, window_slices)):
+        seen[kind] = seen.get(kind, -1) + 1  # each kind starts true and misaligned in turn
+        start = np.eye(4) if seen[kind] % 2 else misalignment(10.0, 10.0, case.center, seed + n)
+        registrar = registrar_for(case, start, window_slices)
+        for i, image in enumerate(images):
+            registrar.add(image)
+            if (i + 1) % update_every or i + 1 < bad_from + window_slices:
+                continue
+            estimate = registrar.update()
+            out.append((kind, estimate.valid, estimate.reason))
+    return out
 
 
 def eval_registration(
@@ -232,20 +343,36 @@ def eval_registration(
     tree's walls register with the organ's surface (held-out seeds 1001-1005: TRE median 3.4
     against 4.5 mm, p95 7.9 against 12.5 mm organ only)."""
     seed_list = parse_seeds(seeds)
-    tre, ms, valid, lift_ms, hopeless, captured, unmoved = [], [], [], [], [], [], []
+    tre, ms, valid, lift_ms, captured, unmoved = [], [], [], [], [], []
     floor: list[float] = []
+    after_first: list[bool] = []
+    refused: list[float] = []  # TRE of ICP fits the plausibility checks did not call valid
+    hopeless: list[tuple[str, bool, str]] = []
+    sweeps = {seed: sweep_frames(seed, frames, every, vessel) for seed in seed_list}
     for n, seed in enumerate(seed_list):
         case = phantom_case(seed, vessel)
-        sweep = sweep_frames(seed, frames, every, vessel)
+        sweep = sweeps[seed]
         floor += breathing_shift_tre(seed, sweep)
         lift_ms += sweep.lift_ms
         init = misalignment(*start, case.center, seed)
+        seen_valid = False
         for record in run_sweep(case, sweep, init, update_every, window_slices):
             valid.append(record["valid"])
             ms.append(record["ms"])
             unmoved.append(record["unregistered_mm"])
+            if seen_valid:
+                after_first.append(record["valid"])
+            seen_valid |= record["valid"]
             if record["valid"]:
                 tre.append(record["tre_mm"])
+            elif np.isfinite(record["fit_tre_mm"]):
+                refused.append(record["fit_tre_mm"])
+        other_seed = seed_list[(n + 1) % len(seed_list)] if len(seed_list) > 1 else seed + 1
+        if other_seed not in sweeps:
+            sweeps[other_seed] = sweep_frames(other_seed, frames, every, vessel)
+        hopeless += hopeless_validity(
+            case, sweep, sweeps[other_seed], seed, window_slices, update_every
+        )
         if n == 0:
             # Converged = valid and where the run started at the true (undeformed) pose ends:
             # the deformation limits a rigid TRE, not the capture.
@@ -260,10 +387,8 @@ def eval_registration(
                 if not (last["valid"] and apart <= capture_tre_mm):
                     break
                 captured.append((shift, angle))
-            other_seed = seed_list[1] if len(seed_list) > 1 else seed + 1
-            other = sweep_frames(other_seed, min(frames, 2 * every * window_slices), every, vessel)
-            hopeless = hopeless_validity(case, other, seed)
     finite = np.asarray(tre) if tre else np.asarray([np.inf])
+    nan = float("nan")
     return {
         "seeds": seed_list,
         "us_rigid_tre_median_mm": float(np.median(finite)),
@@ -272,6 +397,9 @@ def eval_registration(
         "breathing_shift_tre_median_mm": float(np.median(floor)) if floor else float("nan"),
         "breathing_shift_tre_p95_mm": float(np.percentile(floor, 95)) if floor else float("nan"),
         "valid_fraction": float(np.mean(valid)) if valid else 0.0,
+        "valid_after_first_fraction": float(np.mean(after_first)) if after_first else 0.0,
+        "refused_fit_tre_median_mm": float(np.median(refused)) if refused else nan,
+        "refused_fit_tre_p95_mm": float(np.percentile(refused, 95)) if refused else nan,
         "updates": len(valid),
         "update_ms": float(np.median(ms)) if ms else float("nan"),
         "update_p95_ms": float(np.percentile(ms, 95)) if ms else float("nan"),
@@ -279,8 +407,21 @@ def eval_registration(
         "start_misalignment": {"mm": start[0], "deg": start[1]},
         "capture_range_mm": captured[-1][0] if captured else 0.0,
         "capture_range_deg": captured[-1][1] if captured else 0.0,
-        "false_valid_rate": float(np.mean(hopeless)) if hopeless else float("nan"),
-        "false_valid": dict(zip(HOPELESS, hopeless, strict=False)),
+        "false_valid_rate": float(np.mean([v for _, v, _ in hopeless])) if hopeless else nan,
+        "hopeless_estimates": len(hopeless),
+        "false_valid": _by_kind(hopeless),
         "surfaces": "organ and vessels" if vessel else "organ",
         "scope": "rigid only; deformable registration is not evaluated",
     }
+
+
+def _by_kind(hopeless: list[tuple[str, bool, str]]) -> dict[str, dict[str, Any]]:
+    """Per kind of hopeless input: estimates, how many were called valid, a reason given."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, valid, reason in hopeless:
+        entry = out.setdefault(kind, {"estimates": 0, "valid": 0, "reasons": {}})
+        entry["estimates"] += 1
+        entry["valid"] += int(valid)
+        key = re.sub(r"\d+(\.\d+)?", "#", reason.split(":")[0].split(" (")[0]) or "valid"
+        entry["reasons"][key] = entry["reasons"].get(key, 0) + 1
+    return out

@@ -97,6 +97,8 @@ def lift_labels(image: Image, region: tuple[int, ...] = ORGAN_REGION) -> np.ndar
 class LiftedSlice:
     stamp_s: float
     points: np.ndarray
+    tags: np.ndarray  # per point: which structure (index into the registrar's regions)
+    image: Image | None = None  # the label map it came from: its plane and field of view
 
 
 class SliceWindow:
@@ -115,8 +117,21 @@ class SliceWindow:
         self.max_slices, self.max_age_s, self.max_points = max_slices, max_age_s, max_points
         self.slices: deque[LiftedSlice] = deque(maxlen=max_slices)
 
-    def add(self, points: np.ndarray, stamp_s: float) -> None:
-        self.slices.append(LiftedSlice(float(stamp_s), np.asarray(points, np.float64)))
+    def add(
+        self,
+        points: np.ndarray,
+        stamp_s: float,
+        tags: np.ndarray | None = None,
+        image: Image | None = None,
+    ) -> None:
+        """Add one slice's points; ``tags`` (one small int per point, 0 if None) say which
+        structure each came from, ``image`` the label map they were lifted from (its plane
+        and field of view), for the checks of a plausibility verdict."""
+        points = np.asarray(points, np.float64).reshape(-1, 3)
+        tags = np.zeros(len(points), np.int8) if tags is None else np.asarray(tags, np.int8)
+        if tags.shape != (len(points),):
+            raise ValueError(f"{len(tags)} tags for {len(points)} points: give one per point")
+        self.slices.append(LiftedSlice(float(stamp_s), points, tags, image))
         newest = max(s.stamp_s for s in self.slices)
         while self.slices and newest - self.slices[0].stamp_s > self.max_age_s:
             self.slices.popleft()
@@ -129,10 +144,16 @@ class SliceWindow:
 
     def cloud(self) -> np.ndarray:
         """All the window's points (N×3), evenly subsampled to at most ``max_points``."""
+        return self.tagged_cloud()[0]
+
+    def tagged_cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The cloud of :meth:`cloud`, each point's tag and the index of its slice."""
         if not self.slices:
-            return np.zeros((0, 3))
-        points = np.concatenate([s.points.reshape(-1, 3) for s in self.slices])
+            return np.zeros((0, 3)), np.zeros(0, np.int8), np.zeros(0, np.intp)
+        points = np.concatenate([s.points for s in self.slices])
+        tags = np.concatenate([s.tags for s in self.slices])
+        index = np.repeat(np.arange(len(self.slices)), [len(s.points) for s in self.slices])
         if len(points) > self.max_points:
             pick = np.linspace(0, len(points) - 1, self.max_points).round().astype(np.intp)
-            points = points[pick]
-        return points
+            points, tags, index = points[pick], tags[pick], index[pick]
+        return points, tags, index

@@ -7,7 +7,9 @@ window's cloud to the model with :class:`~igtflow.registration.icp.RigidTracker`
 from the last valid pose, globally re-initialised when that fails) and gives the
 ``ModelToReference`` transform, its quality and the model's targets moved into the Reference
 frame. An estimate is never valid with fewer than ``min_points`` points, nor when the ICP's own
-tests fail (then ``reason`` says why, and the pose is the last valid one).
+tests fail, nor when :class:`~igtflow.registration.plausibility.Plausibility` finds the fit
+implausible or not yet confirmed, nor when no slice came for ``stale_after_s`` (``stale``); then
+``reason`` says why, ``error_mm`` is infinite and the pose is the last valid one.
 
 Rigid only: breathing moves the organ almost rigidly, but the phantom's smooth deformation
 (a few mm) stays in the residual and in the target error. The deformable update is not here.
@@ -15,8 +17,9 @@ Rigid only: breathing moves the organ almost rigidly, but the phantom's smooth d
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +27,15 @@ import numpy as np
 from igtflow.registration.case import PreopCase
 from igtflow.registration.closest_points import ModelTarget, mesh_area, sample_surface
 from igtflow.registration.icp import DEFAULT, Criteria, RigidResult, RigidTracker, invert
+from igtflow.registration.plausibility import Plausibility, Verdict
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
 from igtflow.stream.messages import Image
 
 # Which label ids make up each preoperative structure's region in a label map.
 REGIONS = {"organ": ORGAN_REGION, "vessel": VESSEL_REGION}
 MIN_POINTS = 300  # fewer lifted points never give a valid estimate (a curve or two)
+VIEWS = 3  # slices (spread over the window) whose label maps are checked against the model
+STALE_AFTER_S = 1.0  # no new slice for this long: the organ may have moved since
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class UsEstimate:
     slices: int = 0
     time_ms: float = 0.0
     rigid: RigidResult | None = None
+    stale: bool = False  # no new slice within the registrar's stale_after_s
+    age_s: float = math.inf  # since the newest slice came (the registrar's clock)
+    verdict: Verdict | None = None
 
 
 def surface_target(
@@ -67,6 +76,8 @@ class UsRegistrar:
 
     ``init`` is the starting ``ModelToReference`` guess (e.g. from patient landmarks); without
     one the first update searches globally, which needs the window to cover much of the organ.
+    ``plausibility`` judges each fit (by default against the whole target as one surface;
+    :meth:`from_case` gives it each structure's own); ``clock`` (seconds) times ``stale``.
     """
 
     def __init__(
@@ -78,6 +89,9 @@ class UsRegistrar:
         window: SliceWindow | None = None,
         min_points: int = MIN_POINTS,
         criteria: Criteria = DEFAULT,
+        plausibility: Plausibility | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.target = target
         self.model_targets = {
@@ -86,9 +100,14 @@ class UsRegistrar:
         self.regions = tuple(regions)
         self.window = window if window is not None else SliceWindow()
         self.min_points = min_points
-        start = None if init is None else invert(np.asarray(init, np.float64))
-        self.tracker = RigidTracker(target, start, criteria)
         self.init = np.eye(4) if init is None else np.asarray(init, np.float64)
+        self._start = None if init is None else invert(self.init)
+        self.tracker = RigidTracker(target, self._start, criteria)
+        self.plausibility = plausibility or Plausibility([("model", target.points)])
+        self.stale_after_s, self.clock = float(stale_after_s), clock
+        self._accepted: np.ndarray | None = None  # the last valid ModelToReference
+        self._added_at = -math.inf  # clock time of the newest slice
+        self._added = self._judged = 0  # slices added in all; the count at the last fit
 
     @classmethod
     def from_case(
@@ -96,11 +115,16 @@ class UsRegistrar:
     ) -> UsRegistrar:
         """A registrar for ``structures`` of a loaded case (see ``load_case``) and its targets;
         by default the organ and the vessels, those the case has (the vessels' walls pin the
-        pose along the organ's smooth surface: half the 95th-percentile TRE on the phantom)."""
+        pose along the organ's smooth surface: half the 95th-percentile TRE on the phantom).
+        Each structure's points are judged against its own surface (see ``plausibility``)."""
         if structures is None:
             structures = [s for s in REGIONS if s in case.structures] or list(case.structures)[:1]
         meshes = [(case.structure(s).vertices, case.structure(s).faces) for s in structures]
         regions = [REGIONS[s] for s in structures if s in REGIONS]
+        if "plausibility" not in kwargs and len(regions) == len(structures):
+            kwargs["plausibility"] = Plausibility(
+                [(s, surface_target([m]).points) for s, m in zip(structures, meshes, strict=True)]
+            )
         return cls(
             surface_target(meshes), case.targets, regions=regions or (ORGAN_REGION,), **kwargs
         )
@@ -109,50 +133,80 @@ class UsRegistrar:
         """Lift one segmented slice into the window; the number of points it gave."""
         if labels.modality != "LABELS":
             raise ValueError(f"expected a label map (modality LABELS), got {labels.modality}")
-        points = np.concatenate([lift_labels(labels, region) for region in self.regions])
-        self.add_points(points, labels.stamp_ns * 1e-9)
-        return len(points)
+        lifted = [lift_labels(labels, region) for region in self.regions]
+        tags = np.repeat(np.arange(len(lifted), dtype=np.int8), [len(p) for p in lifted])
+        self.add_points(np.concatenate(lifted), labels.stamp_ns * 1e-9, tags, labels)
+        return len(tags)
 
-    def add_points(self, points: np.ndarray, stamp_s: float) -> None:
-        """Add already lifted Reference points of one slice taken at ``stamp_s``."""
-        self.window.add(points, stamp_s)
+    def add_points(
+        self,
+        points: np.ndarray,
+        stamp_s: float,
+        tags: np.ndarray | None = None,
+        image: Image | None = None,
+    ) -> None:
+        """Add already lifted Reference points of one slice taken at ``stamp_s``; ``tags``:
+        each point's region (index into ``regions``; all the first if None); ``image``: the
+        label map they came from (then the model's surfaces crossing it must show in it)."""
+        self.window.add(points, stamp_s, tags, image)
+        self._added += 1
+        self._added_at = self.clock()
 
     @property
     def model_to_reference(self) -> np.ndarray:
         """The last valid pose (or the initial guess)."""
-        last = self.tracker.last
-        return self.init.copy() if last is None else invert(last)
+        return self.init.copy() if self._accepted is None else self._accepted.copy()
 
     def update(self) -> UsEstimate:
         """Register the window's cloud now."""
         start = time.perf_counter()
-        cloud = self.window.cloud()
-        if len(cloud) < self.min_points:
-            pose = self.model_to_reference
-            return UsEstimate(
-                pose,
-                False,
-                float("inf"),
+        age = self.clock() - self._added_at
+        cloud, tags, index = self.window.tagged_cloud()
+        fresh, self._judged = self._added > self._judged, self._added
+        result = verdict = None
+        if not self.window:
+            reason = "no slice yet"
+        elif age > self.stale_after_s:
+            reason = f"stale: no new slice for {age:.1f} s (over {self.stale_after_s:g} s)"
+        elif len(cloud) < self.min_points:
+            reason = (
                 f"{len(cloud)} boundary points in {len(self.window)} slices, at least "
-                f"{self.min_points} needed",
-                self._moved(pose),
-                len(cloud),
-                len(self.window),
-                (time.perf_counter() - start) * 1e3,
+                f"{self.min_points} needed"
             )
-        result = self.tracker.update(cloud)
-        pose = result.model_to_reference if result.valid else self.model_to_reference
+        else:
+            result = self.tracker.update(cloud)
+            views = [(s.points, s.image) for s in self.window.slices if s.image is not None]
+            views = views[:: max(1, len(views) // VIEWS)][-VIEWS:]
+            verdict = self.plausibility.judge(result, cloud, tags, index, fresh, views)
+            reason = verdict.reason
+            if verdict.valid:
+                self._accepted = result.model_to_reference
+            elif result.valid and not verdict.plausible:
+                self._back_to_valid()  # never warm-start from a fit judged wrong
+        if verdict is None:
+            self.plausibility.reset()
+        valid = verdict is not None and verdict.valid
+        pose = self.model_to_reference
         return UsEstimate(
             pose,
-            result.valid,
-            float(result.error_mm),
-            result.reason,
+            valid,
+            verdict.error_mm if verdict is not None else math.inf,
+            reason,
             self._moved(pose),
             len(cloud),
             len(self.window),
             (time.perf_counter() - start) * 1e3,
             result,
+            age > self.stale_after_s,
+            age,
+            verdict,
         )
+
+    def _back_to_valid(self) -> None:
+        """Warm-start the next fit from the last valid pose (or the start; globally without
+        one) instead of the fit just judged implausible."""
+        self.tracker.last = self._start if self._accepted is None else invert(self._accepted)
+        self.tracker.lost = self.tracker.last is None
 
     def _moved(self, model_to_reference: np.ndarray) -> dict[str, np.ndarray]:
         m = model_to_reference

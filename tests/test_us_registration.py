@@ -58,6 +58,8 @@ def test_known_rigid_offset_is_recovered_from_truth_slices(case, still_sim):
     registrar = UsRegistrar(case.target, case.targets, init=offset, window=SliceWindow(15, 5.0))
     for index in range(0, 45, 3):
         assert registrar.add(evaluate.truth_labels(still_sim, index)) > 0
+        if index == 36:  # a first fit is valid only once an update on new slices confirms it
+            assert not registrar.update().valid
     estimate = registrar.update()
     assert estimate.valid, estimate.reason
     assert estimate.slices == 15 and estimate.points >= 300
@@ -128,6 +130,8 @@ def test_a_case_registers_by_its_organ_and_vessels(still_sim):
     assert len(registrar.regions) == 2  # organ and vessel boundaries are both lifted
     for index in range(0, 30, 3):
         registrar.add(evaluate.truth_labels(still_sim, index))
+        if index == 21:
+            registrar.update()
     estimate = registrar.update()
     assert estimate.valid, estimate.reason
     for name, point in evaluate.true_targets(still_sim, 27).items():
