@@ -36,7 +36,7 @@ from igtflow.registration.fluoro_registration import FluoroEstimate, FluoroRegis
 from igtflow.stream.messages import Image
 
 POSES = ((0.0, 0.0), (30.0, -15.0), (-25.0, 10.0))  # (LAO, cranial) degrees, by seed
-MISALIGNMENTS = ((10.0, 10.0), (20.0, 15.0), (30.0, 15.0), (40.0, 20.0))
+MISALIGNMENTS = ((10.0, 10.0), (20.0, 15.0), (30.0, 15.0), (40.0, 20.0), (50.0, 25.0))
 HOPELESS = ("empty", "blank", "other_seed_model", "random_blobs")
 
 
@@ -201,5 +201,5 @@ def summary(
         },
         "fluoro_hopeless_trials": len(false_valid),
         "fluoro_labels": "phantom truth labels",
-        "fluoro_scope": "rigid; depth mostly from the isocentre prior (fluoro_out_of_plane_sd_mm)",
+        "fluoro_scope": "rigid; depth mostly from the initial pose (fluoro_out_of_plane_sd_mm)",
     }

@@ -43,6 +43,7 @@ from igtflow.registration.preop_model import SurfaceModel
 from igtflow.stream.messages import Image
 
 MIN_EDGE_PIXELS = 150  # fewer silhouette edge pixels: no contour to register to
+IN_PLANE_PX = 12.0  # wider truncation radii (early, far off) fit the in-plane moves only
 INSIDE_PX = 1.0  # outline points deeper inside the region than this do not pull (at the end)
 
 
@@ -245,23 +246,29 @@ class FluoroRegistrar:
         delta: float = 1.0,
     ) -> _Fit:
         """Iteratively reweighted Gauss-Newton; the truncation radius shrinks from
-        ``tau_start`` to ``tau_end`` pixels."""
+        ``tau_start`` to ``tau_end`` pixels. While it is wider than ``in_plane_px`` only the
+        moves the image sees well (across the beam, turning about it) are free: with many
+        wrong matches, the weakly seen turns out of the plane would wander off."""
         pose = pose.copy()
         shrink = (tau_end / tau_start) ** (1.0 / max(iterations - 3, 1))
         tau = tau_start
         fit = self._residuals(pose, view, contours)
+        in_plane = _in_plane_basis(view.beam)
         for _ in range(iterations):
             if len(fit.residuals) < 6:
                 break
             a = np.abs(fit.residuals)
-            weight = np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-9)) * (a <= tau)
+            huber = max(delta, 0.25 * tau)  # wide while far off: IRLS converges faster
+            weight = np.where(a <= huber, 1.0, huber / np.maximum(a, 1e-9)) * (a <= tau)
             # Inner folds of the outline fall inside the region: cut them off sooner.
             weight *= fit.residuals >= -max(INSIDE_PX, 0.5 * tau)
             if np.count_nonzero(weight) < 6:
                 break
             hessian, gradient = self._normal_equations(fit, weight, view)
+            basis = in_plane if tau > IN_PLANE_PX else np.eye(6)
+            hessian, gradient = basis.T @ hessian @ basis, basis.T @ gradient
             damping = 1e-3 * np.diag(hessian) + 1e-9
-            step = -np.linalg.solve(hessian + np.diag(damping), gradient)
+            step = basis @ -np.linalg.solve(hessian + np.diag(damping), gradient)
             turn, shift = step[:3], step[3:]
             angle = np.linalg.norm(turn)
             if angle > np.radians(5.0):
@@ -476,6 +483,18 @@ def outermost(
     np.maximum.at(farthest, sector, radius)
     radius, sector = polar(uv)
     return radius >= farthest[sector] - slack_px
+
+
+def _in_plane_basis(beam: np.ndarray) -> np.ndarray:
+    """6×3: turn about the beam, shift along the two detector directions."""
+    across = np.cross(beam, [0.0, 0.0, 1.0])
+    if np.linalg.norm(across) < 1e-6:
+        across = np.cross(beam, [1.0, 0.0, 0.0])
+    across /= np.linalg.norm(across)
+    up = np.cross(beam, across)
+    basis = np.zeros((6, 3))
+    basis[:3, 0], basis[3:, 1], basis[3:, 2] = beam, across, up
+    return basis
 
 
 def _apply(pose: np.ndarray, turn: np.ndarray, shift: np.ndarray, center: np.ndarray) -> np.ndarray:
