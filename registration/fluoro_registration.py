@@ -92,7 +92,7 @@ class FluoroRegistrar:
         geometry: Mapping[str, Any] | None = None,
         round_field: bool = True,
         max_error_mm: float = 1.5,
-        min_inliers: float = 0.6,
+        min_inliers: float = 0.5,
         min_coverage: float = 0.7,
         inlier_px: float = 2.0,
         min_points: int = 100,
