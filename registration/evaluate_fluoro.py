@@ -14,7 +14,7 @@ Errors per target and update, against where the phantom says the target is at th
 Capture range: the largest starting misalignment, from a short list (seed of the first), after
 which the last of a few tracked updates is valid with every in-plane error within
 ``capture_mm``. False valid rate: estimates called valid on hopeless input (an empty label map, a
-blank frame, another seed's model on this seed's frames, random blobs), on the first three seeds.
+blank frame, another seed's model on this seed's frames, random blobs), on every seed.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def eval_fluoro(
     every: int = 3,
     start: tuple[float, float] = (10.0, 10.0),
     capture_mm: float = 2.5,
-    hopeless_seeds: int = 3,
+    hopeless_seeds: int = 10,
 ) -> dict[str, Any]:
     """Fluoroscopy registration figures over ``seeds`` (see the module docstring); ``start`` is
     the (mm, degrees) misalignment tracking starts from. Updates run on one thread (OpenCV's
