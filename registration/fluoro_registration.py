@@ -81,7 +81,9 @@ class FluoroRegistrar:
     """Label maps in (:meth:`update`), ``ModelToReference`` estimates out.
 
     ``init`` is the first guess of ``ModelToReference`` (by default: the model as it is, in the
-    Reference frame); ``geometry`` is C-arm meta for frames that carry none.
+    Reference frame); ``geometry`` is C-arm meta for frames that carry none. ``silhouette``
+    False fits the vessels alone: for label maps whose organ is a guess (a network sees the
+    organ's faint shadow poorly, the contrast-filled vessels well).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class FluoroRegistrar:
         outline_observations: float = 1.0,
         depth_prior_sd_mm: float = 10.0,
         depth_prior: Literal["init", "isocentre"] = "init",
+        silhouette: bool = True,
     ) -> None:
         if isinstance(case_or_model, FluoroModel):
             self.model = case_or_model
@@ -116,6 +119,7 @@ class FluoroRegistrar:
         self.inlier_px = inlier_px
         self.min_points = min_points
         self.iterations = iterations
+        self.silhouette = silhouette
         self.outline_observations = outline_observations
         self.depth_prior_sd_mm = depth_prior_sd_mm
         if depth_prior not in ("init", "isocentre"):
@@ -210,6 +214,8 @@ class FluoroRegistrar:
         h, w = contours.shape
         center_uv = view.project(center[None])[0][0]
         for n, (mesh, distance) in enumerate(parts):
+            if n == 0 and not self.silhouette:
+                continue
             turning = mesh.turning(eye)
             points = mesh.midpoints[turning] @ r.T + t
             if len(points) == 0:
@@ -407,7 +413,9 @@ class FluoroRegistrar:
     def _coverage(self, fit: _Fit, contours: FluoroContours, reach_px: float = 5.0) -> float:
         """Share of the image's edge pixels within ``reach_px`` of a projected outline point
         (the points lie 3-5 px apart along a contour: half that is in the reach)."""
-        edges = np.concatenate([contours.silhouette.edges, contours.vessels.edges])
+        edges = contours.vessels.edges
+        if self.silhouette:
+            edges = np.concatenate([contours.silhouette.edges, edges])
         if len(edges) == 0 or len(fit.pixels) == 0:
             return 0.0
         h, w = contours.shape
