@@ -13,15 +13,16 @@ One view sees depth only through magnification (1 % per 7.5 mm at the isocentre)
 along the beam is poorly observed. The estimate states it: ``out_of_plane_sd_mm`` is the standard
 deviation of the targets along their rays from the fit's covariance, beside ``in_plane_sd_mm``.
 The outline's errors are those of a rigid model of a deforming organ, correlated along it, so
-the whole outline counts as ``outline_observations`` independent observations; a Gaussian prior
-puts the model's centre at the isocentre's depth (SD ``depth_prior_sd_mm``: the C-arm is centred
-on the anatomy), which the outline's magnification barely improves on.
+the whole outline counts as ``outline_observations`` independent observations. A Gaussian prior
+(SD ``depth_prior_sd_mm``) keeps the model's centre at the depth of the initial pose
+(``depth_prior="init"``: the setup's guess) or of the isocentre (``"isocentre"``: the C-arm
+centred on the anatomy); the outline's magnification improves little on it.
 
-An estimate is valid only when the outlines fit: enough model points in the field, most of them
-within ``inlier_px`` of an edge, most edge pixels within reach of a projected model point
-(``coverage``: another model or a blob leaves parts of the image unexplained) and a robust
-contour error under ``max_error_mm``. Otherwise ``reason`` says which test failed and the pose is
-the last valid one.
+An estimate is valid only when the outlines fit: enough model points in the field, at least
+``min_inliers`` of them within ``inlier_px`` of an edge, ``min_coverage`` of the edge pixels
+within reach of a projected model point (another model or a blob leaves parts of the image
+unexplained) and a robust contour error under ``max_error_mm``. Otherwise ``reason`` says which
+test failed and the pose is the last valid one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 
 from igtflow.registration.case import PreopCase
 from igtflow.registration.fluoro_contours import FluoroContours, bilinear, extract_contours
+from igtflow.registration.fluoro_contours import round_field as fluoro_field
 from igtflow.registration.fluoro_geometry import CArmView
 from igtflow.registration.fluoro_model import ContourMesh, FluoroModel
 from igtflow.registration.icp import rotation_from_vector
@@ -147,9 +149,7 @@ class FluoroRegistrar:
 
     def _field(self, shape: tuple[int, int]) -> np.ndarray:
         if shape not in self._fields:
-            from igtflow.registration.fluoro_contours import round_field
-
-            self._fields[shape] = round_field(*shape, self.round_field)
+            self._fields[shape] = fluoro_field(*shape, self.round_field)
         return self._fields[shape]
 
     def _register(self, view: CArmView, contours: FluoroContours) -> FluoroEstimate:
