@@ -94,16 +94,18 @@ class FluoroModel:
         cls,
         case: PreopCase | SurfaceModel,
         targets: Mapping[str, np.ndarray] | None = None,
+        vessel_structures: tuple[str, ...] = VESSEL_STRUCTURES,
     ) -> FluoroModel:
-        """From a loaded case (organ → silhouette; vessel, lesion → vessels; a case without an
-        organ uses its first structure) or from one surface (silhouette only)."""
+        """From a loaded case (organ → silhouette; ``vessel_structures`` → vessels: leave the
+        lesion out for label maps that draw it as organ; a case without an organ uses its first
+        structure) or from one surface (silhouette only)."""
         if isinstance(case, SurfaceModel):
             silhouette, vessels, own = [case], [], {}
         elif isinstance(case, PreopCase):
             names = [s for s in SILHOUETTE_STRUCTURES if s in case.structures]
             names = names or list(case.structures)[:1]
             silhouette = [case.structures[s] for s in names]
-            vessels = [case.structures[s] for s in VESSEL_STRUCTURES if s in case.structures]
+            vessels = [case.structures[s] for s in vessel_structures if s in case.structures]
             own = case.targets
         else:
             raise TypeError(

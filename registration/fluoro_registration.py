@@ -13,22 +13,23 @@ One view sees depth only through magnification (1 % per 7.5 mm at the isocentre)
 along the beam is poorly observed. The estimate states it: ``out_of_plane_sd_mm`` is the standard
 deviation of the targets along their rays from the fit's covariance, beside ``in_plane_sd_mm``.
 The outline's errors are those of a rigid model of a deforming organ, correlated along it, so
-the whole outline counts as ``outline_observations`` independent observations; a Gaussian prior
-puts the model's centre at the isocentre's depth (SD ``depth_prior_sd_mm``: the C-arm is centred
-on the anatomy), which the outline's magnification barely improves on.
+the whole outline counts as ``outline_observations`` independent observations. A Gaussian prior
+(SD ``depth_prior_sd_mm``) keeps the model's centre at the depth of the initial pose
+(``depth_prior="init"``: the setup's guess) or of the isocentre (``"isocentre"``: the C-arm
+centred on the anatomy); the outline's magnification improves little on it.
 
-An estimate is valid only when the outlines fit: enough model points in the field, most of them
-within ``inlier_px`` of an edge, most edge pixels within reach of a projected model point
-(``coverage``: another model or a blob leaves parts of the image unexplained) and a robust
-contour error under ``max_error_mm``. Otherwise ``reason`` says which test failed and the pose is
-the last valid one.
+An estimate is valid only when the outlines fit: enough model points in the field, at least
+``min_inliers`` of them within ``inlier_px`` of an edge, ``min_coverage`` of the edge pixels
+within reach of a projected model point (another model or a blob leaves parts of the image
+unexplained) and a robust contour error under ``max_error_mm``. Otherwise ``reason`` says which
+test failed and the pose is the last valid one.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import cv2
@@ -36,6 +37,7 @@ import numpy as np
 
 from igtflow.registration.case import PreopCase
 from igtflow.registration.fluoro_contours import FluoroContours, bilinear, extract_contours
+from igtflow.registration.fluoro_contours import round_field as fluoro_field
 from igtflow.registration.fluoro_geometry import CArmView
 from igtflow.registration.fluoro_model import ContourMesh, FluoroModel
 from igtflow.registration.icp import rotation_from_vector
@@ -43,6 +45,7 @@ from igtflow.registration.preop_model import SurfaceModel
 from igtflow.stream.messages import Image
 
 MIN_EDGE_PIXELS = 150  # fewer silhouette edge pixels: no contour to register to
+IN_PLANE_PX = 12.0  # wider truncation radii (early, far off) fit the in-plane moves only
 INSIDE_PX = 1.0  # outline points deeper inside the region than this do not pull (at the end)
 
 
@@ -62,7 +65,8 @@ class FluoroEstimate:
     coverage: float = 0.0
     points: int = 0
     restarted: bool = False
-    time_ms: float = 0.0
+    time_ms: float = 0.0  # wall clock
+    cpu_ms: float = 0.0  # this thread's CPU time: the cost on a core of its own
 
 
 @dataclass
@@ -79,7 +83,9 @@ class FluoroRegistrar:
     """Label maps in (:meth:`update`), ``ModelToReference`` estimates out.
 
     ``init`` is the first guess of ``ModelToReference`` (by default: the model as it is, in the
-    Reference frame); ``geometry`` is C-arm meta for frames that carry none.
+    Reference frame); ``geometry`` is C-arm meta for frames that carry none. ``silhouette``
+    False fits the vessels alone: for label maps whose organ is a guess (a network sees the
+    organ's faint shadow poorly, the contrast-filled vessels well).
     """
 
     def __init__(
@@ -90,7 +96,7 @@ class FluoroRegistrar:
         geometry: Mapping[str, Any] | None = None,
         round_field: bool = True,
         max_error_mm: float = 1.5,
-        min_inliers: float = 0.6,
+        min_inliers: float = 0.5,
         min_coverage: float = 0.7,
         inlier_px: float = 2.0,
         min_points: int = 100,
@@ -98,6 +104,7 @@ class FluoroRegistrar:
         outline_observations: float = 1.0,
         depth_prior_sd_mm: float = 10.0,
         depth_prior: Literal["init", "isocentre"] = "init",
+        silhouette: bool = True,
     ) -> None:
         if isinstance(case_or_model, FluoroModel):
             self.model = case_or_model
@@ -114,6 +121,7 @@ class FluoroRegistrar:
         self.inlier_px = inlier_px
         self.min_points = min_points
         self.iterations = iterations
+        self.silhouette = silhouette
         self.outline_observations = outline_observations
         self.depth_prior_sd_mm = depth_prior_sd_mm
         if depth_prior not in ("init", "isocentre"):
@@ -130,7 +138,7 @@ class FluoroRegistrar:
     # --- the update --------------------------------------------------------------------------
     def update(self, labels: Image) -> FluoroEstimate:
         """Register the model to one fluoroscopy label map."""
-        start = time.perf_counter()
+        start = time.perf_counter(), time.thread_time()
         if labels.modality != "LABELS":
             raise ValueError(f"expected a label map (modality LABELS), got {labels.modality}")
         meta = labels.meta if "projection" in labels.meta else (self.geometry or labels.meta)
@@ -141,9 +149,7 @@ class FluoroRegistrar:
 
     def _field(self, shape: tuple[int, int]) -> np.ndarray:
         if shape not in self._fields:
-            from igtflow.registration.fluoro_contours import round_field
-
-            self._fields[shape] = round_field(*shape, self.round_field)
+            self._fields[shape] = fluoro_field(*shape, self.round_field)
         return self._fields[shape]
 
     def _register(self, view: CArmView, contours: FluoroContours) -> FluoroEstimate:
@@ -208,6 +214,8 @@ class FluoroRegistrar:
         h, w = contours.shape
         center_uv = view.project(center[None])[0][0]
         for n, (mesh, distance) in enumerate(parts):
+            if n == 0 and not self.silhouette:
+                continue
             turning = mesh.turning(eye)
             points = mesh.midpoints[turning] @ r.T + t
             if len(points) == 0:
@@ -245,23 +253,29 @@ class FluoroRegistrar:
         delta: float = 1.0,
     ) -> _Fit:
         """Iteratively reweighted Gauss-Newton; the truncation radius shrinks from
-        ``tau_start`` to ``tau_end`` pixels."""
+        ``tau_start`` to ``tau_end`` pixels. While it is wider than ``in_plane_px`` only the
+        moves the image sees well (across the beam, turning about it) are free: with many
+        wrong matches, the weakly seen turns out of the plane would wander off."""
         pose = pose.copy()
         shrink = (tau_end / tau_start) ** (1.0 / max(iterations - 3, 1))
         tau = tau_start
         fit = self._residuals(pose, view, contours)
+        in_plane = _in_plane_basis(view.beam)
         for _ in range(iterations):
             if len(fit.residuals) < 6:
                 break
             a = np.abs(fit.residuals)
-            weight = np.where(a <= delta, 1.0, delta / np.maximum(a, 1e-9)) * (a <= tau)
+            huber = max(delta, 0.25 * tau)  # wide while far off: IRLS converges faster
+            weight = np.where(a <= huber, 1.0, huber / np.maximum(a, 1e-9)) * (a <= tau)
             # Inner folds of the outline fall inside the region: cut them off sooner.
             weight *= fit.residuals >= -max(INSIDE_PX, 0.5 * tau)
             if np.count_nonzero(weight) < 6:
                 break
             hessian, gradient = self._normal_equations(fit, weight, view)
+            basis = in_plane if tau > IN_PLANE_PX else np.eye(6)
+            hessian, gradient = basis.T @ hessian @ basis, basis.T @ gradient
             damping = 1e-3 * np.diag(hessian) + 1e-9
-            step = -np.linalg.solve(hessian + np.diag(damping), gradient)
+            step = basis @ -np.linalg.solve(hessian + np.diag(damping), gradient)
             turn, shift = step[:3], step[3:]
             angle = np.linalg.norm(turn)
             if angle > np.radians(5.0):
@@ -399,7 +413,9 @@ class FluoroRegistrar:
     def _coverage(self, fit: _Fit, contours: FluoroContours, reach_px: float = 5.0) -> float:
         """Share of the image's edge pixels within ``reach_px`` of a projected outline point
         (the points lie 3-5 px apart along a contour: half that is in the reach)."""
-        edges = np.concatenate([contours.silhouette.edges, contours.vessels.edges])
+        edges = contours.vessels.edges
+        if self.silhouette:
+            edges = np.concatenate([contours.silhouette.edges, edges])
         if len(edges) == 0 or len(fit.pixels) == 0:
             return 0.0
         h, w = contours.shape
@@ -478,6 +494,18 @@ def outermost(
     return radius >= farthest[sector] - slack_px
 
 
+def _in_plane_basis(beam: np.ndarray) -> np.ndarray:
+    """6×3: turn about the beam, shift along the two detector directions."""
+    across = np.cross(beam, [0.0, 0.0, 1.0])
+    if np.linalg.norm(across) < 1e-6:
+        across = np.cross(beam, [1.0, 0.0, 0.0])
+    across /= np.linalg.norm(across)
+    up = np.cross(beam, across)
+    basis = np.zeros((6, 3))
+    basis[:3, 0], basis[3:, 1], basis[3:, 2] = beam, across, up
+    return basis
+
+
 def _apply(pose: np.ndarray, turn: np.ndarray, shift: np.ndarray, center: np.ndarray) -> np.ndarray:
     """``pose`` turned by ``turn`` (radians, axis-angle) about ``center`` then shifted."""
     rot = rotation_from_vector(turn)
@@ -491,7 +519,6 @@ def _skew(x: np.ndarray) -> np.ndarray:
     return np.array([[0.0, -x[2], x[1]], [x[2], 0.0, -x[0]], [-x[1], x[0], 0.0]])
 
 
-def _with_time(estimate: FluoroEstimate, start: float) -> FluoroEstimate:
-    from dataclasses import replace
-
-    return replace(estimate, time_ms=(time.perf_counter() - start) * 1e3)
+def _with_time(estimate: FluoroEstimate, start: tuple[float, float]) -> FluoroEstimate:
+    wall, cpu = time.perf_counter() - start[0], time.thread_time() - start[1]
+    return replace(estimate, time_ms=wall * 1e3, cpu_ms=cpu * 1e3)

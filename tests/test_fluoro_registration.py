@@ -11,6 +11,7 @@ from scipy.spatial.transform import Rotation
 from igtflow.registration.evaluate import misalignment, phantom_preop_case
 from igtflow.registration.fluoro_contours import extract_contours, signed_distance
 from igtflow.registration.fluoro_geometry import FluoroGeometryError
+from igtflow.registration.fluoro_model import FluoroModel
 from igtflow.registration.fluoro_registration import FluoroRegistrar
 from igtflow.registration.icp import rotation_from_vector
 from igtflow.stream.messages import Image
@@ -80,6 +81,18 @@ def test_tracks_breathing_frames() -> None:
         for name, pixel in zip(frame.target_ids, frame.target_pixels, strict=True):
             assert np.linalg.norm(estimate.projected_targets[name] - pixel) * iso < 1.5
         assert np.isfinite(estimate.out_of_plane_sd_mm)
+
+
+def test_vessels_alone_register_when_the_organ_is_not_trusted() -> None:
+    s = sim()
+    frame = s.render(30, truth=False)
+    model = FluoroModel.from_case(case(SEED), vessel_structures=("vessel",))
+    registrar = FluoroRegistrar(model, silhouette=False)
+    estimate = registrar.update(labels_image(frame.labels, s.geometry))
+    assert estimate.valid, estimate.reason
+    iso = s.geometry.pixel_spacing_mm * s.geometry.sod_mm / s.geometry.sid_mm
+    for name, pixel in zip(frame.target_ids, frame.target_pixels, strict=True):
+        assert np.linalg.norm(estimate.projected_targets[name] - pixel) * iso < 2.0
 
 
 def test_hopeless_inputs_are_invalid() -> None:

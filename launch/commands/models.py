@@ -145,7 +145,7 @@ def eval_registration(
         int, typer.Option(min=10, help="frames per seed (ultrasound sweep, fluoroscopy run)")
     ] = 120,
     fluoro: Annotated[
-        bool, typer.Option(help="also score fluoroscopy 2D/3D registration (about 10 s a seed)")
+        bool, typer.Option(help="also score fluoroscopy 2D/3D registration (about 15 s a seed)")
     ] = True,
     json_: JsonOpt = False,
 ) -> None:
@@ -165,9 +165,10 @@ def eval_registration(
 
     result = run(seeds=seeds, frames=frames)
     if fluoro:
-        from igtflow.registration.evaluate_fluoro import eval_fluoro
+        from igtflow.registration.evaluate_fluoro import eval_fluoro, eval_fluoro_network
 
         result.update(eval_fluoro(seeds=seeds, frames=frames))
+        result.update(eval_fluoro_network(seeds=seeds, frames=frames))
     if json_:
         print_json(result)
         return
