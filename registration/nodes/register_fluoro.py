@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from igtflow.registration.fluoro_geometry import FluoroGeometryError
+from igtflow.registration.fluoro_model import FluoroModel
 from igtflow.registration.fluoro_registration import FluoroRegistrar
 from igtflow.registration.nodes.registration_node import Estimate, RegistrationNode
 from igtflow.stream.messages import Image
@@ -30,13 +31,14 @@ class RegisterFluoro(RegistrationNode):
     def setup(
         self,
         case: str = "phantom:0",
-        max_error_mm: Positive = 1.0,
+        max_error_mm: Positive = 1.5,
         min_coverage: Fraction = 0.7,
         min_points: Count = 100,
         depth_prior_sd_mm: NonNegative = 10.0,
         min_confidence: Fraction | None = None,
         stale_after_s: Positive = 1.0,
         model_rate_hz: Positive = 5.0,
+        silhouette: bool = True,
     ) -> None:
         """
         case: phantom:<seed> (that seed's phantom) or the folder of a case (igtflow phantom
@@ -50,14 +52,21 @@ class RegisterFluoro(RegistrationNode):
             those the segmentation flagged low_confidence)
         stale_after_s: no usable frame for this long: the estimate is sent as not valid (stale)
         model_rate_hz: the moved model (a large mesh) goes out at most this often
+        silhouette: fit the organ's silhouette as well as the vessels (false: the contrast-filled
+            vessels alone, for label maps that see the organ's faint shadow poorly, as the
+            fluoro-seg network's do)
         """
         preop = self.case_from(case, self.id)
+        # Without the silhouette the lesion is left out of the vessel outlines: a network's
+        # label map draws it as organ, which is then not fitted.
+        model = preop if silhouette else FluoroModel.from_case(preop, vessel_structures=("vessel",))
         self.registrar = FluoroRegistrar(
-            preop,
+            model,
             max_error_mm=max_error_mm,
             min_coverage=min_coverage,
             min_points=min_points,
             depth_prior_sd_mm=depth_prior_sd_mm,
+            silhouette=silhouette,
         )
         self.start(preop)
 
