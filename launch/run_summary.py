@@ -4,7 +4,8 @@ A phantom source records its truth beside its frames (``<source>/truth_labels``,
 ``<source>/truth_targets``), so a recording can be scored after the fact without knowing the
 graph: every label-map topic is matched by capture stamp to the truth labels of the same frame
 (Dice per label, MONAI's ``compute_dice``), every named point set to the truth targets (target
-error in mm), every ``ModelToReference`` transform counted valid or not. Latency comes from the
+error in mm; a set its producer marked ``valid: false`` is counted, not scored), every
+``ModelToReference`` transform counted valid or not. Latency comes from the
 messages themselves: capture → recorded per topic, and per hop from the trace each message
 carries (time inside each node on its way, root to leaf). ``igtflow demo`` prints this summary
 and writes it beside the recording.
@@ -110,6 +111,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
     valid: dict[str, list[bool]] = defaultdict(list)
     labels, targets = _Matcher(), _Matcher()
     predicted: dict[str, set[str | None]] = defaultdict(set)  # labels a topic ever produced
+    invalid_targets: dict[str, int] = defaultdict(int)
     for topic, log_time_ns, message in read_messages(path, report=report):
         output = topic.partition("/")[2]
         latency[topic].append((log_time_ns - message.stamp_ns) / 1e6)
@@ -125,12 +127,15 @@ def summarize(path: str | Path) -> dict[str, Any]:
             for scored, pred, truth in labels.add(message, mine):
                 for name, value in dice_per_label(pred.data, truth.data).items():
                     dice[scored][name].append(value)
-        elif isinstance(message, Points):
+        elif isinstance(message, Points) and not message.meta.get("displacement"):
+            if message.meta.get("valid") is False:
+                invalid_targets[topic] += 1  # an estimate said not to be trusted: not scored
+                continue
             mine = None if output == TRUTH_TARGETS else topic
             for scored, pred, truth in targets.add(message, mine):
                 errors[scored] += target_errors(pred, truth)
-        elif isinstance(message, Transform) and len(message.trace) > 1:
-            valid[topic].append(bool(message.valid))  # estimated (a tracker's are not derived)
+        elif isinstance(message, Transform) and message.from_frame == "Model":
+            valid[topic].append(bool(message.valid))  # a registration's ModelToReference
     return {
         "recording": str(path),
         "complete": not report.problems,
@@ -153,4 +158,5 @@ def summarize(path: str | Path) -> dict[str, Any]:
             if v
         },
         "valid_fraction": {t: round(float(np.mean(v)), 3) for t, v in sorted(valid.items())},
+        "invalid_targets_not_scored": dict(sorted(invalid_targets.items())),
     }

@@ -27,7 +27,7 @@ import numpy as np
 from igtflow.registration.case import PreopCase
 from igtflow.registration.closest_points import ModelTarget, mesh_area, sample_surface
 from igtflow.registration.icp import DEFAULT, Criteria, RigidResult, RigidTracker, invert
-from igtflow.registration.plausibility import Plausibility, Verdict
+from igtflow.registration.plausibility import Limits, Plausibility, Verdict
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
 from igtflow.stream.messages import Image
 
@@ -111,19 +111,25 @@ class UsRegistrar:
 
     @classmethod
     def from_case(
-        cls, case: PreopCase, structures: Sequence[str] | None = None, **kwargs
+        cls,
+        case: PreopCase,
+        structures: Sequence[str] | None = None,
+        limits: Limits | None = None,
+        **kwargs,
     ) -> UsRegistrar:
         """A registrar for ``structures`` of a loaded case (see ``load_case``) and its targets;
         by default the organ and the vessels, those the case has (the vessels' walls pin the
         pose along the organ's smooth surface: half the 95th-percentile TRE on the phantom).
-        Each structure's points are judged against its own surface (see ``plausibility``)."""
+        Each structure's points are judged against its own surface (see ``plausibility``), with
+        ``limits`` (default: those measured on exact label maps)."""
         if structures is None:
             structures = [s for s in REGIONS if s in case.structures] or list(case.structures)[:1]
         meshes = [(case.structure(s).vertices, case.structure(s).faces) for s in structures]
         regions = [REGIONS[s] for s in structures if s in REGIONS]
         if "plausibility" not in kwargs and len(regions) == len(structures):
             kwargs["plausibility"] = Plausibility(
-                [(s, surface_target([m]).points) for s, m in zip(structures, meshes, strict=True)]
+                [(s, surface_target([m]).points) for s, m in zip(structures, meshes, strict=True)],
+                limits,
             )
         return cls(
             surface_target(meshes), case.targets, regions=regions or (ORGAN_REGION,), **kwargs

@@ -18,9 +18,9 @@ def test_floor_drops_the_networks_and_what_only_they_fed() -> None:
     floor = parse_graph(without_nodes(text, COMPUTE_NODES), "floor")
     ids = {node.id for node in floor.nodes}
     assert {"probe", "overlay", "scene", "slicer", "rec"} <= ids
-    assert not ids & {"seg", "track"}
+    assert not ids & {"seg", "reg", "track", "shift"}
     overlay = next(node for node in floor.nodes if node.id == "overlay")
-    assert {i.name for i in overlay.inputs} == {"image", "model"}
+    assert {i.name for i in overlay.inputs} == {"image"}
 
 
 def test_without_nodes_removes_a_node_left_with_no_inputs() -> None:

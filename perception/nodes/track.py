@@ -106,10 +106,16 @@ class Track(ModelNode):
         self.start_px = np.zeros((0, 2), np.float32)
         self.start_ras = np.zeros((0, 3))
         self.start_k = np.zeros(0)
+        self.anchor_valid: bool | None = None  # the anchored targets' own `valid`, if they said
 
     def on_targets(self, targets: Points) -> None:
         self.targets_in = targets
-        if self.image is not None and (not self.anchor_at_key or self.anchors is None):
+        # Targets a registration marked not valid are followed but stay marked; the first valid
+        # ones replace them at once rather than at the next key frame.
+        replaces_invalid = self.anchor_valid is False and targets.meta.get("valid") is not False
+        if self.image is not None and (
+            not self.anchor_at_key or self.anchors is None or replaces_invalid
+        ):
             self._anchor(targets, self.image)
 
     def on_image(self, image: Image) -> None:
@@ -183,6 +189,7 @@ class Track(ModelNode):
                         **meta,
                         "pixels": moved.tolist(),
                         "target_confidence": per_target.round(4).tolist(),
+                        **({} if self.anchor_valid is None else {"valid": self.anchor_valid}),
                     },
                 ),
             )
@@ -197,6 +204,8 @@ class Track(ModelNode):
             for _ in range(5):
                 key_px = pixels - sample_field(self.field, key_px)
         self.anchors = key_px.astype(np.float32)
+        valid = targets.meta.get("valid")
+        self.anchor_valid = valid if isinstance(valid, bool) else None
         self.start_px, self.start_ras, self.start_k = (
             pixels,
             targets.points.astype(np.float64),

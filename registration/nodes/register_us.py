@@ -31,6 +31,7 @@ import numpy as np
 
 from igtflow.registration.icp import DEFAULT, invert
 from igtflow.registration.nodes.registration_node import Estimate, RegistrationNode, moved
+from igtflow.registration.plausibility import Limits
 from igtflow.registration.us_points import SliceWindow
 from igtflow.registration.us_registration import MIN_POINTS, UsEstimate, UsRegistrar
 from igtflow.stream.messages import Image
@@ -53,6 +54,9 @@ class RegisterUs(RegistrationNode):
         window_s: Positive = 1.0,
         stale_after_s: Positive = 1.0,
         model_rate_hz: Positive = 5.0,
+        min_inlier_fraction: Fraction = Limits.min_inlier_fraction,
+        max_median_mm: Positive = Limits.max_median_mm,
+        max_p90_mm: Positive = Limits.max_p90_mm,
     ) -> None:
         """
         case: phantom:<seed> (that seed's phantom) or the folder of a case (igtflow phantom
@@ -70,6 +74,10 @@ class RegisterUs(RegistrationNode):
         window_s: ...no older than this (s) against the newest
         stale_after_s: no usable slice for this long: the estimate is sent as not valid (stale)
         model_rate_hz: the moved model (a large mesh) goes out at most this often
+        min_inlier_fraction: each structure's points within 2 mm of its own surface, at least
+            (the defaults are set on exact label maps; a network's contours wander more)
+        max_median_mm: point-to-surface distance, median, at most...
+        max_p90_mm: ...and 90th percentile, at most
         """
         preop = self.case_from(case, self.id)
         try:
@@ -80,6 +88,11 @@ class RegisterUs(RegistrationNode):
                 window=SliceWindow(window_slices, window_s),
                 min_points=min_points,
                 criteria=dataclasses.replace(DEFAULT, max_error_mm=max_error_mm),
+                limits=Limits(
+                    min_inlier_fraction=min_inlier_fraction,
+                    max_median_mm=max_median_mm,
+                    max_p90_mm=max_p90_mm,
+                ),
             )
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"node {self.id!r}: case {case!r}: {exc}") from None

@@ -51,6 +51,7 @@ class ShiftMonitor(Node):
                 labels=list(names),
                 frame=targets.frame,
                 meta={
+                    "displacement": True,  # vectors, not positions: nothing to score as targets
                     "shift_mm": [round(float(x), 3) for x in lengths],
                     "max_shift_mm": round(float(lengths.max(initial=0.0)), 3),
                     "threshold_mm": self.threshold_mm,
