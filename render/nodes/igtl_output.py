@@ -105,11 +105,11 @@ class IgtlOutput(Node):
                 TransformStatus="OK" if message.valid else "INVALID",
                 ErrorMm=f"{message.error_mm:.3f}",
             )
-            out = [Outgoing(device, transform_content(message), stamp, meta)]
+            # The STATUS goes first: a client that keeps the latest message per device name
+            # (pyigtl) still ends on the TRANSFORM, whose TransformStatus says INVALID too.
             status = self.transform_status(device, message)
-            if status is not None:
-                out += self.outgoing(device, status)
-            return out
+            out = self.outgoing(device, status) if status is not None else []
+            return [*out, Outgoing(device, transform_content(message), stamp, meta)]
         if isinstance(message, Mesh):
             return self._mesh(device, message)
         if isinstance(message, Points):
