@@ -13,16 +13,21 @@ from igtflow.ports import free_port
 from igtflow.stream.recording_scan import ScanReport, scan
 
 
-def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:
-    options = ["--duration", "4", "--json", "--log-dir", str(tmp_path), "--port", str(free_port())]
+def demo(tmp_path: Path, *options: str) -> dict:
+    """``igtflow demo OPTIONS --json`` into ``tmp_path`` as a user runs it; its JSON report."""
     run = subprocess.run(
-        [sys.executable, "-m", "igtflow", "demo", *options],
+        [sys.executable, "-m", "igtflow", "demo", *options, "--json", "--log-dir", str(tmp_path),
+         "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=180,
-    )
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:
+    result = demo(tmp_path, "--duration", "4")
     rows = {row["node"]: row for row in result["nodes"]}
     assert all(row["restarts"] == 0 for row in rows.values()), rows
     assert rows["overlay"]["sent"] > 10 and rows["slicer"]["received"] > 10
@@ -51,30 +56,14 @@ def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:
 
 
 def test_demo_fluoro_runs_its_graph_and_scores_it(tmp_path: Path) -> None:
-    options = ["--fluoro", "--duration", "3", "--json", "--log-dir", str(tmp_path)]
-    run = subprocess.run(
-        [sys.executable, "-m", "igtflow", "demo", *options, "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    result = demo(tmp_path, "--fluoro", "--duration", "3")
     assert {row["node"] for row in result["nodes"]} >= {"carm", "seg", "overlay", "slicer"}
     assert "seg/labels" in result["summary"]["dice"]
     assert result["written"]["overlay_snapshots"]
 
 
 def test_demo_without_recording_writes_no_recording(tmp_path: Path) -> None:
-    options = ["--no-record", "--duration", "2", "--json", "--log-dir", str(tmp_path)]
-    run = subprocess.run(
-        [sys.executable, "-m", "igtflow", "demo", *options, "--port", str(free_port())],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout)
+    result = demo(tmp_path, "--no-record", "--duration", "2")
     assert result["summary"] is None and result["written"]["recording"] is None
     assert "rec" not in {row["node"] for row in result["nodes"]}
     assert not list(tmp_path.glob("*.mcap"))
