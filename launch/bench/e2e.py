@@ -92,12 +92,18 @@ def _latency_by_device(received: dict[str, Any], since_ns: int) -> dict[str, lis
 
 
 def _rss_mb(pids: list[int]) -> float:
+    """Anonymous resident memory (RSS less file-backed and shared pages), MB, summed.
+
+    Plain RSS also counts the pages of a file a node maps (a recorder rereading a part it
+    recovers maps the whole file) and the shared frame pool, neither of which a leak grows.
+    """
     total = 0
     for pid in pids:
         try:
-            total += psutil.Process(pid).memory_info().rss
+            info = psutil.Process(pid).memory_info()
         except psutil.Error:
-            pass
+            continue
+        total += info.rss - getattr(info, "shared", 0)
     return total / 2**20
 
 

@@ -158,6 +158,7 @@ def run_soak(minutes: float, seed: int = 0, progress: Any = None) -> dict[str, A
     faults: list[Fault] = []
     held: list[socket.socket] = []
     rss: list[tuple[float, float]] = []
+    rss_nodes: list[dict[str, float]] = []
     try:
         supervisor.start()
         receiver = Receiver(port, idle_s=10.0, limit_s=seconds + 180, reconnect=True)
@@ -171,8 +172,9 @@ def run_soak(minutes: float, seed: int = 0, progress: Any = None) -> dict[str, A
             supervisor.poll(0.1)
             now = time.monotonic()
             if now >= next_sample:
-                pids = [n.pid for n in supervisor.nodes.values() if n.pid]
-                rss.append((round(now - started, 1), round(_rss_mb(pids), 1)))
+                by_node = {i: _rss_mb([n.pid]) for i, n in supervisor.nodes.items() if n.pid}
+                rss.append((round(now - started, 1), round(sum(by_node.values()), 1)))
+                rss_nodes.append(by_node)
                 next_sample += 2.0
             if now >= next_fault and now - started < seconds - 5:
                 kind = rng.choice(FAULTS)
@@ -197,6 +199,11 @@ def run_soak(minutes: float, seed: int = 0, progress: Any = None) -> dict[str, A
         "frames_lost_outside_faults": lost_outside,
         "frames_lost_inside_faults": lost_inside,
         "recording_parts": len(parts),
+        # per node, first and last sample: which process grew
+        "rss_by_node_mb": {
+            i: [round(rss_nodes[0].get(i, 0.0), 1), round(v, 1)]
+            for i, v in (rss_nodes[-1].items() if rss_nodes else [])
+        },
         "machine": machine_info(),
     }
 
