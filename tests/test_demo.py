@@ -37,6 +37,9 @@ def test_demo_runs_the_synthetic_case_end_to_end(tmp_path: Path) -> None:
     topics = {raw.topic for raw in scan(recording, report=report)}
     assert report.complete
     assert {"probe/image", "seg/labels", "reg/transform", "overlay/overlay"} <= topics
+    # the recorder's skip: dense float fields stay out (15 MB/s each), and the file says so
+    assert not topics & {"track/field", "probe/truth_flow"}
+    assert "track/field" in report.metadata["igtflow"]["skipped_topics"]
 
     # the summary scores the networks against the phantom's truth, on a held-out seed
     summary = json.loads((tmp_path / "summary.json").read_text())

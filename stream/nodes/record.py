@@ -8,6 +8,7 @@ where the restart left a hole (metadata ``igtflow.gap.<n>``), which it also repo
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
@@ -55,18 +56,26 @@ class Record(Node):
     inputs = {WILDCARD: Message}
     reports_own_gaps = True  # the hole is what the file lacks, not what the process missed
 
-    def setup(self, path: str, graph: str = "", flush_s: Positive = 0.1) -> None:
+    def setup(
+        self, path: str, graph: str = "", flush_s: Positive = 0.1, skip: tuple[str, ...] = ()
+    ) -> None:
         """
         path: MCAP file to write (an existing file is kept; the next free name-N.mcap is used)
         graph: graph YAML file to store in the recording (default: the copy the launcher wrote)
         flush_s: longest a message waits in memory before its chunk is written to the file,
             which bounds what a crash of the recorder loses
+        skip: topics not to write, as globs (e.g. track/field: a dense float field a replay
+            makes again); the recording's metadata lists them
         """
+        self.skip = tuple(skip)
+        self.skipped: dict[str, int] = {}
         graph_path = Path(graph) if graph else self._launcher_graph()
         graph_yaml = graph_path.read_text() if graph_path is not None else ""
         if not graph_yaml:
             self.log.warning("no graph YAML found; the recording will not say what produced it")
         metadata: dict[str, Any] = {"node_id": self.id, "started_ns": time.time_ns()}
+        if self.skip:
+            metadata["skipped_topics"] = list(self.skip)
         earlier = [Path(f["path"]) for f in self.earlier_files]
         if earlier:
             target = _free_path(part_path(earlier[0], len(earlier) + 1))
@@ -109,6 +118,9 @@ class Record(Node):
         return candidate if candidate.name and candidate.is_file() else None
 
     def on_message(self, input_name: str, message: Message) -> None:
+        if self.skip and any(fnmatch.fnmatchcase(message.topic, g) for g in self.skip):
+            self.skipped[message.topic] = self.skipped.get(message.topic, 0) + 1
+            return
         self.writer.write(message, time.time_ns())
         if self.recovery is not None:
             if message.topic not in self.seen:
@@ -151,3 +163,5 @@ class Record(Node):
         self.writer.close()
         self.report_file(str(self.writer.path), "closed")
         self.log.info("recorded %d messages to %s", self.writer.count, self.writer.path)
+        if self.skipped:
+            self.log.info("not recorded, as asked (skip): %s", self.skipped)
