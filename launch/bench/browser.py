@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 CHROMIUM_ENV = "IGTFLOW_CHROMIUM"
@@ -39,9 +41,9 @@ def find_chromium() -> str | None:
     return None
 
 
-@contextmanager
-def launch_chromium(path: str | None = None) -> Iterator[Any]:
-    """A headless Chromium (Playwright ``Browser``), closed on exit."""
+def require_chromium(path: str | None = None) -> str:
+    """The Chromium to drive, with Playwright importable; :class:`BrowserMissing` otherwise
+    (checked before a bench starts its graph, not after)."""
     path = path or find_chromium()
     if path is None:
         raise BrowserMissing(
@@ -49,15 +51,32 @@ def launch_chromium(path: str | None = None) -> Iterator[Any]:
             f"{CHROMIUM_ENV} to a Chromium executable"
         )
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         raise BrowserMissing(
             "the playwright package is missing: pip install playwright (its browser download "
             "is not needed)"
         ) from None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, headless=True, args=FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    return path
+
+
+@contextmanager
+def launch_chromium(path: str | None = None, nice: int = 0) -> Iterator[Any]:
+    """A headless Chromium (Playwright ``Browser``), closed on exit; ``nice`` > 0 runs it (and
+    every renderer it forks) at that much lower OS priority."""
+    path = require_chromium(path)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="igtflow-chromium-") as folder:
+        if nice > 0:
+            # Playwright starts the executable it is given; a wrapper is how it starts niced.
+            wrapper = Path(folder) / "chromium"
+            wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(nice)} "{path}" "$@"\n')
+            wrapper.chmod(0o755)
+            path = str(wrapper)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, headless=True, args=FLAGS)
+            try:
+                yield browser
+            finally:
+                browser.close()

@@ -1,0 +1,253 @@
+"""``igtflow bench web``: capture → painted in a real headless Chromium, with one and five browsers.
+
+The shipped ``web-view`` graph (phantom ultrasound → overlay → web view) runs as real node
+processes at 30 fps. Each page records, in the animation frame that draws a frame, the server
+clock (its own clock plus the offset it estimated over the WebSocket) minus the frame's capture
+stamp: capture → painted. Phases, in one run of the graph:
+
+1. no browser: the source's rate, the baseline (and the web view's own input age, the floor of
+   what any browser can see);
+2. one browser: capture → painted p50/p99/max, source rate;
+3. five browsers (each in its own browser context, as five screens would be): the same over
+   all five pages.
+
+The headline ratio is the source's rate with five browsers over its rate with none: a browser
+must never slow the graph (1.0). The browsers stand for the screens in the room, which are other
+machines; here they share the graph's cores, so they run ``BROWSER_NICE`` lower in OS priority
+(``--browser-nice 0`` puts them level with the graph): the CPU they take is then only what the
+graph leaves, as it would be on their own machines, and their own delays still count in the
+figures.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from igtflow.launch.bench.browser import launch_chromium, require_chromium
+from igtflow.launch.bench.e2e import percentiles
+from igtflow.launch.graph_reader import parse_graph
+from igtflow.launch.supervisor import Supervisor
+from igtflow.machine import describe, machine_info
+from igtflow.ports import free_port
+
+GRAPH = "web-view.yaml"
+SOURCE = "probe"
+VIEW = "web"
+OVERLAY = "overlay"
+RATE_HZ = 30.0
+WARMUP_S = 3.0
+BROWSER_NICE = 10
+TARGETS = {"web_p99_ms": 60.0, "web_p99_ms_5_clients": 80.0, "source_rate_ratio": 1.0}
+LIVE = "() => { const v = window.igtflowView; return v && v.shown() && !v.state.stale; }"
+
+
+class _Run:
+    """The graph's supervisor, kept polling while the bench waits."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def run_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.supervisor.poll(min(0.1, left))
+
+    def wait_page(self, page: Any, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not page.evaluate(LIVE):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the page showed no live frame within {timeout_s:.0f} s")
+            self.supervisor.poll(0.05)
+
+    def sent(self) -> tuple[float, int]:
+        """Frames the source has sent on its image output: what the overlay took or skipped."""
+        stats = self.supervisor.nodes[OVERLAY].stats.get("inputs", {}).get("image", {})
+        frames = sum(int(stats.get(key, 0)) for key in ("received", "skipped", "lost"))
+        return time.monotonic(), frames
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far of each node process and of all the browsers' processes."""
+        used = {
+            node_id: _cpu_s([psutil.Process(node.pid)]) if node.pid else 0.0
+            for node_id, node in self.supervisor.nodes.items()
+        }
+        children = psutil.Process().children(recursive=True)
+        used["browsers"] = _cpu_s([c for c in children if _is_browser(c)])
+        return used
+
+    def measure(self, seconds: float) -> tuple[float, dict[str, float]]:
+        """The source's frames per second over the next ``seconds``, and the CPU percent of
+        each node and of the browsers meanwhile."""
+        t0, n0 = self.sent()
+        cpu0 = self.cpu_s()
+        self.run_for(seconds)
+        t1, n1 = self.sent()
+        cpu1 = self.cpu_s()
+        cpu = {k: round(100 * (cpu1[k] - cpu0.get(k, 0.0)) / (t1 - t0), 1) for k in cpu1}
+        return (n1 - n0) / (t1 - t0), cpu
+
+
+def _is_browser(process: psutil.Process) -> bool:
+    try:
+        return "chrom" in process.name()
+    except psutil.Error:
+        return False
+
+
+def _cpu_s(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _phase(run: _Run, pages: list[Any], seconds: float) -> dict[str, Any]:
+    """Source rate and capture → painted over ``seconds`` with ``pages`` open."""
+    for page in pages:
+        page.evaluate("() => window.igtflowView.takePainted()")
+    rate, cpu = run.measure(seconds)
+    painted: list[float] = []
+    per_page = []
+    for page in pages:
+        samples = [ms for _, ms in page.evaluate("() => window.igtflowView.takePainted()")]
+        painted += samples
+        per_page.append(len(samples) / seconds)
+    return {
+        "browsers": len(pages),
+        "source_rate_hz": round(rate, 2),
+        "painted": percentiles(painted),
+        "painted_fps_per_page": [round(f, 1) for f in per_page],
+        "cpu_percent": cpu,
+    }
+
+
+def run_web_bench(
+    seconds: float = 20.0,
+    browsers: int = 5,
+    screenshot: Path | None = None,
+    browser_nice: int = BROWSER_NICE,
+    progress: Console | None = None,
+) -> dict[str, Any]:
+    """The three phases on one run of the shipped web-view graph; report with headline keys."""
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress.print(f"web: {text}")
+
+    chromium = require_chromium()
+    port = free_port()
+    text = resources.files("igtflow.launch").joinpath(f"graphs/{GRAPH}").read_text()
+    graph = parse_graph(
+        text, f"graphs/{GRAPH}", [f"{SOURCE}.rate_hz={RATE_HZ}", f"{VIEW}.port={port}"]
+    )
+    work_dir = Path(tempfile.mkdtemp(prefix="igtflow-web-"))
+    supervisor = Supervisor(graph, work_dir / "logs")
+    phases: dict[str, Any] = {}
+    try:
+        supervisor.start()
+        run = _Run(supervisor)
+        run.run_for(WARMUP_S)
+        say(f"no browser, {seconds:g} s …")
+        rate, cpu = run.measure(seconds)
+        phases["none"] = {"browsers": 0, "source_rate_hz": round(rate, 2), "cpu_percent": cpu}
+        floor = dict(supervisor.nodes[VIEW].stats)
+        phases["none"]["view_input_age"] = {
+            "p50_ms": floor.get("age_p50_ms"),
+            "p99_ms": floor.get("age_p99_ms"),
+        }
+        with launch_chromium(chromium, nice=browser_nice) as browser:
+            url = f"http://127.0.0.1:{port}/"
+            pages = [browser.new_context().new_page()]
+            pages[0].goto(url)
+            run.wait_page(pages[0])
+            run.run_for(1.0)  # a few clock pings: the offset settles
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                pages[0].screenshot(path=str(screenshot))
+            say(f"1 browser, {seconds:g} s …")
+            phases["one"] = _phase(run, pages, seconds)
+            for _ in range(browsers - 1):
+                page = browser.new_context().new_page()
+                page.goto(url)
+                pages.append(page)
+            for page in pages:
+                run.wait_page(page)
+            run.run_for(1.0)
+            say(f"{browsers} browsers, {seconds:g} s …")
+            phases["many"] = _phase(run, pages, seconds)
+    finally:
+        supervisor.stop()
+        shutil.rmtree(work_dir, ignore_errors=True)
+    base = phases["none"]["source_rate_hz"]
+    return {
+        "graph": GRAPH,
+        "rate_hz": RATE_HZ,
+        "seconds": seconds,
+        "browser_nice": browser_nice,
+        "phases": phases,
+        "web_p50_ms": phases["one"]["painted"]["p50_ms"],
+        "web_p99_ms": phases["one"]["painted"]["p99_ms"],
+        "web_p99_ms_5_clients": phases["many"]["painted"]["p99_ms"],
+        "source_rate_ratio": round(phases["many"]["source_rate_hz"] / base, 3) if base else None,
+        "source_rate_ratio_1_client": round(phases["one"]["source_rate_hz"] / base, 3)
+        if base
+        else None,
+        "machine": machine_info(),
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    table = Table(
+        title=f"Web view: capture → painted in headless Chromium, {report['rate_hz']:g} fps"
+    )
+    for column in ("browsers", "p50 ms", "p99 ms", "max ms", "painted fps/page", "source Hz"):
+        table.add_column(column, justify="right")
+    for phase in report["phases"].values():
+        painted = phase.get("painted") or {}
+        fps = phase.get("painted_fps_per_page")
+        table.add_row(
+            str(phase["browsers"]),
+            _ms(painted.get("p50_ms")),
+            _ms(painted.get("p99_ms")),
+            _ms(painted.get("max_ms")),
+            f"{min(fps):.1f}–{max(fps):.1f}" if fps else "–",
+            f"{phase['source_rate_hz']:.2f}",
+        )
+    console.print(table)
+    cpu = Table(title="CPU % (100 = one core) while measuring")
+    cpu.add_column("browsers", justify="right")
+    names = list(next(iter(report["phases"].values()))["cpu_percent"])
+    for name in names:
+        cpu.add_column(name, justify="right")
+    for phase in report["phases"].values():
+        cpu.add_row(
+            str(phase["browsers"]), *(f"{phase['cpu_percent'].get(n, 0):.0f}" for n in names)
+        )
+    console.print(cpu)
+    floor = report["phases"]["none"]["view_input_age"]
+    console.print(
+        f"p99 {_ms(report['web_p99_ms'])} ms with one browser (target ≤ "
+        f"{TARGETS['web_p99_ms']:.0f}), {_ms(report['web_p99_ms_5_clients'])} ms with five "
+        f"(target ≤ {TARGETS['web_p99_ms_5_clients']:.0f}); source rate with five browsers / "
+        f"without: {report['source_rate_ratio']} (one: {report['source_rate_ratio_1_client']}); "
+        f"capture → web-view node p50 {_ms(floor['p50_ms'])} / p99 {_ms(floor['p99_ms'])} ms",
+        highlight=False,
+    )
+    console.print(describe(report["machine"]), highlight=False)
