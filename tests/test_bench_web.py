@@ -31,12 +31,14 @@ def test_bench_web_reports_capture_to_painted_and_the_source_rate_ratio(tmp_path
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     one, many = report["phases"]["one"], report["phases"]["many"]
-    assert one["painted"]["count"] >= 10 and many["browsers"] == 2  # 30 fps for 2 s, busy machine
-    assert many["painted"]["count"] >= 20
-    assert 0 < report["web_p50_ms"] <= report["web_p99_ms"] < 10_000
+    seen = json.dumps(report["phases"])
+    # 30 fps for 2 s, on a busy machine
+    assert one["painted"]["count"] >= 10 and many["browsers"] == 2, seen
+    assert many["painted"]["count"] >= 20, seen
+    assert 0 < report["web_p50_ms"] <= report["web_p99_ms"] < 10_000, seen
     assert report["web_p99_ms_5_clients"] == many["painted"]["p99_ms"]
     # generous: the source must not collapse with browsers connected (1.0 is the target)
-    assert 0.5 < report["source_rate_ratio"] < 1.5
+    assert 0.5 < report["source_rate_ratio"] < 1.5, seen
     assert shot.read_bytes().startswith(b"\x89PNG")
 
 

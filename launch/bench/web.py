@@ -3,7 +3,8 @@
 The shipped ``web-view`` graph (phantom ultrasound → overlay → web view) runs as real node
 processes at 30 fps. Each page records, in the animation frame that draws a frame, the server
 clock (its own clock plus the offset it estimated over the WebSocket) minus the frame's capture
-stamp: capture → painted. Phases, in one run of the graph:
+stamp: capture → painted. Three phases, in one run of the graph, taken in turn over several
+rounds (none → one → five, again and again) so that the machine's drift falls on each alike:
 
 1. no browser: the source's rate, the baseline (and the web view's own input age, the floor of
    what any browser can see);
@@ -24,6 +25,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,17 +86,6 @@ class _Run:
         used["browsers"] = _cpu_s([c for c in children if _is_browser(c)])
         return used
 
-    def measure(self, seconds: float) -> tuple[float, dict[str, float]]:
-        """The source's frames per second over the next ``seconds``, and the CPU percent of
-        each node and of the browsers meanwhile."""
-        t0, n0 = self.sent()
-        cpu0 = self.cpu_s()
-        self.run_for(seconds)
-        t1, n1 = self.sent()
-        cpu1 = self.cpu_s()
-        cpu = {k: round(100 * (cpu1[k] - cpu0.get(k, 0.0)) / (t1 - t0), 1) for k in cpu1}
-        return (n1 - n0) / (t1 - t0), cpu
-
 
 def _is_browser(process: psutil.Process) -> bool:
     try:
@@ -114,34 +105,68 @@ def _cpu_s(processes: list[psutil.Process]) -> float:
     return total
 
 
-def _phase(run: _Run, pages: list[Any], seconds: float) -> dict[str, Any]:
-    """Source rate and capture → painted over ``seconds`` with ``pages`` open."""
+@dataclass
+class _Tally:
+    """What one phase (a number of browsers) measured, summed over its rounds."""
+
+    browsers: int
+    seconds: float = 0.0
+    frames: int = 0
+    painted: list[float] = field(default_factory=list)
+    fps_per_page: list[float] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "browsers": self.browsers,
+            "seconds": round(self.seconds, 1),
+            "source_rate_hz": round(self.frames / self.seconds, 2) if self.seconds else None,
+            "painted": percentiles(self.painted) if self.browsers else None,
+            "painted_fps_per_page": [round(f, 1) for f in self.fps_per_page],
+            "cpu_percent": {
+                k: round(100 * v / self.seconds, 1) if self.seconds else 0.0
+                for k, v in self.cpu_s.items()
+            },
+        }
+
+
+def _measure(run: _Run, tally: _Tally, pages: list[Any], seconds: float) -> None:
+    """Add ``seconds`` with ``pages`` open to ``tally``: source frames, painted, CPU."""
     for page in pages:
         page.evaluate("() => window.igtflowView.takePainted()")
-    rate, cpu = run.measure(seconds)
-    painted: list[float] = []
-    per_page = []
+    t0, n0 = run.sent()
+    cpu0 = run.cpu_s()
+    run.run_for(seconds)
+    t1, n1 = run.sent()
+    cpu1 = run.cpu_s()
+    tally.seconds += t1 - t0
+    tally.frames += n1 - n0
+    for key, value in cpu1.items():
+        tally.cpu_s[key] = tally.cpu_s.get(key, 0.0) + value - cpu0.get(key, 0.0)
     for page in pages:
         samples = [ms for _, ms in page.evaluate("() => window.igtflowView.takePainted()")]
-        painted += samples
-        per_page.append(len(samples) / seconds)
-    return {
-        "browsers": len(pages),
-        "source_rate_hz": round(rate, 2),
-        "painted": percentiles(painted),
-        "painted_fps_per_page": [round(f, 1) for f in per_page],
-        "cpu_percent": cpu,
-    }
+        tally.painted += samples
+        tally.fps_per_page.append(len(samples) / (t1 - t0))
+
+
+def _open_page(run: _Run, browser: Any, url: str) -> Any:
+    """A page in a context of its own (as another screen would be), showing live frames."""
+    page = browser.new_context().new_page()
+    page.goto(url)
+    run.wait_page(page)
+    return page
 
 
 def run_web_bench(
-    seconds: float = 20.0,
+    seconds: float = 30.0,
     browsers: int = 5,
     screenshot: Path | None = None,
     browser_nice: int = BROWSER_NICE,
+    rounds: int = 3,
     progress: Console | None = None,
 ) -> dict[str, Any]:
-    """The three phases on one run of the shipped web-view graph; report with headline keys."""
+    """The three phases, interleaved over ``rounds`` on one run of the shipped web-view graph
+    (``seconds`` per phase in all); the report with its headline keys."""
 
     def say(text: str) -> None:
         if progress is not None:
@@ -155,56 +180,56 @@ def run_web_bench(
     )
     work_dir = Path(tempfile.mkdtemp(prefix="igtflow-web-"))
     supervisor = Supervisor(graph, work_dir / "logs")
-    phases: dict[str, Any] = {}
+    tallies = {"none": _Tally(0), "one": _Tally(1), "many": _Tally(browsers)}
+    segment = seconds / rounds
+    floor: dict[str, Any] = {}
     try:
         supervisor.start()
         run = _Run(supervisor)
         run.run_for(WARMUP_S)
-        say(f"no browser, {seconds:g} s …")
-        rate, cpu = run.measure(seconds)
-        phases["none"] = {"browsers": 0, "source_rate_hz": round(rate, 2), "cpu_percent": cpu}
-        floor = dict(supervisor.nodes[VIEW].stats)
-        phases["none"]["view_input_age"] = {
-            "p50_ms": floor.get("age_p50_ms"),
-            "p99_ms": floor.get("age_p99_ms"),
-        }
+        url = f"http://127.0.0.1:{port}/"
         with launch_chromium(chromium, nice=browser_nice) as browser:
-            url = f"http://127.0.0.1:{port}/"
-            pages = [browser.new_context().new_page()]
-            pages[0].goto(url)
-            run.wait_page(pages[0])
-            run.run_for(1.0)  # a few clock pings: the offset settles
-            if screenshot is not None:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                pages[0].screenshot(path=str(screenshot))
-            say(f"1 browser, {seconds:g} s …")
-            phases["one"] = _phase(run, pages, seconds)
-            for _ in range(browsers - 1):
-                page = browser.new_context().new_page()
-                page.goto(url)
-                pages.append(page)
-            for page in pages:
-                run.wait_page(page)
-            run.run_for(1.0)
-            say(f"{browsers} browsers, {seconds:g} s …")
-            phases["many"] = _phase(run, pages, seconds)
+            # Rounds of none → one → many: the machine's drift falls on every phase alike.
+            for n in range(rounds):
+                say(f"round {n + 1}/{rounds}: 0, 1, {browsers} browsers, {segment:g} s each …")
+                _measure(run, tallies["none"], [], segment)
+                if not floor:
+                    stats = supervisor.nodes[VIEW].stats
+                    floor = {"p50_ms": stats.get("age_p50_ms"), "p99_ms": stats.get("age_p99_ms")}
+                pages = [_open_page(run, browser, url)]
+                run.run_for(1.0)  # a few clock pings: the offset settles
+                if screenshot is not None and n == 0:
+                    screenshot.parent.mkdir(parents=True, exist_ok=True)
+                    pages[0].screenshot(path=str(screenshot))
+                _measure(run, tallies["one"], pages, segment)
+                pages += [_open_page(run, browser, url) for _ in range(browsers - 1)]
+                run.run_for(1.0)
+                _measure(run, tallies["many"], pages, segment)
+                for page in pages:
+                    page.context.close()
     finally:
         supervisor.stop()
         shutil.rmtree(work_dir, ignore_errors=True)
+    phases = {name: tally.report() for name, tally in tallies.items()}
+    phases["none"]["view_input_age"] = floor
     base = phases["none"]["source_rate_hz"]
+
+    def ratio(name: str) -> float | None:
+        rate = phases[name]["source_rate_hz"]
+        return round(rate / base, 3) if base and rate else None
+
     return {
         "graph": GRAPH,
         "rate_hz": RATE_HZ,
         "seconds": seconds,
+        "rounds": rounds,
         "browser_nice": browser_nice,
         "phases": phases,
         "web_p50_ms": phases["one"]["painted"]["p50_ms"],
         "web_p99_ms": phases["one"]["painted"]["p99_ms"],
         "web_p99_ms_5_clients": phases["many"]["painted"]["p99_ms"],
-        "source_rate_ratio": round(phases["many"]["source_rate_hz"] / base, 3) if base else None,
-        "source_rate_ratio_1_client": round(phases["one"]["source_rate_hz"] / base, 3)
-        if base
-        else None,
+        "source_rate_ratio": ratio("many"),
+        "source_rate_ratio_1_client": ratio("one"),
         "machine": machine_info(),
     }
 
@@ -251,3 +276,37 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         highlight=False,
     )
     console.print(describe(report["machine"]), highlight=False)
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, for pasting into the README as it is."""
+    lines = [
+        "| browsers | capture → painted p50 / p99 / max ms | painted fps per page | source fps "
+        "| source rate ratio | CPU % web node / browsers |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = report["phases"]["none"]["source_rate_hz"]
+    for phase in report["phases"].values():
+        painted = phase.get("painted")
+        fps = phase.get("painted_fps_per_page")
+        cpu = phase["cpu_percent"]
+        three = (
+            f"{_ms(painted['p50_ms'])} / {_ms(painted['p99_ms'])} / {_ms(painted['max_ms'])}"
+            if painted
+            else "– (baseline)"
+        )
+        lines.append(
+            f"| {phase['browsers']} | {three} "
+            f"| {f'{min(fps):.1f}–{max(fps):.1f}' if fps else '–'} "
+            f"| {phase['source_rate_hz']:.2f} | {phase['source_rate_hz'] / base:.3f} "
+            f"| {cpu.get(VIEW, 0):.0f} / {cpu.get('browsers', 0):.0f} |"
+        )
+    floor = report["phases"]["none"]["view_input_age"]
+    lines += [
+        "",
+        f"Capture → web-view node (no browser): p50 {_ms(floor['p50_ms'])} / p99 "
+        f"{_ms(floor['p99_ms'])} ms. {report['rounds']} rounds of "
+        f"{report['seconds'] / report['rounds']:g} s per phase; browsers at nice "
+        f"{report['browser_nice']}. " + describe(report["machine"]) + ".",
+    ]
+    return "\n".join(lines) + "\n"
