@@ -71,8 +71,14 @@ class _Run:
             self.supervisor.poll(0.05)
 
     def sent(self) -> tuple[float, int]:
-        """Frames the source has sent on its image output: what the overlay took or skipped."""
-        stats = self.supervisor.nodes[OVERLAY].stats.get("inputs", {}).get("image", {})
+        """Frames the source has sent on its image output (what the overlay took or skipped),
+        and when: taken as a fresh heartbeat arrives, so the count and the time agree."""
+        node = self.supervisor.nodes[OVERLAY]
+        before = node.stats
+        deadline = time.monotonic() + 5.0
+        while node.stats is before and time.monotonic() < deadline:
+            self.supervisor.poll(0.005)
+        stats = node.stats.get("inputs", {}).get("image", {})
         frames = sum(int(stats.get(key, 0)) for key in ("received", "skipped", "lost"))
         return time.monotonic(), frames
 
@@ -82,8 +88,9 @@ class _Run:
             node_id: _cpu_s([psutil.Process(node.pid)]) if node.pid else 0.0
             for node_id, node in self.supervisor.nodes.items()
         }
-        children = psutil.Process().children(recursive=True)
-        used["browsers"] = _cpu_s([c for c in children if _is_browser(c)])
+        for child in psutil.Process().children(recursive=True):
+            if _is_browser(child):  # per process: browsers come and go between phases
+                used[f"browser-{child.pid}"] = _cpu_s([child])
         return used
 
 
@@ -142,7 +149,9 @@ def _measure(run: _Run, tally: _Tally, pages: list[Any], seconds: float) -> None
     tally.seconds += t1 - t0
     tally.frames += n1 - n0
     for key, value in cpu1.items():
-        tally.cpu_s[key] = tally.cpu_s.get(key, 0.0) + value - cpu0.get(key, 0.0)
+        name = "browsers" if key.startswith("browser-") else key
+        tally.cpu_s[name] = tally.cpu_s.get(name, 0.0) + value - cpu0.get(key, 0.0)
+    tally.cpu_s.setdefault("browsers", 0.0)
     for page in pages:
         samples = [ms for _, ms in page.evaluate("() => window.igtflowView.takePainted()")]
         tally.painted += samples
