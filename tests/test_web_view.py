@@ -83,8 +83,15 @@ nodes:
     page = chromium.new_page()
     try:
         page.goto(f"http://127.0.0.1:{port}/")
-        wait_page(run, page, LIVE, 20, "the page to show live frames")
-        shown = page.evaluate("() => window.igtflowView.hold()")
+        # Held only while live: a page judged stale (greyed) between two calls is not the frame.
+        shown = wait_page(
+            run,
+            page,
+            "() => { const v = window.igtflowView; return v && v.shown() && !v.state.stale"
+            " ? v.hold() : null; }",
+            20,
+            "the page to show a live frame",
+        )
         picture = page.locator("#view-overlay canvas").screenshot()
         png = snaps / f"overlay-{shown['stamp_ns']}.png"
         run.wait(png.exists, 10, f"the overlay's own PNG of the frame shown ({png.name})")
