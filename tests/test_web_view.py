@@ -274,3 +274,20 @@ nodes:
     assert (issue.path, issue.line) == ("graph.yaml", 9)
     assert "needs a token" in issue.message and "127.0.0.1" in issue.message
     parse_graph(text + "      token: a-long-secret\n", "graph.yaml")
+
+
+def test_a_web_view_on_a_taken_port_fails_once_naming_the_port(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    run = GraphRun(web_graph(tmp_path, port) + "    restart: never\n", tmp_path)
+    try:
+        run.supervisor.start()
+        run.wait(lambda: run.nodes["web"].state == "failed", 30, "the web view to fail")
+        log = (tmp_path / "logs" / "web.log").read_text()
+        assert f"port {port} on 127.0.0.1 is already in use" in log
+        assert "give this node another port" in log and "Traceback" not in log
+    finally:
+        run.stop()
+        blocker.close()
