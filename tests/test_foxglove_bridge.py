@@ -53,7 +53,7 @@ nodes:
     assert got["/probe/image"]["schemaName"] == "foxglove.RawImage"
 
 
-async def _read(port: int, topics: set[str], timeout_s: float = 20) -> dict[str, dict[str, Any]]:
+async def _read(port: int, topics: set[str], timeout_s: float = 30) -> dict[str, dict[str, Any]]:
     """Connect as the Foxglove app does, subscribe to ``topics``, return one message of each."""
     import aiohttp
 
@@ -66,9 +66,14 @@ async def _read(port: int, topics: set[str], timeout_s: float = 20) -> dict[str,
         async with ws:
             while len(got) < len(topics):
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    pytest.fail(f"only {sorted(got)} of {sorted(topics)}; channels {channels}")
-                message = await asyncio.wait_for(ws.receive(), left)
+                try:
+                    message = await asyncio.wait_for(ws.receive(), max(left, 0.001))
+                except TimeoutError:
+                    pytest.fail(
+                        f"after {timeout_s} s only {sorted(got)} of {sorted(topics)}; "
+                        f"advertised {sorted(c['topic'] for c in channels.values())}, "
+                        f"subscribed {sorted(c['topic'] for c in subscribed.values())}"
+                    )
                 if message.type == aiohttp.WSMsgType.TEXT:
                     data = json.loads(message.data)
                     if data.get("op") == "advertise":
