@@ -68,7 +68,7 @@ async def _read(port: int, topics: set[str], timeout_s: float = 30) -> dict[str,
                 left = deadline - time.monotonic()
                 try:
                     message = await asyncio.wait_for(ws.receive(), max(left, 0.001))
-                except TimeoutError:
+                except asyncio.TimeoutError:  # not yet the builtin on Python 3.10
                     pytest.fail(
                         f"after {timeout_s} s only {sorted(got)} of {sorted(topics)}; "
                         f"advertised {sorted(c['topic'] for c in channels.values())}, "
