@@ -4,10 +4,12 @@ drops from sequence gaps, a one-minute window (pure bookkeeping, no processes)."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from igtflow.render.nodes.web_view import display_bgr, host_problem
+from igtflow.render.nodes.web_view import display_bgr, host_problem, resolve_token
 from igtflow.render.web_stats import LiveStats
 from igtflow.stream.messages import Image
+from igtflow.stream.node import PermanentError
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -66,3 +68,11 @@ def test_frames_of_any_depth_become_8_bit_bgr_for_the_jpeg_encoder() -> None:
 def test_only_loopback_goes_without_a_token() -> None:
     assert host_problem("127.0.0.1", "") == "" and host_problem("0.0.0.0", "secret") == ""
     assert "needs a token" in host_problem("192.168.1.20", "")
+
+
+def test_a_token_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_TOKEN", "from-env")
+    assert resolve_token("env:WEB_TOKEN") == "from-env" and resolve_token("plain") == "plain"
+    monkeypatch.delenv("WEB_TOKEN")
+    with pytest.raises(PermanentError, match="export WEB_TOKEN="):
+        resolve_token("env:WEB_TOKEN")

@@ -10,6 +10,7 @@ older than ``stale_ms`` is stale; so is a view whose frames stopped for two fram
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from igtflow.stream.messages import Image, Message, Status
 from igtflow.stream.node import WILDCARD, ImageSpec, PermanentError, PortOrAny, Positive, Ticking
 
 DEFAULT_PORT = 8080
+ENV_PREFIX = "env:"
 MAIN_VIEW = "overlay"
 
 
@@ -52,7 +54,9 @@ class WebView(Ticking):
         """
         host: address to listen on; anything but loopback (127.0.0.1) requires a token
         port: TCP port of the page (0 = let the system pick one)
-        token: secret every browser must give (http://HOST:PORT/?token=...); required off loopback
+        token: secret every browser must give (http://HOST:PORT/?token=...); required off
+            loopback. 'env:NAME' reads it from environment variable NAME, so that it stays out
+            of the graph file and of the recordings that store the graph
         stale_ms: a frame older than this since capture is shown greyed under a STALE banner
         quality: JPEG quality of the frames sent (higher: sharper, more bytes per frame)
         title: heading of the page (e.g. the theatre or the case)
@@ -60,7 +64,7 @@ class WebView(Ticking):
         problem = host_problem(host, token)
         if problem:
             raise PermanentError(problem)
-        self.server = WebServer(host, port, token, self.log)
+        self.server = WebServer(host, port, resolve_token(token), self.log)
         try:
             self.server.start()
         except BindError as exc:
@@ -148,6 +152,20 @@ def host_problem(host: str, token: str) -> str:
         "'token: <a long random string>' to params (browsers then open "
         "http://HOST:PORT/?token=...), or keep host: 127.0.0.1"
     )
+
+
+def resolve_token(token: str) -> str:
+    """The secret itself: ``token``, or the variable an ``env:NAME`` token names."""
+    if not token.startswith(ENV_PREFIX):
+        return token
+    name = token[len(ENV_PREFIX) :]
+    value = os.environ.get(name, "")
+    if not value:
+        raise PermanentError(
+            f"token {token!r} names environment variable {name}, which is not set or empty; "
+            f"export {name}=<a long random string> before igtflow run"
+        )
+    return value
 
 
 def display_bgr(image: Image) -> np.ndarray:
