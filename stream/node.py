@@ -220,6 +220,9 @@ class Source(Ticking):
     """
 
     _finished: bool = False
+    # A source whose frames may rightly repeat exactly (a fixed test scene, a still image): the
+    # frozen-source watchdog (``frozen_watch.py``) leaves its outputs alone.
+    repeats_frames: ClassVar[bool] = False
 
     def finished(self) -> None:
         """Say that this source has sent everything (end of a file): the launcher can stop."""
