@@ -8,10 +8,11 @@ frame, 40 times less than a CRC of every byte; ``igtflow bench frozen`` measures
 whose fingerprint equals the last one's is *frozen*: it is sent with ``meta['frozen']`` naming
 the topic (downstream nodes keep the meta, the overlay draws a ``FROZEN SOURCE`` banner) and a
 ``frozen-source`` alarm (error) goes out once: the status table, the node's ``status`` output
-(OpenIGTLink STATUS to Slicer where the graph wires it). No frame for more than two typical
-periods (the median of the recent intervals, so a 5 Hz source is not judged by a 30 Hz clock)
-raises the same alarm. A changed frame clears it (``ok``). A source whose frames may rightly
-repeat (a fixed test scene) sets ``repeats_frames``.
+(OpenIGTLink STATUS to Slicer where the graph wires it). No frame two typical periods after
+the first missing one was due (the median of the recent intervals, so a 5 Hz source is not
+judged by a 30 Hz clock; one skipped frame is not a fault) raises the same alarm. A changed
+frame clears it (``ok``). A source whose frames may rightly repeat (a fixed test scene) sets
+``repeats_frames``.
 
 Sensor noise makes two real captures differ in almost every pixel, so an exact match of ~4 k
 samples is a stuck device, not a still scene. Label maps and fields are not watched: a
@@ -34,8 +35,12 @@ FROZEN_CODE = "frozen-source"
 FROZEN_META = "frozen"  # meta key of a repeated frame: the topic that froze
 SAMPLES = 4096  # pixels fingerprinted per frame
 WATCHED_MODALITIES = ("US", "XA", "RF")
-SILENT_PERIODS = 2.0  # frame periods without a frame before a source counts as frozen
+# periods since the last frame before a source counts as frozen: the next was due after one,
+# and two more are the watchdog's limit
+SILENT_PERIODS = 3.0
 INTERVALS = 16  # recent frame intervals the typical period is the median of
+# intervals seen before silence is judged: a file source's first frames may come in a burst
+MIN_INTERVALS = 8
 
 Alarm = Callable[..., None]  # alarm(code, text, level, **fields), as NodeRuntime.alarm
 
@@ -93,14 +98,23 @@ class FrozenWatch:
         return repeated
 
     def poll(self, now_ns: int) -> None:
-        """Flag an output that has sent nothing for ``SILENT_PERIODS`` typical periods."""
+        """Flag an output whose next frame is two typical periods overdue."""
         for state in self.outputs.values():
-            if state.last_ns is None or state.flagged:
-                continue
-            limit = SILENT_PERIODS * self.period_ns(state)
-            quiet = now_ns - state.last_ns
-            if limit > 0 and quiet > limit:
+            deadline = self._silent_at(state)
+            if deadline is not None and now_ns >= deadline:
+                quiet = now_ns - (state.last_ns or now_ns)
                 self._flag(state, "silent", f"no frame on {state.topic} for {quiet / 1e6:.0f} ms")
+
+    def due_in_ms(self, now_ns: int) -> float | None:
+        """Milliseconds until an output turns silent, so the runtime can wake for it."""
+        deadlines = [d for s in self.outputs.values() if (d := self._silent_at(s)) is not None]
+        return max(0.0, (min(deadlines) - now_ns) / 1e6) if deadlines else None
+
+    def _silent_at(self, state: _Output) -> int | None:
+        """When an output counts as silent; None while it is flagged or its period unknown."""
+        if state.last_ns is None or state.flagged or len(state.intervals) < MIN_INTERVALS:
+            return None
+        return state.last_ns + int(SILENT_PERIODS * self.period_ns(state)) + 1
 
     def rest(self) -> None:
         """The source is paused (or done): silence from now on is no fault."""
@@ -109,7 +123,7 @@ class FrozenWatch:
 
     def period_ns(self, state: _Output) -> float:
         """The typical interval between frames: the median of the recent ones, else the rate's."""
-        if len(state.intervals) >= 3:
+        if state.intervals:
             return statistics.median(state.intervals)
         return float(self.nominal_ns)
 

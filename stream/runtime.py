@@ -456,6 +456,10 @@ class NodeRuntime:
                 else:
                     self.frozen_watch.rest()
             timeout = clock.wait_ms(time.monotonic(), POLL_MAX_MS) if ticking else POLL_MAX_MS
+            if ticking and self.frozen_watch is not None:
+                silent_in_ms = self.frozen_watch.due_in_ms(time.time_ns())
+                if silent_in_ms is not None:  # wake when the source turns silent
+                    timeout = min(timeout, math.ceil(silent_in_ms))
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             rehearse_ms = None
