@@ -3,7 +3,9 @@
 A layer is stale when its capture is older than the limit, either against the clock (``now``) or
 against the frame it is drawn on (labels of a frame 400 ms older than the displayed one are
 wrong even when the display itself is current). Static layers (a preoperative model sent once)
-show their age but never make the view stale.
+show their age but never make the view stale. A frame its source repeated (the runtime's
+frozen-source watchdog marks it, see ``igtflow.stream.frozen_watch``) makes the view stale
+however new its stamp: the picture is not live.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Freshness:
 
     layers: tuple[LayerAge, ...]
     limit_ms: float
+    frozen: str = ""  # the topic of a frozen source the frame came from ("" = none)
 
     @property
     def stale_layers(self) -> list[LayerAge]:
@@ -43,7 +46,7 @@ class Freshness:
 
     @property
     def stale(self) -> bool:
-        return bool(self.stale_layers)
+        return bool(self.stale_layers) or bool(self.frozen)
 
     @property
     def worst(self) -> LayerAge | None:
@@ -52,10 +55,24 @@ class Freshness:
         return max(stale, key=LayerAge.worst_ms) if stale else None
 
     def banner(self) -> str:
+        if self.frozen:
+            return f"FROZEN SOURCE ({self.frozen})"
         worst = self.worst
         if worst is None:
             return ""
         return f"STALE {worst.worst_ms():.0f} ms ({worst.name})"
+
+    def verdict(self) -> str:
+        """Why the view is stale, in a sentence ('' when it is live)."""
+        if self.frozen:
+            return f"overlay shows a frozen source: {self.frozen} repeats its frame"
+        worst = self.worst
+        if worst is None:
+            return ""
+        return (
+            f"overlay is stale: {worst.name} is {worst.worst_ms():.0f} ms old "
+            f"(limit {self.limit_ms:.0f} ms)"
+        )
 
 
 def assess(
@@ -65,8 +82,10 @@ def assess(
     limit_ms: float,
     static: Iterable[str] = (),
     frame_name: str = FRAME,
+    frozen: str = "",
 ) -> Freshness:
-    """Ages of the frame and each layer at ``now_ns``; ``static`` layers never count as stale."""
+    """Ages of the frame and each layer at ``now_ns``; ``static`` layers never count as stale;
+    ``frozen`` names the source topic when the frame is a repeat (stale however new)."""
     fixed = set(static)
     ages = [LayerAge(frame_name, (now_ns - frame_stamp_ns) / 1e6, 0.0)]
     for name, stamp in layer_stamps.items():
@@ -78,4 +97,4 @@ def assess(
                 name in fixed,
             )
         )
-    return Freshness(tuple(ages), limit_ms)
+    return Freshness(tuple(ages), limit_ms, frozen)

@@ -23,6 +23,7 @@ from igtflow.render.image_geometry import (
     ProjectionGeometry,
     frame_geometry,
 )
+from igtflow.stream.frozen_watch import FROZEN_META
 from igtflow.stream.messages import Image, Mesh, Message, Points, Transform
 
 LAYERS = ("labels", "targets", "model", "confidence", "transform")
@@ -159,7 +160,10 @@ class OverlayComposer:
             self._draw_labels(out, frame, geometry)
         if self.targets is not None and len(self.targets.points):
             self._draw_targets(out, frame, geometry, bool(untrusted))
-        freshness = assess(frame.stamp_ns, self.stamps, now_ns, self.stale_ms, self.static)
+        frozen = str(frame.meta.get(FROZEN_META) or "")
+        freshness = assess(
+            frame.stamp_ns, self.stamps, now_ns, self.stale_ms, self.static, frozen=frozen
+        )
         if freshness.stale:
             draw.desaturate(out)
         top = draw.banner_height(out.shape[0]) if freshness.stale else 0

@@ -162,6 +162,18 @@ class Node:
         if report is not None:  # outside a running graph there is no run to count it in
             report(topic, start_ns, end_ns, frames)
 
+    def alarm(self, code: str, text: str, level: str = "warn", **fields: Any) -> None:
+        """Raise an alarm the whole run sees: logged, in the status table (last alarm), and a
+        ``Status`` on this node's ``status`` output (overlay, Slicer); ``fields`` go in its meta."""
+        raise_alarm = getattr(self._emitter, "alarm", None)
+        if raise_alarm is not None:
+            raise_alarm(code, text, level, **fields)
+            return
+        getattr(self.log, "error" if level == "error" else "warning")("%s: %s", code, text)
+        if self._emitter is not None:  # a plain collector (tests): the Status is what it keeps
+            status = Status(level=level, code=code, text=text, frame=self.id)
+            self._emitter.emit("status", status.restamped(meta=fields) if fields else status)
+
     def report_file(self, path: str, state: str) -> None:
         """Tell the run about a file this node writes; ``state``: writing, closed or recovered.
         The run summary lists every file a run produced, in its last state. Thread-safe."""
@@ -208,6 +220,9 @@ class Source(Ticking):
     """
 
     _finished: bool = False
+    # A source whose frames may rightly repeat exactly (a fixed test scene, a still image): the
+    # frozen-source watchdog (``frozen_watch.py``) leaves its outputs alone.
+    repeats_frames: ClassVar[bool] = False
 
     def finished(self) -> None:
         """Say that this source has sent everything (end of a file): the launcher can stop."""

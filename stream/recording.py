@@ -22,8 +22,10 @@ second; ``recording_scan`` reads back what a crashed or damaged file still holds
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
+import shutil
 import struct
 import threading
 import time
@@ -50,6 +52,8 @@ METADATA_NAME = "igtflow"
 GAP_METADATA = "igtflow.gap."  # + a number: one record per topic a recorder restart left a hole in
 RECOVERY_METADATA = "igtflow-recovery"
 CHUNK_SIZE = 1024 * 1024
+# A write failing with one of these will not succeed on retry until someone frees space.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 FLUSH_INTERVAL_S = 0.5
 ZSTD_LEVEL = 1
 
@@ -114,11 +118,39 @@ def unpack_frames(data: bytes | memoryview) -> list[bytes]:
     return frames
 
 
+class DiskFull(OSError):
+    """The file system refused a write (no space, quota, file size limit); says where and how
+    much space is left, and what happens to the recording."""
+
+    def __init__(self, path: Path, cause: OSError, written: int) -> None:
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = -1
+        self.path = path
+        self.free_bytes = free
+        self.written = written
+        self.failed_ns = time.time_ns()
+        free_text = f"{free / 1e6:.1f} MB free" if free >= 0 else "free space unknown"
+        super().__init__(
+            cause.errno,
+            f"cannot write {path}: {cause.strerror} ({free_text} on {path.parent}); recording "
+            f"stopped; the file keeps at least {written} messages (igtflow inspect reads it); "
+            "free space and restart the recorder to record again",
+        )
+
+
 class RecordingWriter:
     """Writes messages to an MCAP file at ``path``; ``close()`` writes the index.
 
     Without ``close()`` (a crash) every chunk older than ``flush_interval_s`` is already in the
     file: a background thread closes a chunk that has waited that long even when no message comes.
+
+    When the file system refuses a write for lack of space (``NO_SPACE``), the writer stops for
+    good: ``failed`` says why, later writes are counted in ``dropped`` and go nowhere, and the
+    file keeps every chunk written before (a summary-less file, as after a crash, that
+    ``recording_scan`` reads back). It does not retry when space comes back: a later chunk
+    after a hole would read as a continuous recording; a new part says that there was a hole.
     """
 
     def __init__(
@@ -139,6 +171,9 @@ class RecordingWriter:
         self._flush_interval_s = flush_interval_s
         self._closing = threading.Event()
         self.count = 0
+        self.failed: DiskFull | None = None
+        self.dropped = 0
+        self.kept = 0  # messages surely in the file: those of the chunks flushed so far
         now = time.time_ns()
         self._writer.add_attachment(
             create_time=now,
@@ -152,7 +187,8 @@ class RecordingWriter:
             METADATA_NAME,
             {k: v if isinstance(v, str) else json.dumps(v) for k, v in info.items()},
         )
-        self._file.flush()
+        self._file.flush()  # a disk already full fails here, in the constructor
+        self._handed = self._file.tell()  # bytes given to the file: what is not in a chunk
         self._flusher = threading.Thread(target=self._flush_old_chunks, daemon=True)
         self._flusher.start()
 
@@ -161,11 +197,38 @@ class RecordingWriter:
             with self._lock:
                 since = self._unflushed_since
                 if since is not None and time.monotonic() - since >= self._flush_interval_s:
-                    self._flush_locked()
+                    self._guarded(self._flush_locked)
 
     def _flush_locked(self) -> None:
         self._writer.flush()  # closes the chunk, writes its index, flushes the file object
         self._unflushed_since = None
+        self._flush_file()
+
+    def _flush_file(self) -> None:
+        self._file.flush()
+        self._handed = self._file.tell()
+        self.kept = self.count
+
+    def _guarded(self, write: Callable[[], None]) -> bool:
+        """Run ``write`` (lock held); on a full disk stop writing for good. False if stopped."""
+        if self.failed is not None:
+            return False
+        try:
+            write()
+        except OSError as exc:
+            if exc.errno not in NO_SPACE:
+                raise
+            self.failed = DiskFull(self.path, exc, self.kept)
+            self._abandon()
+            return False
+        return True
+
+    def _abandon(self) -> None:
+        """Let go of the file without another write: the chunks already in it stay readable."""
+        try:
+            self._file.close()  # its flush fails again, but the descriptor is closed anyway
+        except OSError:
+            pass
 
     def _channel(self, topic: str, kind: str) -> int:
         channel_id = self._channels.get(topic)
@@ -194,8 +257,10 @@ class RecordingWriter:
     def add_metadata(self, name: str, values: dict[str, Any]) -> None:
         """A further metadata record ``name`` (non-string values are stored as JSON)."""
         with self._lock:
-            self._writer.add_metadata(
-                name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+            self._guarded(
+                lambda: self._writer.add_metadata(
+                    name, {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+                )
             )
 
     def write_raw(self, raw: RawMessage) -> None:
@@ -206,18 +271,30 @@ class RecordingWriter:
         self, topic: str, kind: str, data: bytes, log_time: int, publish_time: int, sequence: int
     ) -> None:
         with self._lock:
-            self._writer.add_message(
-                channel_id=self._channel(topic, kind),
-                log_time=log_time,
-                data=data,
-                publish_time=publish_time,
-                sequence=sequence,
+            if self.failed is not None:
+                self.dropped += 1
+                return
+            added = self._guarded(
+                lambda: self._writer.add_message(
+                    channel_id=self._channel(topic, kind),
+                    log_time=log_time,
+                    data=data,
+                    publish_time=publish_time,
+                    sequence=sequence,
+                )
             )
+            if not added:
+                self.dropped += 1
+                return
             self.count += 1
+            # the writer closed a full chunk: flush it, so that ``kept`` is true
+            chunk_closed = self._file.tell() != self._handed
+            if chunk_closed and not self._guarded(self._flush_file):
+                return
             if self._unflushed_since is None:
                 self._unflushed_since = time.monotonic()
             elif time.monotonic() - self._unflushed_since >= self._flush_interval_s:
-                self._flush_locked()
+                self._guarded(self._flush_locked)
 
     def close(self) -> None:
         """Flush the last chunk and write the summary and index; safe to call twice."""
@@ -226,9 +303,10 @@ class RecordingWriter:
             if self._file.closed:
                 return
             try:
-                self._writer.finish()
+                self._guarded(self._writer.finish)
             finally:
-                self._file.close()
+                if not self._file.closed:
+                    self._file.close()
 
     def __enter__(self) -> RecordingWriter:
         return self

@@ -22,8 +22,9 @@ import numpy as np
 import zmq
 
 from igtflow.stream import control
+from igtflow.stream.frozen_watch import FROZEN_META, FrozenWatch
 from igtflow.stream.ledger import Ledger, Mark
-from igtflow.stream.messages import Message, Status
+from igtflow.stream.messages import Image, Message, Status
 from igtflow.stream.node import (
     IMPLICIT_OUTPUTS,
     Node,
@@ -109,6 +110,7 @@ class NodeRuntime:
             if config.lockstep
             else LiveSchedule(self.inputs, self._handle, self.control)
         )
+        self.frozen_watch: FrozenWatch | None = None  # made for a live source once it exists
         self.sent = self.schedule.sent  # where emit notes [topic, seq] for the schedule, if at all
         self.rehearsal: Rehearsal | None = None  # made once the sockets are open
         self.eos_sent = False
@@ -140,6 +142,9 @@ class NodeRuntime:
                 f"which is declared as {expected.KIND}"
             )
         t_out = time.time_ns()
+        watch = self.frozen_watch
+        if isinstance(message, Image) and watch and watch.sent(output_name, message, t_out):
+            message = message.restamped(meta={**message.meta, FROZEN_META: output.config.topic})
         hop = [self.config.node_id, self.t_in_ns if self.t_in_ns is not None else t_out, t_out]
         stamped = message.restamped(
             topic=output.config.topic, seq=output.seq, trace=[*message.trace, hop]
@@ -180,7 +185,8 @@ class NodeRuntime:
     def alarm(self, code: str, text: str, level: str = "warn", **fields: Any) -> None:
         """Raise an alarm: logged, sent to the supervisor and published on ``status``; the
         ``fields`` travel with it (and in the Status message's ``meta``)."""
-        getattr(self.log, "error" if level == "error" else "warning")("%s: %s", code, text)
+        log_at = {"error": logging.ERROR, "ok": logging.INFO}.get(level, logging.WARNING)
+        self.log.log(log_at, "%s: %s", code, text)
         self.control.send(control.ALARM, level=level, code=code, text=text, **fields)
         if "status" in self.outputs:
             status = Status(level=level, code=code, text=text, frame=self.config.node_id)
@@ -319,6 +325,7 @@ class NodeRuntime:
                 type(self.node), self.config.node_id, self.config.params
             )
             self.handlers = {i.config.name: self.node.handler(i.config.name) for i in self.inputs}
+            self.frozen_watch = self._frozen_watch(self.node)
         except PermanentError as exc:
             # A restart cannot help: one line, no traceback, and an exit code that says so.
             self.log.error("cannot start: %s", exc)
@@ -357,6 +364,17 @@ class NodeRuntime:
             self.control.send(control.BYE, code=code)
             self._close()
         return code
+
+    def _frozen_watch(self, node: Node) -> FrozenWatch | None:
+        """The frozen-source watchdog of a live source's Image outputs (none offline)."""
+        if not isinstance(node, Source) or node.repeats_frames or self.config.lockstep:
+            return None
+        topics = {
+            name: out.config.topic
+            for name, out in self.outputs.items()
+            if issubclass(self.output_kinds.get(name, Message), Image)
+        }
+        return FrozenWatch(topics, node.rate_hz, self.alarm) if topics else None
 
     def _close(self) -> None:
         for inp in self.inputs:
@@ -432,7 +450,16 @@ class NodeRuntime:
                     clock.start(time.monotonic())
             ticking = started and schedule.may_tick() and not self.eos_sent
             ticking = ticking and not self.control.paused.is_set()
+            if self.frozen_watch is not None:
+                if ticking:
+                    self.frozen_watch.poll(time.time_ns())
+                else:
+                    self.frozen_watch.rest()
             timeout = clock.wait_ms(time.monotonic(), POLL_MAX_MS) if ticking else POLL_MAX_MS
+            if ticking and self.frozen_watch is not None:
+                silent_in_ms = self.frozen_watch.due_in_ms(time.time_ns())
+                if silent_in_ms is not None:  # wake when the source turns silent
+                    timeout = min(timeout, math.ceil(silent_in_ms))
             if not all(inp.connected for inp in self.inputs):
                 timeout = min(timeout, RECONNECT_MS)  # a local input waits for its producer
             rehearse_ms = None

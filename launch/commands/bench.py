@@ -102,6 +102,21 @@ def bench_igtl(
     deliver(report, json_=json_, printer=print_table, console=out, output=output, force=force)
 
 
+@bench_app.command("frozen")
+def bench_frozen(
+    rounds: Annotated[int, typer.Option(min=10, help="frames timed per size")] = 2000,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Frozen-source watchdog: its per-frame fingerprint vs a whole-frame CRC, p50/p99/max."""
+    from igtflow.launch.bench.frozen import print_report, run_frozen_bench
+
+    _check_output(output, force)
+    report = run_frozen_bench(rounds)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
 @bench_app.command("phantom")
 def bench_phantom(
     duration: Annotated[float, typer.Option(help="seconds per renderer")] = 3.0,

@@ -2,7 +2,9 @@
 
 A late or wrong overlay must *look* late or wrong: every frame shows the age of each layer, and
 when anything drawn is older than ``stale_ms`` the picture is greyed, a red ``STALE`` banner
-is drawn and a ``stale-overlay`` Status (warn) goes out on ``status`` (and ``ok`` on recovery).
+is drawn and a ``stale-overlay`` Status (warn) goes out on ``status`` (and ``ok`` on recovery);
+a frame its source repeated (``meta['frozen']``, set by the runtime's frozen-source watchdog)
+is treated the same way, with a ``FROZEN SOURCE`` banner.
 When the registration is not to be trusted (its ``transform`` input, or the targets' or the
 model's meta ``valid``, is false), model and targets are drawn grey and a red ``REGISTRATION
 INVALID`` (or ``REGISTRATION STALE``) band is drawn at the bottom. The node also ticks
@@ -158,12 +160,7 @@ class Overlay(Ticking):
             return
         self.was_stale = freshness.stale
         if freshness.stale:
-            worst = freshness.worst
-            assert worst is not None
-            text = (
-                f"overlay is stale: {worst.name} is {worst.worst_ms():.0f} ms old "
-                f"(limit {self.composer.stale_ms:.0f} ms)"
-            )
+            text = freshness.verdict()
             self.log.warning("%s", text)
             status = Status(level="warn", code=STALE_CODE, text=text, frame=self.id)
         else:

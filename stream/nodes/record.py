@@ -4,6 +4,11 @@ A run makes one recording, however often the recorder restarts: each restarted p
 the next part (``NAME.part2.mcap``, …), recovers the part its predecessor left unclosed into a
 closed, indexed file (in the background, so the recording goes on), and stores in its own part
 where the restart left a hole (metadata ``igtflow.gap.<n>``), which it also reports to the run.
+
+When the disk fills up (or a quota or file size limit is hit), the recorder raises a
+``disk-full`` alarm (error: the file, the errno's words and the free space), keeps the file as
+far as it got (readable like a crashed one), stops writing and goes on taking its inputs, so
+the live graph never waits on it and it never crash-loops; a restart starts the next part.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ from typing import Any
 
 from igtflow.stream.messages import Message
 from igtflow.stream.node import GRAPH_ENV, WILDCARD, Node, Positive
-from igtflow.stream.recording import GAP_METADATA, RecordingWriter, recover
+from igtflow.stream.recording import GAP_METADATA, DiskFull, RecordingWriter, recover
 from igtflow.stream.recording_scan import RawMessage
 
 UNCLOSED = ("writing", "open")
+DISK_FULL_CODE = "disk-full"
+FULL_STATE = "stopped: disk full"  # a file state in the run summary
 
 
 def _free_path(path: Path) -> Path:
@@ -84,6 +91,7 @@ class Record(Node):
             target = _free_path(Path(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         self.writer = RecordingWriter(target, graph_yaml, metadata, flush_interval_s=flush_s)
+        self.full_reported = False
         self.report_file(str(target), "writing")
         self.log.info("recording to %s", target)
         # After a restart: the parts left open, what they kept, and each topic's first message.
@@ -122,12 +130,28 @@ class Record(Node):
             self.skipped[message.topic] = self.skipped.get(message.topic, 0) + 1
             return
         self.writer.write(message, time.time_ns())
+        if self.writer.failed is not None and not self.full_reported:
+            self._report_full(self.writer.failed)
         if self.recovery is not None:
             if message.topic not in self.seen:
                 self.seen.add(message.topic)
                 self.firsts[message.topic] = (message.seq, message.stamp_ns)
             if self.kept is not None:
                 self._note_gaps()
+
+    def _report_full(self, full: DiskFull) -> None:
+        """Once: the alarm everybody sees (status table, overlay, Slicer) and the file's state."""
+        self.full_reported = True
+        self.alarm(
+            DISK_FULL_CODE,
+            str(full),
+            "error",
+            path=str(full.path),
+            free_bytes=full.free_bytes,
+            kept=full.written,
+            failed_ns=full.failed_ns,
+        )
+        self.report_file(str(full.path), FULL_STATE)
 
     def _note_gaps(self) -> None:
         """Store and report the hole in each topic between the last message the earlier parts
@@ -161,6 +185,16 @@ class Record(Node):
             self.recovery = None
             self._note_gaps()
         self.writer.close()
+        if self.writer.failed is not None:
+            if not self.full_reported:
+                self._report_full(self.writer.failed)
+            self.log.error(
+                "disk full: %s keeps at least %d messages; %d not recorded",
+                self.writer.path,
+                self.writer.failed.written,
+                self.writer.dropped,
+            )
+            return
         self.report_file(str(self.writer.path), "closed")
         self.log.info("recorded %d messages to %s", self.writer.count, self.writer.path)
         if self.skipped:

@@ -17,6 +17,8 @@ class CaseFrames(Source):
     that many ms in the past (a late pipeline); the last phase lasts forever.
     """
 
+    repeats_frames = True  # one fixed scene, sent again every tick
+
     outputs = {
         "image": Image,
         "labels": Image,

@@ -65,6 +65,7 @@ class Recorder(Node):
                 )
             )
             record["mapped"] = _maps_shared_memory(message.data)
+            record["meta"] = message.meta
         elif isinstance(message, Image):  # frames from elsewhere (files): what they held
             record.update(
                 shape=list(message.data.shape),
@@ -83,7 +84,9 @@ class Recorder(Node):
                 meta=message.meta,
             )
         if isinstance(message, Status):
-            record.update(level=message.level, code=message.code, text=message.text)
+            record.update(
+                level=message.level, code=message.code, text=message.text, meta=message.meta
+            )
         self.file.write(json.dumps(record, default=str) + "\n")
         if self.sleep_ms:
             time.sleep(self.sleep_ms[self.handled % len(self.sleep_ms)] / 1000)

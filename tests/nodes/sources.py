@@ -57,3 +57,31 @@ class Garbler(Numbered):
         junk = np.random.default_rng(self.numbered).bytes(64)
         socket.send_multipart([b"src/image", junk, junk[:7]])
         super().tick()
+
+
+class Noise(Source):
+    """Emits frames of random bytes (incompressible, so a recording grows as fast as it can);
+    from ``freeze_at`` on, ``freeze_for`` frames repeat the last one exactly (a stuck capture
+    card), then fresh frames resume. ``meta['n']`` numbers the frames."""
+
+    outputs = {"image": Image}
+
+    def setup(
+        self, width: int = 64, height: int = 64, freeze_at: int = -1, freeze_for: int = 0
+    ) -> None:
+        """
+        width: frame width in pixels
+        height: frame height in pixels
+        freeze_at: number of the first repeated frame (-1 = never freeze)
+        freeze_for: how many frames repeat before fresh ones come again
+        """
+        self.rng = np.random.default_rng(0)
+        self.last = self.rng.integers(0, 256, (height, width), dtype=np.uint8)
+        self.numbered = 0
+
+    def tick(self) -> None:
+        frozen = 0 <= self.freeze_at <= self.numbered < self.freeze_at + self.freeze_for
+        if not frozen:
+            self.last = self.rng.integers(0, 256, self.last.shape, dtype=np.uint8)
+        self.emit("image", Image(data=self.last.copy(), meta={"n": self.numbered}, frame="Image"))
+        self.numbered += 1
