@@ -41,7 +41,8 @@ nodes:
     params: {model: us-seg}
 """
 FRAMES = {"short.mcap": 3, "longer.mcap": 6}
-DAMAGED = "damaged.mcap"
+# name → what its failed row must say
+DAMAGED = {"damaged.mcap": "not an MCAP recording", "cut.mcap": "no readable message in it"}
 REPLAY_TIMEOUT_S = 240
 
 
@@ -86,7 +87,8 @@ def bulk(tmp_path_factory: pytest.TempPathFactory) -> Bulk:
     folder = root / "recordings"
     for name, frames in FRAMES.items():
         write_sample(replace(SAMPLES[0], file=name, frames=frames), folder)
-    (folder / DAMAGED).write_bytes(b"this was a recording once" * 100)
+    (folder / "damaged.mcap").write_bytes(b"this was a recording once" * 100)
+    (folder / "cut.mcap").write_bytes((folder / "short.mcap").read_bytes()[:200])
     graph = root / "seg-eval.yaml"
     graph.write_text(GRAPH)
     mark = uuid.uuid4().hex
@@ -126,7 +128,7 @@ def _rows_by_name(bulk: Bulk) -> dict[str, dict[str, Any]]:
 
 def test_every_recording_is_one_row_with_the_scores_it_gets_alone(bulk: Bulk) -> None:
     rows = _rows_by_name(bulk)
-    assert sorted(rows) == sorted([*FRAMES, DAMAGED])
+    assert sorted(rows) == sorted([*FRAMES, *DAMAGED])
     assert bulk.report["workers"] == 2 and bulk.report["ray"] == "local"
     for name, frames in FRAMES.items():
         row, alone = rows[name], bulk.alone[name]
@@ -139,10 +141,11 @@ def test_every_recording_is_one_row_with_the_scores_it_gets_alone(bulk: Bulk) ->
 
 
 def test_a_damaged_recording_is_one_failed_row_with_its_reason(bulk: Bulk) -> None:
-    row = _rows_by_name(bulk)[DAMAGED]
-    assert not row["ok"]
-    assert DAMAGED in row["reason"] and "not an MCAP recording" in row["reason"], row
-    assert bulk.report["ok"] == len(FRAMES) and bulk.report["failed"] == 1
+    rows = _rows_by_name(bulk)
+    for name, reason in DAMAGED.items():
+        assert not rows[name]["ok"]
+        assert name in rows[name]["reason"] and reason in rows[name]["reason"], rows[name]
+    assert bulk.report["ok"] == len(FRAMES) and bulk.report["failed"] == len(DAMAGED)
     assert bulk.returncode == 1  # some row failed; the others were still scored
 
 
