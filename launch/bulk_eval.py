@@ -39,6 +39,7 @@ class BulkResult:
     ray_start_s: float  # starting (or joining) Ray
     eval_s: float  # first task submitted → last row in
     workers: int  # CPUs Ray offered the run
+    interrupted: bool = False  # Ctrl-C: the rows of recordings not finished say "interrupted"
 
 
 def find_recordings(directory: Path) -> list[Path]:
@@ -105,8 +106,8 @@ def run_bulk(
     import ray
 
     started = time.monotonic()
-    _start_ray(workers, address)
     try:
+        _start_ray(workers, address)  # inside: a Ctrl-C while Ray starts still shuts it down
         ray_start_s = time.monotonic() - started
         offered = int(ray.cluster_resources().get("CPU", workers))
         task = ray.remote(evaluate_recording).options(
@@ -121,17 +122,24 @@ def run_bulk(
             for i, (path, name) in enumerate(zip(recordings, names, strict=True))
         }
         rows: list[dict[str, Any] | None] = [None] * len(recordings)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                index = pending.pop(ref)
-                rows[index] = _collect(ray, ref, str(recordings[index].resolve()))
-                if progress:
-                    progress(len(recordings) - len(pending), len(recordings), rows[index])
+        interrupted = False
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    index = pending.pop(ref)
+                    rows[index] = _collect(ray, ref, str(recordings[index].resolve()))
+                    if progress:
+                        progress(len(recordings) - len(pending), len(recordings), rows[index])
+        except KeyboardInterrupt:  # Ctrl-C: keep the rows already in, say which were not
+            interrupted = True
+            for index in pending.values():
+                rows[index] = failed_row(str(recordings[index].resolve()), "interrupted")
         eval_s = time.monotonic() - started
     finally:
-        ray.shutdown()
-    return BulkResult([r for r in rows if r is not None], ray_start_s, eval_s, offered)
+        ray.shutdown()  # stops the workers, and with them the graphs they ran
+    rows_in = [r for r in rows if r is not None]
+    return BulkResult(rows_in, ray_start_s, eval_s, offered, interrupted)
 
 
 def _start_ray(workers: int, address: str | None) -> None:

@@ -48,6 +48,7 @@ def report(result: BulkResult, address: str | None, log_dir: Path) -> dict[str, 
         "ray_start_s": round(result.ray_start_s, 2),
         "eval_s": round(result.eval_s, 2),
         "log_dir": str(log_dir),
+        "interrupted": result.interrupted,
         "rows": result.rows,
     }
 

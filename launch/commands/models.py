@@ -251,8 +251,10 @@ def eval_replay(
     --workers at once: a progress bar while they run, then one table row per recording with the
     same scores it gets alone. A recording that cannot be scored (damaged, not one the graph
     fits, a node that failed) is a failed row with its reason; the others go on, and the exit
-    code is 1. JSON keys: recordings, ok, failed, workers, ray_start_s, eval_s, rows (each:
-    recording, ok, reason, frames, dice, target_error_mm, valid_fraction, seconds, log_dir).
+    code is 1. Ctrl-C stops the replays still running and prints the rows already in (exit
+    130). JSON keys: recordings, ok, failed, workers, ray_start_s, eval_s, interrupted, rows
+    (each: recording, ok, reason, frames, dice, target_error_mm, valid_fraction, seconds,
+    log_dir).
     Example: `igtflow eval replay --recordings cases/ --workers 4 --json > scores.json`"""
     import tempfile
 
@@ -336,6 +338,9 @@ def _eval_many(
     try:
         with progress_bar(err, len(found)) as advance:
             result = run_bulk(found, log_dir, workers, address, graph_text, where, advance)
+    except KeyboardInterrupt:
+        print_error("interrupted while Ray was starting: nothing was scored")
+        raise typer.Exit(130) from None
     except ConnectionError as exc:
         print_error(
             f"--address {address}: no Ray cluster there ({exc}); start one with `ray start "
@@ -347,5 +352,8 @@ def _eval_many(
         print_json(summary)
     else:
         print_table(summary, out)
+    if result.interrupted:
+        print_error("interrupted: the rows above that say so were not scored")
+        raise typer.Exit(130)
     if summary["failed"]:
         raise typer.Exit(1)
