@@ -148,8 +148,9 @@ def _start_ray(workers: int, address: str | None) -> None:
     if address:
         ray.init(address=address, logging_level="error", log_to_driver=False)
         return
-    # "local": a new instance of our own, never one someone else started on this machine;
-    # bound to loopback, as everything igtflow starts on one host is.
+    # "local": a new instance of our own, never one someone else started on this machine. Its
+    # servers listen beyond loopback whatever it is told (it swaps 127.0.0.1 for the host's
+    # address); Ray's token authentication, on by default in the release we pin, guards them.
     ray.init(
         address="local",
         num_cpus=workers,
@@ -158,7 +159,6 @@ def _start_ray(workers: int, address: str | None) -> None:
         object_store_memory=OBJECT_STORE_BYTES,
         logging_level="error",
         log_to_driver=False,
-        _node_ip_address="127.0.0.1",
     )
 
 
