@@ -27,6 +27,7 @@ RECORDING_GLOB = "*.mcap"
 TASK_THREADS = 1
 # Task arguments and results are a few strings and numbers: the smallest store Ray allows will do.
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
+CONNECT_TIMEOUT_S = 5.0
 
 OnRow = Callable[[int, int, dict[str, Any]], None]  # (done, total, row just finished)
 
@@ -146,6 +147,7 @@ def _start_ray(workers: int, address: str | None) -> None:
     import ray
 
     if address:
+        _check_reachable(address)
         ray.init(address=address, logging_level="error", log_to_driver=False)
         return
     # "local": a new instance of our own, never one someone else started on this machine. Its
@@ -160,6 +162,20 @@ def _start_ray(workers: int, address: str | None) -> None:
         logging_level="error",
         log_to_driver=False,
     )
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """``ConnectionError`` now for a HOST:PORT nobody answers on: Ray itself would retry for
+    minutes, printing a warning every few seconds (``auto`` is Ray's to find)."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"{address!r} is not HOST:PORT (the head's port, 6379 unless set)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {address}: {exc.strerror or exc}") from None
 
 
 def _collect(ray: Any, ref: Any, recording: str) -> dict[str, Any]:

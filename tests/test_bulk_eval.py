@@ -163,3 +163,6 @@ def test_bulk_options_are_refused_before_ray_starts(tmp_path: Path) -> None:
     both = igtflow("eval", "replay", "--recordings", str(tmp_path), "--workers", "2",
                    "--address", "auto")  # fmt: skip
     assert both.returncode == 2 and "leave out one of them" in both.stderr
+    (tmp_path / "case.mcap").write_bytes(b"")
+    nobody = igtflow("eval", "replay", "--recordings", str(tmp_path), "--address", "127.0.0.1:1")
+    assert nobody.returncode == 2 and "nothing answers at 127.0.0.1:1" in nobody.stderr

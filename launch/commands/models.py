@@ -344,7 +344,8 @@ def _eval_many(
     except ConnectionError as exc:
         print_error(
             f"--address {address}: no Ray cluster there ({exc}); start one with `ray start "
-            "--head` on its head node, or leave out --address to run on this machine"
+            "--head` on its head node and give its HOST:6379, or leave out --address to run on "
+            "this machine"
         )
         raise typer.Exit(2) from None
     summary = report(result, address, log_dir)
