@@ -334,14 +334,17 @@ def _eval_many(
         print_error(exc)
         raise typer.Exit(2) from None
     workers = workers or os.cpu_count() or 1
+    made_log_dir = log_dir is None
     log_dir = log_dir or default_log_dir()
     try:
         with progress_bar(err, len(found)) as advance:
             result = run_bulk(found, log_dir, workers, address, graph_text, where, advance)
-    except KeyboardInterrupt:
-        print_error("interrupted while Ray was starting: nothing was scored")
-        raise typer.Exit(130) from None
-    except ConnectionError as exc:
+    except (KeyboardInterrupt, ConnectionError) as exc:
+        if made_log_dir and not any(log_dir.iterdir()):
+            log_dir.rmdir()  # nothing ran: leave no empty folder behind
+        if isinstance(exc, KeyboardInterrupt):
+            print_error("interrupted while Ray was starting: nothing was scored")
+            raise typer.Exit(130) from None
         print_error(
             f"--address {address}: no Ray cluster there ({exc}); start one with `ray start "
             "--head` on its head node and give its HOST:6379, or leave out --address to run on "
