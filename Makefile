@@ -16,7 +16,9 @@ PIP_TOOLS := pip-tools==7.7.0
 LOCK_VENV := .venv-lock
 # Shared libraries the wheels load at import: open3d needs libusb and libgomp, VTK/OpenCV X11/GL;
 # VTK renders offscreen (no display) through EGL on Mesa: libegl-mesa0 and libgl1-mesa-dri.
-SYSTEM_PACKAGES := libusb-1.0-0 libgomp1 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libx11-6 libxext6 libxrender1 libxt6
+# chromium: the web view's tests and `igtflow bench web` drive Debian's headless Chromium through
+# Playwright (its own browser download is not used).
+SYSTEM_PACKAGES := libusb-1.0-0 libgomp1 libgl1 libegl1 libegl-mesa0 libgl1-mesa-dri libglib2.0-0 libx11-6 libxext6 libxrender1 libxt6 chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-under-load lint bench install lock system-deps clean

@@ -54,6 +54,7 @@ the points' centroid on the model's, so it finds a whole-surface cloud, not a sm
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -64,6 +65,7 @@ TUKEY_C = 4.685  # 95 % efficiency under Gaussian noise
 MAD_TO_SIGMA = 1.4826
 MAD_SAMPLES = 2000  # residuals the robust scale is taken from (every k-th): its median is as good
 COARSE_POINTS = 2500  # subsample a large cloud iterates on before all of it
+POLISH_POINTS = 2000  # a search spread over updates polishes its best starts on this many
 EXACT_STEPS = 1  # exact-nearest steps to finish with (a second moved < 0.01 mm, measured)
 
 
@@ -374,21 +376,82 @@ def reinitialise(
 ) -> RigidResult:
     """Global re-initialisation: the best of many starts around ``init`` (or, without one, all
     24 axis-aligned orientations at the model's centre), polished on all points."""
-    x = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
-    x = x[np.isfinite(x).all(axis=1)]
-    if len(x) < criteria.min_points:
-        base = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
-        return _hopeless(base, len(x), f"{len(x)} points, at least {criteria.min_points} needed")
-    rng = np.random.default_rng(seed)
-    sample = x[rng.choice(len(x), size=min(subsample, len(x)), replace=False)]
-    coarse = replace(criteria, max_iterations=12, tolerance_mm=0.05, polish=False)
-    tried = [_coarse_to_fine(sample, target, start, coarse) for start in _starts(x, target, init)]
-    tried.sort(key=_fit_rank)
-    polished = [
-        _coarse_to_fine(x, target, t.reference_to_model, criteria) for t in tried[: keep * 3]
-    ]
-    polished.sort(key=_fit_rank)
-    return _with_ambiguity(polished, x)
+    found = GlobalSearch(points, target, init, criteria, subsample, keep, seed).step()
+    assert found is not None  # an unbounded step finishes the search
+    return found
+
+
+class GlobalSearch:
+    """:func:`reinitialise` in steps: each :meth:`step` runs at most ``fits`` of its ICP fits.
+
+    Why: a search is about 60 fits (49 coarse starts, 9 polished), 0.4 s here; run inside one
+    frame it stalls a live graph's registration output for that long. In steps of a few fits it
+    finishes over a few dozen frames instead, each frame staying within its budget. Counted in
+    fits, not in time, so a replay takes the same steps. The starts and the subsample are taken
+    from the points the search began on; the best few are polished on those points too, so their
+    ranking compares like with like (the caller follows the result onto newer points).
+    ``polish_points`` polishes on an even subsample of that many points (all if None): a
+    polish on 6000 points costs as much as three coarse starts, and the follow-up fit on the
+    newer points refines on all of them anyway."""
+
+    def __init__(
+        self,
+        points: np.ndarray,
+        target: ModelTarget,
+        init: np.ndarray | None = None,
+        criteria: Criteria = DEFAULT,
+        subsample: int = 400,
+        keep: int = 3,
+        seed: int = 0,
+        polish_points: int | None = None,
+    ) -> None:
+        x = np.ascontiguousarray(points, dtype=np.float64).reshape(-1, 3)
+        self.x = x[np.isfinite(x).all(axis=1)]
+        if polish_points is not None and len(self.x) > polish_points:
+            self.x = self.x[:: -(-len(self.x) // polish_points)]
+        self.target, self.criteria, self.keep = target, criteria, keep
+        self.result: RigidResult | None = None
+        self._tried: list[RigidResult] = []
+        self._polished: list[RigidResult] = []
+        self._best: list[RigidResult] | None = None
+        if len(self.x) < criteria.min_points:
+            base = np.eye(4) if init is None else np.asarray(init, dtype=np.float64)
+            n = len(self.x)
+            self.result = _hopeless(base, n, f"{n} points, at least {criteria.min_points} needed")
+            self._starts: list[np.ndarray] = []
+            return
+        rng = np.random.default_rng(seed)
+        size = min(subsample, len(self.x))
+        self._sample = self.x[rng.choice(len(self.x), size=size, replace=False)]
+        self._coarse = replace(criteria, max_iterations=12, tolerance_mm=0.05, polish=False)
+        self._starts = _starts(self.x, target, init)
+
+    @property
+    def fits(self) -> int:
+        """Fits a whole search runs (coarse starts plus those polished)."""
+        return len(self._starts) + min(self.keep * 3, len(self._starts))
+
+    @property
+    def fitted(self) -> int:
+        """Fits run so far."""
+        return len(self._tried) + len(self._polished)
+
+    def step(self, fits: int | None = None) -> RigidResult | None:
+        """Run up to ``fits`` more fits (all that remain if None); the result once done."""
+        budget = math.inf if fits is None else fits
+        while self.result is None and budget > 0:
+            if len(self._tried) < len(self._starts):
+                start = self._starts[len(self._tried)]
+                self._tried.append(_coarse_to_fine(self._sample, self.target, start, self._coarse))
+            else:
+                if self._best is None:
+                    self._best = sorted(self._tried, key=_fit_rank)[: self.keep * 3]
+                start = self._best[len(self._polished)].reference_to_model
+                self._polished.append(_coarse_to_fine(self.x, self.target, start, self.criteria))
+                if len(self._polished) == len(self._best):
+                    self.result = _with_ambiguity(sorted(self._polished, key=_fit_rank), self.x)
+            budget -= 1
+        return self.result
 
 
 def _fit_rank(result: RigidResult) -> tuple[float, float]:
@@ -481,22 +544,48 @@ def invert(matrix: np.ndarray) -> np.ndarray:
 
 class RigidTracker:
     """Registration as a stream of updates: warm-start each from the last valid result, and
-    re-initialise globally when the warm start fails (the node's whole policy, kept here)."""
+    re-initialise globally when the warm start fails (the node's whole policy, kept here).
+
+    ``search_fits`` spreads a global search over updates (see :class:`GlobalSearch`): each
+    update runs at most that many of its fits and, until it is done, returns a not-valid result
+    saying how far it got; its answer is then followed onto the update's own points. None runs
+    a search whole within the update that needs it."""
 
     def __init__(
-        self, target: ModelTarget, init: np.ndarray | None = None, criteria: Criteria = DEFAULT
+        self,
+        target: ModelTarget,
+        init: np.ndarray | None = None,
+        criteria: Criteria = DEFAULT,
+        search_fits: int | None = None,
     ) -> None:
-        self.target, self.criteria = target, criteria
+        self.target, self.criteria, self.search_fits = target, criteria, search_fits
         self.last: np.ndarray | None = None if init is None else np.asarray(init, dtype=np.float64)
         self.lost = init is None
+        self.search: GlobalSearch | None = None
 
     def update(self, points: np.ndarray) -> RigidResult:
-        if not self.lost and self.last is not None:
+        if self.last is not None:
+            # Also while a search goes on: the points it began on may have been the bad ones.
             result = register_rigid(points, self.target, self.last, self.criteria)
             if result.valid:
-                self.last = result.reference_to_model
+                self.last, self.search, self.lost = result.reference_to_model, None, False
                 return result
-        result = reinitialise(points, self.target, self.last, self.criteria)
+        if self.search is None:
+            subsample = None if self.search_fits is None else POLISH_POINTS
+            self.search = GlobalSearch(
+                points, self.target, self.last, self.criteria, polish_points=subsample
+            )
+        result = self.search.step(self.search_fits)
+        if result is None:
+            self.lost = True
+            done, total = self.search.fitted, self.search.fits
+            base = np.eye(4) if self.last is None else self.last
+            return _hopeless(base, len(points), f"searching globally: {done} of {total} fits")
+        self.search = None
+        if result.valid and self.search_fits is not None:
+            # Found on the points the search began on; the organ has moved a little since.
+            follow = register_rigid(points, self.target, result.reference_to_model, self.criteria)
+            result = replace(follow, error_mm=max(follow.error_mm, result.error_mm))
         self.lost = not result.valid
         if result.valid:
             self.last = result.reference_to_model

@@ -77,7 +77,9 @@ class UsRegistrar:
     ``init`` is the starting ``ModelToReference`` guess (e.g. from patient landmarks); without
     one the first update searches globally, which needs the window to cover much of the organ.
     ``plausibility`` judges each fit (by default against the whole target as one surface;
-    :meth:`from_case` gives it each structure's own); ``clock`` (seconds) times ``stale``.
+    :meth:`from_case` gives it each structure's own); ``clock`` (seconds) times ``stale``;
+    ``search_fits`` spreads a global search over updates (see
+    :class:`~igtflow.registration.icp.RigidTracker`).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class UsRegistrar:
         plausibility: Plausibility | None = None,
         stale_after_s: float = STALE_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
+        search_fits: int | None = None,
     ) -> None:
         self.target = target
         self.model_targets = {
@@ -102,7 +105,7 @@ class UsRegistrar:
         self.min_points = min_points
         self.init = np.eye(4) if init is None else np.asarray(init, np.float64)
         self._start = None if init is None else invert(self.init)
-        self.tracker = RigidTracker(target, self._start, criteria)
+        self.tracker = RigidTracker(target, self._start, criteria, search_fits)
         self.plausibility = plausibility or Plausibility([("model", target.points)])
         self.stale_after_s, self.clock = float(stale_after_s), clock
         self._accepted: np.ndarray | None = None  # the last valid ModelToReference

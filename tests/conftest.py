@@ -41,6 +41,19 @@ def start_graph(tmp_path: Path) -> Iterator[Callable[..., GraphRun]]:
         run.stop()
 
 
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    """Debian's headless Chromium through Playwright (``launch_chromium``), one per test module
+    (starting one costs seconds); the test is skipped, saying why, where it is not installed."""
+    from igtflow.launch.bench.browser import find_chromium, launch_chromium
+
+    path = find_chromium()
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (make system-deps installs it)")
+    with launch_chromium(path) as browser:
+        yield browser
+
+
 @pytest.fixture
 def keep_signal_handlers() -> Iterator[None]:
     """pyigtl's server installs SIGINT/SIGTERM handlers; put ours back afterwards."""

@@ -15,6 +15,7 @@ from igtflow.registration.bench_icp import (
 )
 from igtflow.registration.closest_points import ModelTarget, sample_surface
 from igtflow.registration.icp import (
+    GlobalSearch,
     RigidTracker,
     register_rigid,
     reinitialise,
@@ -134,6 +135,29 @@ def test_tracker_reinitialises_globally_when_lost_and_then_warm_starts(organ) ->
     followed = tracker.update(into_reference(surface, nudged))
     assert followed.valid and followed.iterations <= 8
     assert pose_errors(followed.reference_to_model, nudged, targets)[2] < 0.2
+
+
+def test_a_search_spread_over_updates_runs_few_fits_each_and_finds_the_same_pose(organ) -> None:
+    vertices, faces, targets, target = organ
+    rng = np.random.default_rng(9)
+    surface, _ = sample_surface(vertices, faces, 2000, rng)
+    truth = rigid(60, 40, rng)
+    points = into_reference(surface, truth)
+    whole = GlobalSearch(points, target).step()
+    search = GlobalSearch(points, target)
+    steps = 0
+    while (found := search.step(4)) is None:
+        steps += 1
+        assert search.fitted == 4 * steps  # never more than asked for in one step
+    assert steps >= search.fits // 4 - 1 and search.fitted == search.fits
+    assert found.valid and whole is not None
+    assert np.allclose(found.reference_to_model, whole.reference_to_model)
+
+    tracker = RigidTracker(target, search_fits=4)  # lost from the start: a global search
+    answers = [tracker.update(points) for _ in range(steps + 1)]
+    assert all(not a.valid and "searching globally" in a.reason for a in answers[:-1])
+    assert answers[-1].valid, answers[-1].reason
+    assert pose_errors(answers[-1].reference_to_model, truth, targets)[2] < 0.2
 
 
 def test_too_few_points_are_not_valid(organ) -> None:

@@ -161,7 +161,10 @@ def test_another_seeds_case_is_flagged_as_a_wrong_fit() -> None:
     from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
 
     sim = UltrasoundSim(SEED, UltrasoundConfig(rate_hz=20.0))
-    with NodeHarness(RegisterUs, {"case": "phantom:7"}, node_id="reg") as node:
+    # A whole global search per frame (search_fits): more of them in 30 frames, so a fit far
+    # from the case's placement is among them.
+    params = {"case": "phantom:7", "search_fits": 100}
+    with NodeHarness(RegisterUs, params, node_id="reg") as node:
         for index in range(30):
             node.feed("labels", truth_labels(sim, index))
         sent = [t for t in node.emitted["transform"] if isinstance(t, Transform)]

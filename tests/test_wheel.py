@@ -81,6 +81,8 @@ def test_wheel_installs_and_its_igtflow_help_runs(tmp_path: Path) -> None:
     )
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
     assert (site / "igtflow" / "launch" / "graphs" / "us-guidance.yaml").is_file()
+    page = site / "igtflow" / "render" / "web_page"  # the web view's page, served from the wheel
+    assert (page / "index.html").is_file() and (page / "view.js").is_file()
     weights = site / "igtflow" / "perception" / "weights"
     assert {p.name for p in shipped.iterdir()} <= {p.name for p in weights.iterdir()}
     # Every package in a layer folder is in the wheel, found without being listed anywhere.

@@ -222,6 +222,53 @@ def bench_soak(
     deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
 
 
+@bench_app.command("web")
+def bench_web(
+    seconds: Annotated[
+        float, typer.Option(min=2, help="seconds measured per phase, over all rounds")
+    ] = 30.0,
+    browsers: Annotated[int, typer.Option(min=2, help="browsers in the last phase")] = 5,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="rounds of none → one → BROWSERS browsers, interleaved")
+    ] = 3,
+    screenshot: Annotated[
+        Path | None, typer.Option(help="save a screenshot of the page (PNG) while one is open")
+    ] = None,
+    browser_nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="how much lower the browsers run in OS priority than the graph (they stand "
+            "for other machines in the room; 0: level with the graph)",
+        ),
+    ] = 10,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    markdown: Annotated[
+        Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
+    ] = None,
+) -> None:
+    """The web-view graph at 30 fps seen by Debian's headless Chromium (Playwright): capture →
+    painted p50/p99/max with no, one and BROWSERS browsers (in turn, over ROUNDS rounds), and
+    the source's rate beside each (a browser must not slow the graph). Keys: web_p50_ms,
+    web_p99_ms, web_p99_ms_5_clients, source_rate_ratio."""
+    from igtflow.launch.bench.browser import BrowserMissing
+    from igtflow.launch.bench.web import markdown_table, print_report, run_web_bench
+
+    if markdown is not None:
+        sys.stdout.write(markdown_table(read_json(markdown)))
+        return
+    _check_output(output, force)
+    try:
+        report = run_web_bench(seconds, browsers, screenshot, browser_nice, rounds, progress=err)
+    except BrowserMissing as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
 @bench_app.command("eval-scale")
 def bench_eval_scale(
     recordings: Annotated[

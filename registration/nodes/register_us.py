@@ -57,6 +57,7 @@ class RegisterUs(RegistrationNode):
         min_inlier_fraction: Fraction = Limits.min_inlier_fraction,
         max_median_mm: Positive = Limits.max_median_mm,
         max_p90_mm: Positive = Limits.max_p90_mm,
+        search_fits: Count = 4,
     ) -> None:
         """
         case: phantom:<seed> (that seed's phantom) or the folder of a case (igtflow phantom
@@ -78,6 +79,9 @@ class RegisterUs(RegistrationNode):
             (the defaults are set on exact label maps; a network's contours wander more)
         max_median_mm: point-to-surface distance, median, at most...
         max_p90_mm: ...and 90th percentile, at most
+        search_fits: when the registration is lost, its global search (about 60 ICP fits,
+            0.2-0.5 s) runs at most this many fits per frame and goes on over the next frames,
+            its estimates not valid meanwhile: a lost registration never stalls the frame path
         """
         preop = self.case_from(case, self.id)
         try:
@@ -87,6 +91,7 @@ class RegisterUs(RegistrationNode):
                 init=np.eye(4) if init == "case" else None,
                 window=SliceWindow(window_slices, window_s),
                 min_points=min_points,
+                search_fits=search_fits,
                 criteria=dataclasses.replace(DEFAULT, max_error_mm=max_error_mm),
                 limits=Limits(
                     min_inlier_fraction=min_inlier_fraction,
