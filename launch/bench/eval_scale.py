@@ -27,11 +27,15 @@ WORKERS = (1, 2)
 DEFAULT_COPIES = 4
 
 
-def sample_set(directory: Path, copies: int) -> list[Path]:
-    """``copies`` files of the US sample recording (rendered here, so no checkout is needed)."""
+def sample_set(directory: Path, copies: int, frames: int | None = None) -> list[Path]:
+    """``copies`` files of the US sample recording (rendered here, so no checkout is needed),
+    ``frames`` long (default: the sample's 36)."""
+    from dataclasses import replace
+
     from igtflow.launch.samples import SAMPLES, write_sample
 
-    first = write_sample(SAMPLES[0], directory)
+    sample = SAMPLES[0] if frames is None else replace(SAMPLES[0], frames=frames)
+    first = write_sample(sample, directory)
     paths = [first]
     for n in range(2, copies + 1):
         paths.append(Path(shutil.copyfile(first, directory / f"{first.stem}-{n}.mcap")))
@@ -73,23 +77,26 @@ def scale_report(passes: Sequence[dict[str, Any]], recordings: int) -> dict[str,
 def run_eval_scale_bench(
     recordings: Sequence[Path] | None = None,
     copies: int = DEFAULT_COPIES,
-    graph_text: str | None = None,
+    frames: int | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Score ``recordings`` (default: ``copies`` of the US sample) with 1 worker, then with 2."""
+    """Score ``recordings`` (default: ``copies`` of the US sample, ``frames`` long) with 1
+    worker, then with 2."""
     say = progress.print if progress is not None else (lambda *_: None)
     passes = []
     with tempfile.TemporaryDirectory(prefix="igtflow-bench-eval-scale-") as tmp_name:
         tmp = Path(tmp_name)
         if recordings is None:
-            recordings = sample_set(tmp / "recordings", copies)
+            recordings = sample_set(tmp / "recordings", copies, frames)
         for workers in WORKERS:
             say(f"{len(recordings)} recordings, {workers} worker(s) on Ray")
             started, load = time.monotonic(), _load()
             result = run_bulk(recordings, tmp / f"logs-{workers}", workers)
             passes.append(scale_pass(workers, result, load))
             say(f"  {time.monotonic() - started:.1f} s")
-    return scale_report(passes, len(recordings))
+    report = scale_report(passes, len(recordings))
+    report["frames"] = frames  # of each copy of the sample; None: its own 36, or --recordings
+    return report
 
 
 def _load() -> float | None:

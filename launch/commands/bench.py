@@ -281,6 +281,15 @@ def bench_eval_scale(
     copies: Annotated[
         int, typer.Option(min=2, help="without --recordings: how many copies of the US sample")
     ] = 4,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="without --recordings: frames per copy (default: the sample's 36; a longer "
+            "replay spends less of its time starting its nodes)",
+            show_default=False,
+        ),
+    ] = None,
     json_: JsonOpt = False,
     output: OutputOpt = None,
     force: ForceOpt = False,
@@ -300,5 +309,5 @@ def bench_eval_scale(
             print_error(exc)
             raise typer.Exit(2) from None
     _check_output(output, force)
-    report = run_eval_scale_bench(found, copies, progress=err)
+    report = run_eval_scale_bench(found, copies, frames, progress=err)
     deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
