@@ -19,6 +19,7 @@ from igtflow.launch.graph_reader import parse_graph
 from igtflow.launch.launcher import run_graph
 from igtflow.launch.run_summary import summarize
 from igtflow.stream.recording import read_info
+from igtflow.stream.recording_scan import RecordingError
 
 SCORES = ("dice", "target_error_mm", "valid_fraction")
 
@@ -35,6 +36,12 @@ def replay_eval(
     Raises ``RecordingError`` for a recording that cannot be read and ``ValueError`` for a graph
     that does not fit it (``replay_graph`` says why)."""
     info = read_info(recording)
+    if not info.topics:
+        raise RecordingError(
+            recording,
+            f"no readable message in it (damaged or empty); `igtflow inspect {recording}` "
+            "lists what it holds",
+        )
     text, replay_id = replay_graph(
         str(recording), graph_text or default_graph(), sorted(info.topics), (), None, where
     )

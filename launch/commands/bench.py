@@ -282,3 +282,47 @@ def bench_web(
         print_error(exc)
         raise typer.Exit(2) from None
     deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
+@bench_app.command("eval-scale")
+def bench_eval_scale(
+    recordings: Annotated[
+        Path | None,
+        typer.Option(
+            help="score the recordings (*.mcap) in this folder (default: copies of the US sample)",
+            show_default=False,
+        ),
+    ] = None,
+    copies: Annotated[
+        int, typer.Option(min=2, help="without --recordings: how many copies of the US sample")
+    ] = 4,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="without --recordings: frames per copy (default: the sample's 36; a longer "
+            "replay spends less of its time starting its nodes)",
+            show_default=False,
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """`igtflow eval replay --recordings` with 1 worker, then with 2, on the same recordings in
+    the same run, each on its own local Ray instance: Ray's start-up, the replays' wall time,
+    seconds per recording p50/p99/max, and the speed-up (1 worker's time over 2 workers').
+    Keys: speedup, speedup_with_start, passes."""
+    from igtflow.launch.bench.eval_scale import print_report, run_eval_scale_bench
+    from igtflow.launch.bulk_eval import find_recordings
+
+    found = None
+    if recordings is not None:
+        try:
+            found = find_recordings(recordings)
+        except (OSError, ValueError) as exc:
+            print_error(exc)
+            raise typer.Exit(2) from None
+    _check_output(output, force)
+    report = run_eval_scale_bench(found, copies, frames, progress=err)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)

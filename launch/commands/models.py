@@ -201,20 +201,61 @@ def _seed_range(text: str) -> tuple[int, int]:
 @eval_app.command("replay")
 def eval_replay(
     recording: Annotated[
-        Path, typer.Argument(help="recording with truth (default: the US sample)")
-    ] = Path("recordings/phantom-us.mcap"),
+        Path | None,
+        typer.Argument(help="recording with truth (default: the US sample)", show_default=False),
+    ] = None,
+    recordings: Annotated[
+        Path | None,
+        typer.Option(
+            help="score every recording (*.mcap) in this folder instead, in parallel on Ray, "
+            "into one table",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="with --recordings: replays at once on a local Ray instance, one core and one "
+            "thread per library each  [default: the CPU count]",
+            show_default=False,
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="with --recordings: run on this Ray cluster instead of a local instance: its "
+            "head's HOST:6379, or auto on one of its nodes; its CPUs decide how many run at once, "
+            "and every node needs igtflow installed and the recordings at the same path",
+            show_default=False,
+        ),
+    ] = None,
     graph: Annotated[
         Path | None,
         typer.Option(help="graph whose nodes run downstream (default: launch/graphs/replay-eval)"),
     ] = None,
     log_dir: Annotated[
-        Path | None, typer.Option(help="folder for the logs and the scored recording")
+        Path | None,
+        typer.Option(
+            help="folder for the logs and the scored recording (with --recordings, one "
+            "subfolder per recording)"
+        ),
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Play a recording through the networks in lockstep and score what they made against the
     truth it carries: Dice per label, tracked target error, valid fraction of estimates. Two runs
-    give the same numbers (keys: dice, target_error_mm, valid_fraction)."""
+    give the same numbers (keys: dice, target_error_mm, valid_fraction).
+
+    With --recordings DIR, every recording in DIR is scored the same way, one Ray task each,
+    --workers at once: a progress bar while they run, then one table row per recording with the
+    same scores it gets alone. A recording that cannot be scored (damaged, not one the graph
+    fits, a node that failed) is a failed row with its reason; the others go on, and the exit
+    code is 1. Ctrl-C stops the replays still running and prints the rows already in (exit
+    130). JSON keys: recordings, ok, failed, workers, ray_start_s, eval_s, interrupted, rows
+    (each: recording, ok, reason, frames, dice, target_error_mm, valid_fraction, seconds,
+    log_dir).
+    Example: `igtflow eval replay --recordings cases/ --workers 4 --json > scores.json`"""
     import tempfile
 
     from igtflow.launch.replay_eval import replay_eval
@@ -225,6 +266,20 @@ def eval_replay(
     except OSError as exc:
         print_error(f"{graph}: cannot read the graph: {exc.strerror or exc}")
         raise typer.Exit(2) from None
+    if recordings is not None:
+        if recording is not None:
+            print_error(
+                f"give one recording ({recording}) or a folder (--recordings {recordings}), "
+                "not both"
+            )
+            raise typer.Exit(2)
+        where = str(graph or "replay-eval.yaml")
+        _eval_many(recordings, workers, address, text, where, log_dir, json_)
+        return
+    if workers is not None or address is not None:
+        print_error("--workers and --address apply to --recordings DIR (many recordings at once)")
+        raise typer.Exit(2)
+    recording = recording or Path("recordings/phantom-us.mcap")
     work = log_dir or Path(tempfile.mkdtemp(prefix="igtflow-replay-eval-"))
     try:
         result = replay_eval(recording, work, text, str(graph or "replay-eval.yaml"))
@@ -248,3 +303,61 @@ def eval_replay(
             )
         out.print(f"logs and the scored recording: {work}", highlight=False)
     raise typer.Exit(result["exit_code"])
+
+
+def _eval_many(
+    folder: Path,
+    workers: int | None,
+    address: str | None,
+    graph_text: str | None,
+    where: str,
+    log_dir: Path | None,
+    json_: bool,
+) -> None:
+    """``eval replay --recordings``: refuse what cannot work, run on Ray, print, exit 1 on any
+    failed row."""
+    import os
+
+    from igtflow.launch.bulk_eval import default_log_dir, find_recordings, run_bulk
+    from igtflow.launch.bulk_eval_table import print_table, progress_bar, report
+    from igtflow.launch.commands.terminal import err
+
+    if address and workers is not None:
+        print_error(
+            f"--workers sets the CPUs of a local Ray instance; the cluster at --address {address} "
+            "runs as many replays at once as its CPUs allow: leave out one of them"
+        )
+        raise typer.Exit(2)
+    try:
+        found = find_recordings(folder)
+    except (OSError, ValueError) as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    workers = workers or os.cpu_count() or 1
+    made_log_dir = log_dir is None
+    log_dir = log_dir or default_log_dir()
+    try:
+        with progress_bar(err, len(found)) as advance:
+            result = run_bulk(found, log_dir, workers, address, graph_text, where, advance)
+    except (KeyboardInterrupt, ConnectionError) as exc:
+        if made_log_dir and not any(log_dir.iterdir()):
+            log_dir.rmdir()  # nothing ran: leave no empty folder behind
+        if isinstance(exc, KeyboardInterrupt):
+            print_error("interrupted while Ray was starting: nothing was scored")
+            raise typer.Exit(130) from None
+        print_error(
+            f"--address {address}: no Ray cluster there ({exc}); start one with `ray start "
+            "--head` on its head node and give its HOST:6379, or leave out --address to run on "
+            "this machine"
+        )
+        raise typer.Exit(2) from None
+    summary = report(result, address, log_dir)
+    if json_:
+        print_json(summary)
+    else:
+        print_table(summary, out)
+    if result.interrupted:
+        print_error("interrupted: the rows above that say so were not scored")
+        raise typer.Exit(130)
+    if summary["failed"]:
+        raise typer.Exit(1)
