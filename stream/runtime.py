@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 
 from igtflow.stream import control
+from igtflow.stream.curve import Gatekeeper
 from igtflow.stream.ledger import Ledger, Mark
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import (
@@ -71,7 +72,10 @@ class NodeConfig:
         return cls(
             **{
                 **data,
-                "outputs": [OutputConfig(**o) for o in data.get("outputs", [])],
+                "outputs": [
+                    OutputConfig(**{**o, "curve_allow": tuple(o.get("curve_allow", ()))})
+                    for o in data.get("outputs", [])
+                ],
                 "inputs": [InputConfig(**i) for i in data.get("inputs", [])],
             }
         )
@@ -91,6 +95,7 @@ class NodeRuntime:
         self.stats = NodeStats()
         self.reader = SlotReader(self.run_dir / "shm")
         self.outputs: dict[str, Output] = {}
+        self.gatekeeper: Gatekeeper | None = None  # the CURVE allow-list, when an output uses it
         self.inputs: list[Input] = []
         self.node: Node | None = None
         self.stop_requested = False
@@ -238,6 +243,8 @@ class NodeRuntime:
         pools = {name: o.pool_stats() for name, o in list(self.outputs.items())}
         snapshot["pools"] = {name: stats for name, stats in pools.items() if stats is not None}
         snapshot["rehearsals"] = self.rehearsal.count if self.rehearsal is not None else 0
+        if self.gatekeeper is not None:  # CURVE handshakes refused: a client not on the allow-list
+            snapshot["curve_refused"] = self.gatekeeper.refused
         return snapshot
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -258,6 +265,10 @@ class NodeRuntime:
         return node
 
     def _open_sockets(self) -> None:
+        allowed = {path for out in self.config.outputs for path in out.curve_allow}
+        if any(out.curve_secret for out in self.config.outputs):
+            # Before any bind: ZeroMQ asks the gatekeeper during every CURVE handshake.
+            self.gatekeeper = Gatekeeper(self.ctx, sorted(allowed), self.log)
         for out in self.config.outputs:
             self.outputs[out.name] = Output(self.ctx, out, self.run_dir, self.config.node_id)
             self.placers[out.name] = self._place(self.outputs[out.name])
@@ -365,6 +376,8 @@ class NodeRuntime:
             out.close()
         self.schedule.close()
         self.control.close()
+        if self.gatekeeper is not None:
+            self.gatekeeper.close()
 
     def _handle(self, inp: Input, arrival: Arrival) -> None:
         now = time.time_ns()
