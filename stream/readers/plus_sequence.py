@@ -138,13 +138,32 @@ class PlusSequence:
         return general, frame_items, pixels, spacing, layout["frames"]
 
     def _nrrd_data(self, header: dict, kinds: list[str], layout: dict[str, int]) -> np.ndarray:
+        encoding = str(header.get("encoding", "")).lower()
+        detached = any(k in header for k in ("data file", "datafile"))
+        if encoding in ("gzip", "gz") and not detached and kinds[-1] in ("list", "time"):
+            # pynrrd inflates the whole stream, whatever the header declares (a small file can
+            # become a thousand times its size); ours stops at the declared size.
+            data = self._nrrd_whole_frames(header, kinds, "")
+            return self._frames_first(data, kinds)
         try:
             with open(self.path, "rb") as file:
                 nrrd.read_header(file)
+                if encoding in ("gzip", "gz", "bzip2", "bz2") and not detached:
+                    dtype = np.dtype(_NRRD_TYPES[str(header["type"])])
+                    declared = int(np.prod([int(v) for v in header["sizes"]])) * dtype.itemsize
+                    where = "after the header"
+                    metaio.check_inflatable(self.path, self.path, file.tell(), declared, where)
                 data = nrrd.read_data(header, file, str(self.path), index_order="F")
+        except SourceFileError:
+            raise
         except Exception as exc:  # pynrrd surfaces zlib, EOF, OS and its own errors alike
             detail = " ".join(str(exc).split()) or type(exc).__name__
             data = self._nrrd_whole_frames(header, kinds, detail)
+        return self._frames_first(data, kinds)
+
+    @staticmethod
+    def _frames_first(data: np.ndarray, kinds: list[str]) -> np.ndarray:
+        """pynrrd's Fortran-order array as (N, H, W[, C])."""
         # Fortran order: axis i of the array is axis i of the file; move to (N, H, W[, C]).
         order = {k: i for i, k in enumerate(kinds) if k != "domain"}
         domains = [i for i, k in enumerate(kinds) if k == "domain"]
@@ -201,7 +220,7 @@ class PlusSequence:
             metaio.require_a_frame(self.path, self.damage)
         else:
             pixels, self.damage = metaio.inflate(self.path, self.path, offset, shape, where)
-            if self.damage is None:  # pynrrd failed on something the data itself does not show
+            if self.damage is None and detail:  # pynrrd failed on what the data does not show
                 raise SourceFileError(self.path, f"the pixel data cannot be read: {detail}")
         kept = len(pixels) // shape.frame_bytes
         whole = np.frombuffer(pixels[: kept * shape.frame_bytes], dtype=dtype)
