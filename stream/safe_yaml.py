@@ -1,4 +1,4 @@
-"""YAML someone else wrote, read within bounds: file size, nesting depth and alias expansion.
+"""YAML someone else wrote (graphs, model cards), read within bounds: size, nesting, aliases.
 
 A graph file is small, but a hostile or broken one must not hang or exhaust the validator: 424
 bytes of nested aliases ("billion laughs") expand to billions of values once copied or quoted, and
