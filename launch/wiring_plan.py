@@ -112,3 +112,16 @@ def _client_keys(graph: Graph, reader: NodeSpec, producer_id: str, address: str)
         "curve_secret": graph.curve.secret_file(reader.host),
         "curve_server": graph.curve.public_file(producer.host),
     }
+
+
+def sequential_ports(base: int) -> Callable[[str], int]:
+    """``base``, ``base + 1``, … in the order the plan asks: the same graph gives every host the
+    same port for each tcp edge, where free ports picked on each host would differ."""
+    count = 0
+
+    def pick(host: str) -> int:
+        nonlocal count
+        count += 1
+        return base + count - 1
+
+    return pick
