@@ -27,13 +27,17 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from igtflow.stream.node import PermanentError
+
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
 REFUSAL_LOG_S = 5.0  # a refused client retries every 100 ms: one log line per key this often
 
 
-class KeyFileError(ValueError):
-    """A key file that is missing, unreadable or not a ZeroMQ certificate; says which and why."""
+class KeyFileError(PermanentError, ValueError):
+    """A key file that is missing, unreadable or not a ZeroMQ certificate; says which and why.
+
+    Permanent: a node whose key is missing on its host is not restarted in a loop."""
 
 
 @dataclass(frozen=True)
