@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from igtflow.stream.node import PermanentError
+
+# zmq.auth is imported where it is used: it pulls in asyncio (0.3 s on a busy machine), which
+# every node process would pay at each (re)start, CURVE or not.
 
 PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"
@@ -68,6 +69,8 @@ def write_keypair(directory: str | Path, name: str, overwrite: bool = False) -> 
                 )
     directory.mkdir(parents=True, exist_ok=True)
     # Created private from the start, so the secret is never readable by others, even briefly.
+    import zmq.auth
+
     old = os.umask(0o077)
     try:
         zmq.auth.create_certificates(directory, name)
@@ -96,6 +99,8 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
 
 
 def _load(path: str | Path) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
     if not Path(path).is_file():
         raise KeyFileError(f"no key file {path}; write one with `igtflow keygen NAME`")
     try:
@@ -144,6 +149,8 @@ class Gatekeeper:
         self.refused = 0
         self._last_logged: dict[bytes, float] = {}
         self._lock = threading.Lock()
+        from zmq.auth.thread import ThreadAuthenticator
+
         self.auth = ThreadAuthenticator(ctx, log=logging.getLogger("igtflow.zap"))
         self.auth.start()
         self.auth.configure_curve_callback("*", credentials_provider=self)

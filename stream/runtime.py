@@ -16,13 +16,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
 from igtflow.stream import control
-from igtflow.stream.curve import Gatekeeper
 from igtflow.stream.ledger import Ledger, Mark
 from igtflow.stream.messages import Message, Status
 from igtflow.stream.node import (
@@ -44,6 +43,9 @@ from igtflow.stream.threads import apply_priority, apply_thread_budget
 from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output, OutputConfig
 from igtflow.stream.waiter import Waiter
 from igtflow.stream.wire import BIG_BUFFER_BYTES
+
+if TYPE_CHECKING:
+    from igtflow.stream.curve import Gatekeeper
 
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
@@ -267,6 +269,8 @@ class NodeRuntime:
     def _open_sockets(self) -> None:
         allowed = {path for out in self.config.outputs for path in out.curve_allow}
         if any(out.curve_secret for out in self.config.outputs):
+            from igtflow.stream.curve import Gatekeeper  # only a tcp node pays for zmq.auth
+
             # Before any bind: ZeroMQ asks the gatekeeper during every CURVE handshake.
             self.gatekeeper = Gatekeeper(self.ctx, sorted(allowed), self.log)
         for out in self.config.outputs:
