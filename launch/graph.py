@@ -94,11 +94,6 @@ class Graph:
     curve: CurveSpec | None = None  # tcp edges are CURVE-encrypted and authenticated
     insecure: bool = False  # plain tcp allowed on a non-loopback address (a trusted network)
 
-    def tcp_output(self, node_id: str, output: str) -> bool:
-        """Whether ``node_id/output`` travels over tcp: a host is named at either end."""
-        hosts = {self.node(node_id).host} | {c.host for c, _ in self.consumers(node_id, output)}
-        return hosts != {None}
-
     def node(self, node_id: str) -> NodeSpec:
         """The node with id ``node_id``; a KeyError names the ids that exist."""
         for spec in self.nodes:
