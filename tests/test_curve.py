@@ -3,6 +3,7 @@ refusal of plain tcp on the network."""
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -233,3 +234,18 @@ def test_a_missing_secret_key_stops_the_node_for_good_with_the_fix(tmp_path: Pat
             make_server(sock, tmp_path / "theatre.key")
     finally:
         sock.close(linger=0)
+
+
+def test_validate_says_how_tcp_edges_are_protected(tmp_path: Path, keys: Path) -> None:
+    top = "curve:\n  hosts: {10.0.0.8: keys/theatre, 10.0.0.9: keys/gpu}\n"
+    path = tmp_path / "graph.yaml"
+    path.write_text(PLAIN.format(top=top, host="10.0.0.8", remote="10.0.0.9"))
+    done = subprocess.run(
+        [str(IGTFLOW), "validate", str(path), "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["security"] == {
+        "curve_hosts": ["10.0.0.8", "10.0.0.9"],
+        "curve_allowed_keys": 2,
+        "insecure": False,
+    }
