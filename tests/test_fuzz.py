@@ -138,3 +138,30 @@ def test_bench_fuzz_reports_cases_and_crashes_per_target_as_json() -> None:
     (row,) = report["targets"]
     assert row["target"] == "wire" and row["fuzz_cases"] == 20
     assert {"p50_ms", "p99_ms", "max_ms", "seed_p50_ms", "p99_vs_seed"} <= set(row)
+
+
+@pytest.mark.parametrize("with_fields", [False, True])
+def test_a_sequence_declaring_a_billion_frames_costs_no_memory_per_frame(
+    tmp_path: Path, with_fields: bool
+) -> None:
+    """Found by the bench: per-frame checks once listed every declared frame (22 GB)."""
+    path = tmp_path / "many.seq.mha"
+    fields = "".join(f"Seq_Frame{i:04d}_Timestamp = {i * 0.04}\n" for i in range(3))
+    header = (
+        "ObjectType = Image\nNDims = 3\nDimSize = 5 6 1000000000\nElementType = MET_UCHAR\n"
+        f"{fields if with_fields else ''}ElementDataFile = LOCAL\n"
+    )
+    path.write_bytes(header.encode() + bytes(3 * 30))
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        try:
+            sequence = PlusSequence(path)
+        except SourceFileError as exc:
+            assert "999999992 more of 1000000000 frames" in str(exc)
+        else:
+            assert sequence.frame_count == 3 and sequence.damage is not None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20 and time.monotonic() - started < 5

@@ -11,6 +11,7 @@ more than valid input. Peak RSS growth over a target is the memory bound.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import resource
@@ -18,7 +19,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,29 @@ from igtflow.launch.bench.fuzz_targets import Mutation, Target, mutate, mutation
 from igtflow.machine import describe, machine_info
 
 BASELINE_READS = 50
+# Address space a target may take beyond what the process holds when it starts: a reader that
+# allocates what a damaged size declares meets MemoryError (a crash, counted at its line) here,
+# instead of the kernel's OOM killer on a shared machine.
+MEMORY_CAP = 2 << 30
+
+
+@contextlib.contextmanager
+def memory_cap(extra: int = MEMORY_CAP) -> Iterator[None]:
+    """Cap this process's address space at its current size plus ``extra`` bytes (Linux)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except OSError:  # not Linux: no cap
+        yield
+        return
+    cap = pages * resource.getpagesize() + extra
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def fuzz_target(
@@ -71,7 +95,8 @@ def fuzz_target(
             warnings.simplefilter("ignore")
             logging.disable(logging.WARNING)
             try:
-                one()
+                with memory_cap():
+                    one()
             finally:
                 logging.disable(logging.NOTSET)
     case_ms = np.asarray(times) * 1e3

@@ -77,7 +77,10 @@ class PlusSequence:
         self._pixels = self._orient(pixels)
         static = static_transforms(self.path, general)
         # The header is whole even when the data is cut: check every frame's fields, keep ours.
-        self.frames: list[FrameFields] = parse_frames(self.path, frame_items, declared, static)
+        # With no frame fields at all there is nothing to check past the frames kept (and a
+        # damaged size may declare a billion).
+        checked = declared if frame_items else min(declared, self.frame_count)
+        self.frames: list[FrameFields] = parse_frames(self.path, frame_items, checked, static)
         del self.frames[self.frame_count :]
         times = [f.time_s for f in self.frames]
         self.times_s = None if any(t is None for t in times) else np.asarray(times, dtype=float)
