@@ -165,3 +165,11 @@ def test_a_sequence_declaring_a_billion_frames_costs_no_memory_per_frame(
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20 and time.monotonic() - started < 5
+
+
+def test_a_negative_metaio_size_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "negative.seq.mha"
+    header = b"ObjectType = Image\nNDims = 3\nDimSize = 5 -1 3\nElementType = MET_UCHAR\n"
+    path.write_bytes(header + b"ElementDataFile = LOCAL\n" + bytes(90))
+    with pytest.raises(SourceFileError, match="DimSize = '5 -1 3' has a negative size"):
+        PlusSequence(path)

@@ -126,6 +126,8 @@ def layout(header: MetaHeader) -> PixelLayout:
     """Frame size, count and type from DimSize/Kinds/ElementType, read the way PLUS reads them."""
     path = header.path
     dims = _ints(header, "DimSize")
+    if any(d < 0 for d in dims):
+        raise SourceFileError(path, f"DimSize = {header.get('DimSize')!r} has a negative size")
     ndims = _ints(header, "NDims")[0] if header.get("NDims") is not None else len(dims)
     if len(dims) != ndims:
         raise SourceFileError(path, f"DimSize has {len(dims)} values but NDims = {ndims}")
