@@ -224,9 +224,7 @@ def bench_soak(
 
 @bench_app.command("fuzz")
 def bench_fuzz(
-    cases: Annotated[
-        int, typer.Option(min=1, help="damaged inputs per reader (the issue's bar: 10000)")
-    ] = 10000,
+    cases: Annotated[int, typer.Option(min=1, help="damaged inputs per reader")] = 10000,
     target: Annotated[
         list[str] | None,
         typer.Option(
