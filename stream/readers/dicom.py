@@ -6,7 +6,9 @@ carry who the patient is.
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +68,24 @@ TIMING_TAGS = ("FrameTime", "FrameTimeVector", "CineRate", "RecommendedDisplayFr
 _UNITS_CM = 3
 
 
+class _ClampedFile(io.BufferedReader):
+    """A file whose reads never ask for more than it still holds.
+
+    pydicom reads each element's value with its declared length, and Python sizes the result by
+    the request before the read comes back short: a damaged length of 10^9 would allocate a
+    gigabyte for a file of a few kilobytes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self.size - self.tell()))
+        return super().read(size)
+
+
 def _plain(value: Any) -> Any:
     """A pydicom value as msgpack-friendly Python (MultiValue -> list, DSfloat -> float)."""
     if isinstance(value, str | bytes):
@@ -95,7 +115,8 @@ class DicomCine:
         self.path = Path(path)
         check_input(self.path)
         try:
-            self.ds: Dataset = pydicom.dcmread(self.path)
+            with _ClampedFile(self.path) as file:
+                self.ds: Dataset = pydicom.dcmread(file)
             # pydicom parses an element's value when it is first used: parse every one now, so
             # a damaged element is this one error here rather than any error anywhere later.
             for dataset in (getattr(self.ds, "file_meta", None), self.ds):

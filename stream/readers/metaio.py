@@ -128,7 +128,10 @@ def layout(header: MetaHeader) -> PixelLayout:
     dims = _ints(header, "DimSize")
     if any(d < 0 for d in dims):
         raise SourceFileError(path, f"DimSize = {header.get('DimSize')!r} has a negative size")
-    ndims = _ints(header, "NDims")[0] if header.get("NDims") is not None else len(dims)
+    ndims_given = _ints(header, "NDims") if header.get("NDims") is not None else [len(dims)]
+    if len(ndims_given) != 1:
+        raise SourceFileError(path, f"NDims = {header.get('NDims')!r} is not one whole number")
+    ndims = ndims_given[0]
     if len(dims) != ndims:
         raise SourceFileError(path, f"DimSize has {len(dims)} values but NDims = {ndims}")
     kinds_text = header.get("Kinds")

@@ -114,7 +114,14 @@ class PlusSequence:
             raise SourceFileError(
                 self.path, "the NRRD header ends early; the file is truncated or not NRRD"
             ) from None
-        except (nrrd.NRRDError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        except (
+            nrrd.NRRDError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            UnicodeDecodeError,
+        ) as exc:
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise SourceFileError(self.path, f"the NRRD header is not valid: {detail}") from None
         items = [(str(k), v if isinstance(v, str) else str(v)) for k, v in header.items()]
@@ -302,7 +309,9 @@ def _nrrd_spacing(header: dict, kinds: list[str]) -> tuple[float, float]:
     directions = header.get("space directions")
     if directions is not None:
         rows = np.asarray(directions, dtype=float)
-        lengths = [float(np.linalg.norm(rows[i])) for i in domains[:2]]
+        # Fewer direction rows than domain axes: a damaged header; try the spacings instead.
+        usable = rows.ndim == 2 and all(i < len(rows) for i in domains[:2])
+        lengths = [float(np.linalg.norm(rows[i])) for i in domains[:2]] if usable else [0.0]
         if all(math.isfinite(v) and v > 0 for v in lengths):
             return (lengths[0], lengths[1])
     spacings = header.get("spacings")
