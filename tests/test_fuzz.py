@@ -173,3 +173,33 @@ def test_a_negative_metaio_size_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(header + b"ElementDataFile = LOCAL\n" + bytes(90))
     with pytest.raises(SourceFileError, match="DimSize = '5 -1 3' has a negative size"):
         PlusSequence(path)
+
+
+def test_a_dicom_element_declaring_a_gigabyte_costs_no_gigabyte(tmp_path: Path) -> None:
+    """Found by the bench: pydicom asked Python for the declared length, which sized the read."""
+    target = next(t for t in targets() if t.name == "dicom")
+    seed = target.seed(tmp_path)
+    # PixelData (7FE0,0010) OB has a 4-byte length: declare 10^9.
+    at = seed.rindex(b"\xe0\x7f\x10\x00OB\x00\x00")
+    damaged = seed[: at + 8] + (10**9).to_bytes(4, "little") + seed[at + 12 :]
+    path = tmp_path / "liar.dcm"
+    path.write_bytes(damaged)
+    tracemalloc.start()
+    try:
+        try:
+            kept = DicomCine(path).frame_count  # a cut cine keeps its whole frames
+        except SourceFileError:
+            kept = 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"a 10^9-byte claim allocated {peak / 2**20:.0f} MiB"
+    assert kept <= 3
+
+
+def test_an_empty_ndims_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ndims.seq.mha"
+    header = b"ObjectType = Image\nNDims = \nDimSize = 5 6 3\nElementType = MET_UCHAR\n"
+    path.write_bytes(header + b"ElementDataFile = LOCAL\n" + bytes(90))
+    with pytest.raises(SourceFileError, match="NDims"):
+        PlusSequence(path)
