@@ -203,3 +203,12 @@ def test_an_empty_ndims_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(header + b"ElementDataFile = LOCAL\n" + bytes(90))
     with pytest.raises(SourceFileError, match="NDims"):
         PlusSequence(path)
+
+
+def test_a_damaged_frame_time_is_a_clear_error(tmp_path: Path) -> None:
+    target = next(t for t in targets() if t.name == "dicom")
+    seed = target.seed(tmp_path)
+    path = tmp_path / "frame-time.dcm"
+    path.write_bytes(seed.replace(b"40.0", b"4O.0", 1))
+    with pytest.raises(SourceFileError, match="FrameTime = .* is not a number"):
+        DicomCine(path)

@@ -227,12 +227,22 @@ class DicomCine:
                 f"than NumberOfFrames={self.frame_count} says; NumberOfFrames is wrong",
             )
 
+    def _number(self, tag: str, value: Any) -> float:
+        """A numeric tag's value (0 when empty); a damaged one is a SourceFileError naming it."""
+        try:
+            return float(value or 0)
+        except (TypeError, ValueError):
+            raise SourceFileError(
+                self.path, f"{tag} = {str(value)[:40]!r} is not a number; fix or remove the tag"
+            ) from None
+
     def _timing(self) -> tuple[np.ndarray | None, str]:
         """Each frame's time in seconds from the first, and which tag said so."""
         ds, n = self.ds, self.declared_frames
-        frame_time = float(ds.get("FrameTime", 0) or 0)
+        frame_time = self._number("FrameTime", ds.get("FrameTime", 0))
         if frame_time > 0:
-            return np.arange(n) * frame_time / 1000.0, "FrameTime"
+            # The frames kept, not the frames declared: a damaged count may say a billion.
+            return np.arange(min(n, self.frame_count)) * frame_time / 1000.0, "FrameTime"
         if ds.get("FrameTimeVector") is not None:
             vector = np.asarray([float(v) for v in np.atleast_1d(ds.FrameTimeVector)])
             if len(vector) != n:
@@ -247,7 +257,7 @@ class DicomCine:
             times = np.cumsum(vector) / 1000.0
             return times - times[0], "FrameTimeVector"
         for tag in ("CineRate", "RecommendedDisplayFrameRate"):
-            rate = float(ds.get(tag, 0) or 0)
+            rate = self._number(tag, ds.get(tag, 0))
             if rate > 0:
                 return np.arange(n) / rate, tag
         return None, ""
