@@ -210,5 +210,5 @@ def test_a_damaged_frame_time_is_a_clear_error(tmp_path: Path) -> None:
     seed = target.seed(tmp_path)
     path = tmp_path / "frame-time.dcm"
     path.write_bytes(seed.replace(b"40.0", b"4O.0", 1))
-    with pytest.raises(SourceFileError, match="FrameTime = .* is not a number"):
+    with pytest.raises(SourceFileError, match=r"FrameTime = .* is not a number"):
         DicomCine(path)
