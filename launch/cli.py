@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from igtflow import __version__
-from igtflow.launch.commands import graphs, models, recordings, report, runs
+from igtflow.launch.commands import graphs, models, recordings, report, runs, security
 from igtflow.launch.commands.bench import bench_app
 from igtflow.launch.commands.phantom import phantom_app
 from igtflow.launch.commands.terminal import out, print_error
@@ -45,6 +45,7 @@ for command in (
     runs.demo,
     recordings.convert,
     models.train,
+    security.keygen,
 ):
     app.command()(command)
 app.add_typer(bench_app, name="bench")

@@ -63,6 +63,25 @@ class NodeSpec:
 
 
 @dataclass(frozen=True)
+class CurveSpec:
+    """The graph's ``curve:`` section: which key pair each host uses, and whom servers let in.
+
+    ``hosts`` maps a node ``host:`` to the path (without suffix) of its key pair from
+    ``igtflow keygen``; ``allow`` lists the public key files of the clients let in. Paths are
+    absolute (resolved against the graph file's folder).
+    """
+
+    hosts: dict[str, str]
+    allow: tuple[str, ...]
+
+    def secret_file(self, host: str) -> str:
+        return self.hosts[host] + ".key_secret"
+
+    def public_file(self, host: str) -> str:
+        return self.hosts[host] + ".key"
+
+
+@dataclass(frozen=True)
 class Graph:
     """A validated graph: nodes in file order, every wire resolved, no cycles."""
 
@@ -72,6 +91,8 @@ class Graph:
     nodes: tuple[NodeSpec, ...]
     # ``validate --no-import``: what was left unchecked, e.g. "node 'x': would import pkg.mod".
     unchecked: tuple[str, ...] = ()
+    curve: CurveSpec | None = None  # tcp edges are CURVE-encrypted and authenticated
+    insecure: bool = False  # plain tcp allowed on a non-loopback address (a trusted network)
 
     def node(self, node_id: str) -> NodeSpec:
         """The node with id ``node_id``; a KeyError names the ids that exist."""

@@ -53,6 +53,7 @@ class NodeDraft:
     inputs: list[InputSpec] = field(default_factory=list)
     outputs: dict[str, type[Message]] = field(default_factory=dict)
     host: str | None = None
+    host_line: int = 0
     restart: Restart = "on-failure"
     max_restarts: int = DEFAULT_MAX_RESTARTS
     threads: int = DEFAULT_THREADS

@@ -37,12 +37,13 @@ from igtflow.launch.graph_checks import (
 from igtflow.launch.graph_draft import NodeDraft, unique
 from igtflow.launch.graph_inputs import read_inputs
 from igtflow.launch.graph_issues import GraphError, GraphIssue
+from igtflow.launch.graph_security import check_tcp_edges, read_curve, read_insecure
 from igtflow.launch.graph_yaml import key_line, line_of, load_document, unknown_keys, yaml_type
 from igtflow.launch.overrides import OVERRIDES_PATH, Override, parse_overrides
 from igtflow.launch.safe_yaml import YamlLimitError, plain, quote
 from igtflow.stream.param_values import coerce, declared_params, is_int, suggest, type_name
 
-TOP_KEYS = ("name", "nodes")
+TOP_KEYS = ("name", "nodes", "curve", "insecure")
 NODE_KEYS = (
     "id", "uses", "params", "inputs", "host", "restart", "max_restarts", "threads", "priority"
 )  # fmt: skip
@@ -107,6 +108,8 @@ class _Reader:
             self.issue(1, f"a graph file is a mapping with 'name' and 'nodes', got {got}")
             raise self.fail()
         name = self._read_top(doc)
+        curve = read_curve(self.issue, doc, self.path)
+        insecure = read_insecure(self.issue, doc)
         drafts = self._read_nodes(doc)
         for node_id in self.overrides:
             if node_id not in self.used_overrides:
@@ -125,10 +128,11 @@ class _Reader:
         check_upstream(self.issue, nodes)
         check_cycles(self.issue, nodes)
         check_ports(self.issue, nodes)
+        check_tcp_edges(self.issue, nodes, curve, insecure, "curve" in doc)
         if self.issues:
             raise self.fail()
         specs = tuple(d.spec() for d in drafts)
-        return Graph(name, self.path, self.text, specs, tuple(self.unchecked))
+        return Graph(name, self.path, self.text, specs, tuple(self.unchecked), curve, insecure)
 
     # -- top level and nodes ---------------------------------------------------------------
 
@@ -322,6 +326,7 @@ class _Reader:
     def _read_placement(self, entry: CommentedMap, draft: NodeDraft) -> None:
         host = entry.get("host")
         if host is not None:
+            draft.host_line = key_line(entry, "host")
             if isinstance(host, str) and host.strip():
                 draft.host = str(host).strip()
             else:

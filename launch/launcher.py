@@ -17,6 +17,7 @@ from igtflow.launch.graph import Graph
 from igtflow.launch.keys import key_reader
 from igtflow.launch.status_table import status_table
 from igtflow.launch.supervisor import Supervisor
+from igtflow.launch.wiring_plan import sequential_ports
 
 EXIT_OK = 0
 EXIT_NODE_FAILED = 3
@@ -42,11 +43,14 @@ def run_graph(
     live: bool | None = None,
     lockstep: bool = False,
     until_drained: bool | Iterable[str] = False,
+    host: str | None = None,
+    port_base: int | None = None,
 ) -> RunResult:
     """Start ``graph``, show its status until Ctrl-C/SIGTERM or ``duration_s``, stop it cleanly.
 
     ``until_drained``: also stop once every source (or the sources named) has sent everything
-    and the graph has handled it (a replay without ``loop``). ``lockstep``: see ``Supervisor``.
+    and the graph has handled it (a replay without ``loop``). ``lockstep``, ``host``: see
+    ``Supervisor``; ``port_base``: tcp edges take ports from there up, in file order.
     In the live view, space pauses and resumes the sources. Exit code is non-zero when a node
     failed for good.
     """
@@ -63,7 +67,15 @@ def run_graph(
     def print_log(line: str) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    supervisor = Supervisor(graph, log_dir, log_sink=print_log if live else None, lockstep=lockstep)
+    ports = {} if port_base is None else {"pick_port": sequential_ports(port_base)}
+    supervisor = Supervisor(
+        graph,
+        log_dir,
+        log_sink=print_log if live else None,
+        lockstep=lockstep,
+        host=host,
+        **ports,
+    )
     try:
         supervisor.start()
         started = time.monotonic()  # the duration counts from when the graph flows

@@ -28,6 +28,7 @@ from igtflow.launch.graph import Graph
 from igtflow.launch.lockstep import LockstepLedger
 from igtflow.launch.status_row import ENDED, NodeRun, NodeState, status_row
 from igtflow.launch.wiring_plan import wiring_plan
+from igtflow.ports import free_port
 from igtflow.stream import control
 from igtflow.stream.node import GRAPH_ENV
 from igtflow.stream.threads import thread_budget_env
@@ -86,9 +87,15 @@ class Supervisor:
         log_sink: LogSink | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
         lockstep: bool = False,
+        host: str | None = None,
+        pick_port: Callable[[str], int] = free_port,
     ) -> None:
         """``lockstep``: offline replay; every input is lossless and each message a source sends
         is handled by every node downstream before the next one leaves (deterministic runs).
+        ``host``: run only the nodes placed on that host (``host:`` in the graph); the other
+        hosts run theirs with the same graph and the same ``pick_port`` (a sequence from a
+        shared base, see :func:`~igtflow.launch.wiring_plan.sequential_ports`), so every tcp
+        edge has one address on both sides.
         """
         self.graph = graph
         self.log_dir = Path(log_dir)
@@ -109,9 +116,11 @@ class Supervisor:
         self.events: list[str] = []
         self.lockstep = lockstep
         self.ledger = LockstepLedger(graph) if lockstep else None
-        configs = wiring_plan(graph, self.run_dir, self.control_endpoint, lockstep)
+        configs = wiring_plan(graph, self.run_dir, self.control_endpoint, lockstep, pick_port)
         self.nodes: dict[str, NodeRun] = {
-            spec.id: NodeRun(spec=spec, config=configs[spec.id]) for spec in graph.nodes
+            spec.id: NodeRun(spec=spec, config=configs[spec.id])
+            for spec in graph.nodes
+            if host is None or spec.host == host
         }
 
     # --- processes ---------------------------------------------------------------------------
@@ -192,7 +201,8 @@ class Supervisor:
             out.name: sum(
                 1
                 for consumer, _ in self.graph.consumers(node.spec.id, out.name)
-                if self.nodes[consumer.id].state not in ENDED
+                # a consumer on another host is that host's to supervise: assume it listens
+                if consumer.id not in self.nodes or self.nodes[consumer.id].state not in ENDED
             )
             for out in node.config.outputs
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from igtflow.launch.graph import Graph, NodeSpec
 from igtflow.ports import free_port
@@ -28,7 +29,9 @@ def wiring_plan(
     """One config per node, in file order.
 
     An output read only on this host is a unix socket in ``run_dir``; one that crosses hosts is
-    tcp on its producer's host. ``lockstep`` makes every input a deep lossless queue.
+    tcp on its producer's host, under CURVE when the graph has a ``curve:`` section (the producer
+    serves with its host's key, each reader connects with its own). ``lockstep`` makes every
+    input a deep lossless queue.
     """
 
     def endpoint(producer: NodeSpec, output: str) -> str:
@@ -54,6 +57,7 @@ def wiring_plan(
                     endpoint=address,
                     subscribers=len(consumers),
                     sndhwm=max(16, depth),
+                    **_server_keys(graph, spec, address),
                 )
             )
     configs: dict[str, NodeConfig] = {}
@@ -66,6 +70,7 @@ def wiring_plan(
                 policy=QUEUE if lockstep else i.policy,
                 depth=max(i.depth, LOCKSTEP_DEPTH) if lockstep else i.depth,
                 budget_mib=i.budget_mib,
+                **_client_keys(graph, spec, i.node, endpoints[(i.node, i.output)]),
             )
             for i in spec.inputs
         ]
@@ -82,3 +87,41 @@ def wiring_plan(
             lockstep=lockstep,
         )
     return configs
+
+
+def _server_keys(graph: Graph, producer: NodeSpec, address: str) -> dict[str, Any]:
+    """The CURVE server key and allow-list of a tcp output; none on a unix socket or without
+    ``curve:``."""
+    if graph.curve is None or not address.startswith("tcp://") or producer.host is None:
+        return {}
+    return {
+        "curve_secret": graph.curve.secret_file(producer.host),
+        "curve_allow": graph.curve.allow,
+    }
+
+
+def _client_keys(graph: Graph, reader: NodeSpec, producer_id: str, address: str) -> dict[str, str]:
+    """The CURVE client keys of ``reader`` on a tcp input (validation made sure both hosts have
+    a key pair); none on a unix socket or without ``curve:``."""
+    producer = graph.node(producer_id)
+    if graph.curve is None or not address.startswith("tcp://"):
+        return {}
+    if reader.host is None or producer.host is None:
+        return {}
+    return {
+        "curve_secret": graph.curve.secret_file(reader.host),
+        "curve_server": graph.curve.public_file(producer.host),
+    }
+
+
+def sequential_ports(base: int) -> Callable[[str], int]:
+    """``base``, ``base + 1``, … in the order the plan asks: the same graph gives every host the
+    same port for each tcp edge, where free ports picked on each host would differ."""
+    count = 0
+
+    def pick(host: str) -> int:
+        nonlocal count
+        count += 1
+        return base + count - 1
+
+    return pick

@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
+from igtflow.stream import safe_yaml
 from igtflow.stream.phantom.anatomy import LABEL_NAMES
 
 PHANTOM_LABELS = {0: "background", **LABEL_NAMES}
@@ -123,9 +124,12 @@ def card_path_for(weights: Path) -> Path:
 def load_card(path: Path, check_weights: bool = True) -> tuple[ModelCard, Path]:
     """The card at ``path`` and the absolute path of its weights; CardError at ``file:line``."""
     try:
-        tree = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        # Bounded (size, nesting, aliases): a card comes with a model, maybe from anyone.
+        tree = safe_yaml.load(safe_yaml.read_text(path))
     except OSError as exc:
         raise CardError(f"{path}: cannot read the model card ({exc.strerror})") from None
+    except safe_yaml.YamlLimitError as exc:
+        raise CardError(f"{path}:{exc.line}: {exc.problem}") from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0

@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
@@ -45,6 +45,9 @@ from igtflow.stream.transport import QUEUE, Arrival, Input, InputConfig, Output,
 from igtflow.stream.waiter import Waiter
 from igtflow.stream.wire import BIG_BUFFER_BYTES
 
+if TYPE_CHECKING:
+    from igtflow.stream.curve import Gatekeeper
+
 SUBSCRIBER_WAIT_S = 2.0
 POLL_MAX_MS = 50
 RECONNECT_MS = 10
@@ -72,7 +75,10 @@ class NodeConfig:
         return cls(
             **{
                 **data,
-                "outputs": [OutputConfig(**o) for o in data.get("outputs", [])],
+                "outputs": [
+                    OutputConfig(**{**o, "curve_allow": tuple(o.get("curve_allow", ()))})
+                    for o in data.get("outputs", [])
+                ],
                 "inputs": [InputConfig(**i) for i in data.get("inputs", [])],
             }
         )
@@ -92,6 +98,7 @@ class NodeRuntime:
         self.stats = NodeStats()
         self.reader = SlotReader(self.run_dir / "shm")
         self.outputs: dict[str, Output] = {}
+        self.gatekeeper: Gatekeeper | None = None  # the CURVE allow-list, when an output uses it
         self.inputs: list[Input] = []
         self.node: Node | None = None
         self.stop_requested = False
@@ -244,6 +251,8 @@ class NodeRuntime:
         pools = {name: o.pool_stats() for name, o in list(self.outputs.items())}
         snapshot["pools"] = {name: stats for name, stats in pools.items() if stats is not None}
         snapshot["rehearsals"] = self.rehearsal.count if self.rehearsal is not None else 0
+        if self.gatekeeper is not None:  # CURVE handshakes refused: a client not on the allow-list
+            snapshot["curve_refused"] = self.gatekeeper.refused
         return snapshot
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -264,6 +273,12 @@ class NodeRuntime:
         return node
 
     def _open_sockets(self) -> None:
+        allowed = {path for out in self.config.outputs for path in out.curve_allow}
+        if any(out.curve_secret for out in self.config.outputs):
+            from igtflow.stream.curve import Gatekeeper  # only a tcp node pays for zmq.auth
+
+            # Before any bind: ZeroMQ asks the gatekeeper during every CURVE handshake.
+            self.gatekeeper = Gatekeeper(self.ctx, sorted(allowed), self.log)
         for out in self.config.outputs:
             self.outputs[out.name] = Output(self.ctx, out, self.run_dir, self.config.node_id)
             self.placers[out.name] = self._place(self.outputs[out.name])
@@ -383,6 +398,8 @@ class NodeRuntime:
             out.close()
         self.schedule.close()
         self.control.close()
+        if self.gatekeeper is not None:
+            self.gatekeeper.close()
 
     def _handle(self, inp: Input, arrival: Arrival) -> None:
         now = time.time_ns()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from igtflow.stream import packets, wire
+from igtflow.stream import curve, packets, wire
 from igtflow.stream.messages import Message
 from igtflow.stream.node_stats import InputStats
 from igtflow.stream.shm import SlotPool, SlotReader
@@ -45,6 +45,10 @@ class OutputConfig:
     subscribers: int
     sndhwm: int = 16
     slots: int = 8  # shared-memory slots rotated before one is reused
+    # tcp under CURVE (see igtflow.stream.curve): this host's secret key file, and the public
+    # key files of the clients let in; empty: plain tcp (loopback, or a graph marked insecure)
+    curve_secret: str = ""
+    curve_allow: tuple[str, ...] = ()
 
     @property
     def uses_shm(self) -> bool:
@@ -59,6 +63,9 @@ class InputConfig:
     policy: str = LATEST
     depth: int = 1
     budget_mib: int = DEFAULT_BUDGET_MIB
+    # tcp under CURVE: this host's secret key file and the producer host's public key file
+    curve_secret: str = ""
+    curve_server: str = ""
 
 
 class Output:
@@ -92,6 +99,8 @@ class Output:
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.SNDHWM, config.sndhwm)
             self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+            if config.curve_secret:
+                curve.make_server(self.socket, config.curve_secret)
             self.socket.bind(config.endpoint)
 
     @property
@@ -200,6 +209,8 @@ class Input:
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.RCVHWM, self._rcvhwm(config))
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+            if config.curve_secret:
+                curve.make_client(self.socket, config.curve_secret, config.curve_server)
             self.socket.connect(config.endpoint)
         self.pending: deque[Arrival] = deque()
         # Called with the newest packet each time packets are taken (local inputs only): a tap

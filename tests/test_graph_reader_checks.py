@@ -90,6 +90,7 @@ def test_same_port_on_different_hosts_is_fine() -> None:
           - id: remote
             uses: fake-server
             host: 10.0.0.5
+        insecure: true
         """
     )
     assert [n.host for n in graph.nodes] == [None, "10.0.0.5"]

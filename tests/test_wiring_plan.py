@@ -121,3 +121,24 @@ def test_an_output_read_on_another_host_is_tcp_on_its_producers_host() -> None:
     here_out = configs["here"].outputs[0]
     assert here_out.endpoint == ipc_endpoint(RUN_DIR, "here", "out"), "both ends on this host"
     assert asked == ["10.0.0.2", "10.0.0.2"]
+
+
+def test_every_host_gives_a_tcp_edge_the_same_port_from_a_shared_base() -> None:
+    from igtflow.launch.wiring_plan import sequential_ports
+
+    graph = Graph(
+        "split",
+        "g.yaml",
+        "",
+        (
+            node("src", host="10.0.0.1"),
+            node("sink", InputSpec("in", "src", "out"), host="10.0.0.2"),
+        ),
+    )
+    plans = [
+        wiring_plan(graph, Path("/run"), "ipc://c", pick_port=sequential_ports(47300)) for _ in "ab"
+    ]
+    ports = [{o.name: o.endpoint for o in plan["src"].outputs} for plan in plans]
+    assert ports[0] == ports[1]
+    assert ports[0]["out"] == "tcp://10.0.0.1:47300"
+    assert plans[1]["sink"].inputs[0].endpoint == "tcp://10.0.0.1:47300"

@@ -326,3 +326,38 @@ def bench_eval_scale(
     _check_output(output, force)
     report = run_eval_scale_bench(found, copies, frames, progress=err)
     deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+
+
+@bench_app.command("fuzz")
+def bench_fuzz(
+    cases: Annotated[int, typer.Option(min=1, help="damaged inputs per reader")] = 10000,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="fuzz only this reader (repeatable): graph-yaml, mcap, plus-nrrd, plus-mha, "
+            "dicom, model-card, wire, igtl"
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="hypothesis seed: the same seed, the same cases")] = 0,
+    json_: JsonOpt = False,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Feed every reader of outside bytes CASES damaged inputs (hypothesis: bit flips, cuts,
+    inserted bytes, numbers swapped for extreme ones) and count what each does: read, refused
+    with its own clear error, or crashed. The undamaged seed file, read the same way, is the
+    baseline of the time ratio. Keys: fuzz_cases, fuzz_crashes (in total and per target); a
+    crash comes with its damages and traceback. Exit code 1 when anything crashed."""
+    from igtflow.launch.bench.fuzz import print_report, run_fuzz
+    from igtflow.launch.bench.fuzz_targets import targets
+
+    names = [t.name for t in targets()]
+    unknown = [name for name in target or [] if name not in names]
+    if unknown:
+        print_error(f"no fuzz target {', '.join(unknown)}; the targets are {', '.join(names)}")
+        raise typer.Exit(2)
+    _check_output(output, force)
+    report = run_fuzz(cases, seed, target, progress=err)
+    deliver(report, json_=json_, printer=print_report, console=out, output=output, force=force)
+    if report["fuzz_crashes"]:
+        raise typer.Exit(1)

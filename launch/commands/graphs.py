@@ -55,6 +55,12 @@ def validate(
         for i in n.inputs
         if i.policy == "queue"
     ]
+    curve = spec.curve
+    security = {
+        "curve_hosts": sorted(curve.hosts) if curve is not None else [],
+        "curve_allowed_keys": len(curve.allow) if curve is not None else 0,
+        "insecure": spec.insecure,
+    }
     if json_:
         nodes = [n.id for n in spec.nodes]
         print_json(
@@ -64,6 +70,7 @@ def validate(
                 "nodes": nodes,
                 "queues": queues,
                 "unchecked": spec.unchecked,
+                "security": security,
             }
         )
         return
@@ -71,6 +78,15 @@ def validate(
         err.print(note, style="yellow", highlight=False, markup=False, soft_wrap=True)
     partly = f", {len(spec.unchecked)} not checked" if spec.unchecked else ""
     out.print(f"{graph}: ok — graph '{spec.name}', {len(spec.nodes)} nodes{partly}")
+    if curve is not None:
+        out.print(
+            f"  tcp edges: CURVE, hosts {', '.join(security['curve_hosts'])}; "
+            f"{security['curve_allowed_keys']} client keys allowed",
+            highlight=False,
+            markup=False,
+        )
+    elif spec.insecure:
+        out.print("  tcp edges: plain tcp allowed off loopback (insecure: true)", style="yellow")
     for q in queues:
         # What a queue may keep back: depth messages, and shared memory at its producer.
         out.print(

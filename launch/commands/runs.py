@@ -23,6 +23,8 @@ from igtflow.launch.commands.options import (
 from igtflow.launch.commands.terminal import err, print_error
 from igtflow.report import print_json
 
+DEFAULT_PORT_BASE = 47100  # tcp edges between hosts under `run --host`: 47100, 47101, …
+
 if TYPE_CHECKING:
     from igtflow.launch.graph_issues import GraphError
 
@@ -36,10 +38,30 @@ def run(
     log_dir: LogDirOpt = None,
     record: RecordOpt = None,
     json_: JsonOpt = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="run only the nodes with this 'host:' (one launcher per host, same graph file)"
+        ),
+    ] = None,
+    port_base: Annotated[
+        int,
+        typer.Option(
+            min=1024,
+            max=65000,
+            help="with --host: tcp edges take ports from here up, in file order; give every "
+            "host the same base",
+        ),
+    ] = DEFAULT_PORT_BASE,
 ) -> None:
     """Run a graph: one process per node, live status table, Ctrl-C stops everything.
 
     In the status table, space pauses and resumes the sources.
+
+    A graph whose nodes name hosts runs as one launcher per host: on each, `igtflow run
+    graph.yaml --host ADDRESS` starts the nodes placed there, and the tcp edges between hosts
+    (CURVE-encrypted when the graph has `curve:`) find each other on ports counted from
+    --port-base.
     """
     from igtflow.launch.graph_edit import with_recorder
     from igtflow.launch.launcher import run_graph
@@ -47,7 +69,20 @@ def run(
     spec = _load(graph, set_)
     if record is not None:
         spec = _parse(with_recorder(spec.text, str(record)), str(graph), set_)
-    result = run_graph(spec, log_dir=log_dir, duration_s=duration, console=err)
+    if host is not None:
+        hosts = sorted({n.host for n in spec.nodes if n.host is not None})
+        if host not in hosts:
+            named = ", ".join(hosts) or "none; every node runs on this host"
+            print_error(f"{graph}: no node has 'host: {host}' (hosts in the graph: {named})")
+            raise typer.Exit(2)
+    result = run_graph(
+        spec,
+        log_dir=log_dir,
+        duration_s=duration,
+        console=err,
+        host=host,
+        port_base=port_base if host is not None else None,
+    )
     _report_run(spec.name, result, duration or 0, json_)
 
 

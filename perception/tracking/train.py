@@ -110,7 +110,7 @@ def train_tracker(
     out.mkdir(parents=True, exist_ok=True)
     model = TrackNet()
     if resume is not None:
-        model.load_state_dict(torch.load(resume, map_location="cpu"))
+        model.load_state_dict(torch.load(resume, map_location="cpu", weights_only=True))
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05 if resume is None else 0.01

@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 
+from igtflow.render.igtl.allow import AddressRule
 from igtflow.render.igtl.limits import MIB, Budget, Limits
 from igtflow.render.igtl.outbox import Outgoing
 from igtflow.render.igtl.peer import AUTO_VERSION, Peer
@@ -56,6 +57,7 @@ class IgtlServer:
         stall_s: float = 5.0,
         limits: Limits | None = None,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        allow: AddressRule | None = None,
     ) -> None:
         self.log = log or logging.getLogger("igtflow.igtl")
         self.depth = depth
@@ -66,7 +68,9 @@ class IgtlServer:
         self.listener = listen(host, port)
         self.listener.settimeout(0.2)
         self.host, self.port = self.listener.getsockname()[:2]
+        self.allow = allow or AddressRule()
         self.accepted = 0
+        self.refused = 0  # connections closed at once: their address is not on the allow-list
         self._peers: list[Peer] = []
         self._current: dict[tuple[str, str], Outgoing] = {}
         self._lock = threading.Lock()
@@ -104,8 +108,18 @@ class IgtlServer:
                 continue
             except OSError:
                 return
-            self.accepted += 1
             name = f"{address[0]}:{address[1]}"
+            if not self.allow.allows(address[0]):
+                self.refused += 1
+                sock.close()  # before a byte is read or sent
+                self.log.warning(
+                    "OpenIGTLink client %s refused: its address is not on the server's allow "
+                    "list (%d refused so far)",
+                    name,
+                    self.refused,
+                )
+                continue
+            self.accepted += 1
             self.log.info("OpenIGTLink client %s connected", name)
             peer = Peer(
                 sock,

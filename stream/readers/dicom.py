@@ -6,7 +6,10 @@ carry who the patient is.
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,19 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import convert_color_space, get_decoder
 from pydicom.pixels.utils import get_expected_length
 
 from igtflow.stream.readers.errors import SourceFileError, check_input
 from igtflow.stream.readers.frames import FileDamage, FileFrame
+
+# What pydicom raises on a damaged header, found by `igtflow bench fuzz`: each becomes one
+# SourceFileError naming the file.
+HEADER_ERRORS = (
+    OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+    OverflowError, struct.error, NotImplementedError, BytesLengthException,
+)  # fmt: skip
 
 # DICOM Modality -> Image.modality: the stream calls every fluoroscopy run "XA".
 MODALITY = {"US": "US", "XA": "XA", "RF": "XA"}
@@ -58,6 +68,24 @@ TIMING_TAGS = ("FrameTime", "FrameTimeVector", "CineRate", "RecommendedDisplayFr
 _UNITS_CM = 3
 
 
+class _ClampedFile(io.BufferedReader):
+    """A file whose reads never ask for more than it still holds.
+
+    pydicom reads each element's value with its declared length, and Python sizes the result by
+    the request before the read comes back short: a damaged length of 10^9 would allocate a
+    gigabyte for a file of a few kilobytes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self.size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self.size - self.tell()))
+        return super().read(size)
+
+
 def _plain(value: Any) -> Any:
     """A pydicom value as msgpack-friendly Python (MultiValue -> list, DSfloat -> float)."""
     if isinstance(value, str | bytes):
@@ -87,10 +115,16 @@ class DicomCine:
         self.path = Path(path)
         check_input(self.path)
         try:
-            self.ds: Dataset = pydicom.dcmread(self.path)
+            with _ClampedFile(self.path) as file:
+                self.ds: Dataset = pydicom.dcmread(file)
+            # pydicom parses an element's value when it is first used: parse every one now, so
+            # a damaged element is this one error here rather than any error anywhere later.
+            for dataset in (getattr(self.ds, "file_meta", None), self.ds):
+                for _ in dataset.iterall() if dataset is not None else ():
+                    pass
         except InvalidDicomError as exc:
             raise SourceFileError(self.path, f"not a DICOM file ({exc})") from None
-        except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        except HEADER_ERRORS as exc:
             raise SourceFileError(
                 self.path, f"the DICOM header cannot be read ({type(exc).__name__}: {exc})"
             ) from None
@@ -132,6 +166,12 @@ class DicomCine:
 
     def _check_transfer_syntax(self) -> None:
         uid = self.transfer_syntax
+        if not uid.is_transfer_syntax:
+            raise SourceFileError(
+                self.path,
+                f"TransferSyntaxUID {str(uid)[:64]!r} is not a transfer syntax; the file meta "
+                "information is damaged",
+            )
         if not uid.is_compressed:
             return
         try:
@@ -187,12 +227,22 @@ class DicomCine:
                 f"than NumberOfFrames={self.frame_count} says; NumberOfFrames is wrong",
             )
 
+    def _number(self, tag: str, value: Any) -> float:
+        """A numeric tag's value (0 when empty); a damaged one is a SourceFileError naming it."""
+        try:
+            return float(value or 0)
+        except (TypeError, ValueError):
+            raise SourceFileError(
+                self.path, f"{tag} = {str(value)[:40]!r} is not a number; fix or remove the tag"
+            ) from None
+
     def _timing(self) -> tuple[np.ndarray | None, str]:
         """Each frame's time in seconds from the first, and which tag said so."""
         ds, n = self.ds, self.declared_frames
-        frame_time = float(ds.get("FrameTime", 0) or 0)
+        frame_time = self._number("FrameTime", ds.get("FrameTime", 0))
         if frame_time > 0:
-            return np.arange(n) * frame_time / 1000.0, "FrameTime"
+            # The frames kept, not the frames declared: a damaged count may say a billion.
+            return np.arange(min(n, self.frame_count)) * frame_time / 1000.0, "FrameTime"
         if ds.get("FrameTimeVector") is not None:
             vector = np.asarray([float(v) for v in np.atleast_1d(ds.FrameTimeVector)])
             if len(vector) != n:
@@ -207,7 +257,7 @@ class DicomCine:
             times = np.cumsum(vector) / 1000.0
             return times - times[0], "FrameTimeVector"
         for tag in ("CineRate", "RecommendedDisplayFrameRate"):
-            rate = float(ds.get(tag, 0) or 0)
+            rate = self._number(tag, ds.get(tag, 0))
             if rate > 0:
                 return np.arange(n) / rate, tag
         return None, ""

@@ -29,6 +29,11 @@ ELEMENT_TYPES: dict[str, np.dtype] = {
 _MAX_LINE = 1 << 20
 # Small enough to say near which byte compressed data breaks off.
 _INFLATE_CHUNK = 1 << 16
+# Deflate never inflates past about 1032:1, so a header declaring more pixels than its compressed
+# bytes can hold is wrong, and is refused before anything is inflated (only past a floor, so a
+# small file cut short still gives its whole frames).
+MAX_INFLATE_RATIO = 1032
+_RATIO_FLOOR = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,12 @@ def layout(header: MetaHeader) -> PixelLayout:
     """Frame size, count and type from DimSize/Kinds/ElementType, read the way PLUS reads them."""
     path = header.path
     dims = _ints(header, "DimSize")
-    ndims = _ints(header, "NDims")[0] if header.get("NDims") is not None else len(dims)
+    if any(d < 0 for d in dims):
+        raise SourceFileError(path, f"DimSize = {header.get('DimSize')!r} has a negative size")
+    ndims_given = _ints(header, "NDims") if header.get("NDims") is not None else [len(dims)]
+    if len(ndims_given) != 1:
+        raise SourceFileError(path, f"NDims = {header.get('NDims')!r} is not one whole number")
+    ndims = ndims_given[0]
     if len(dims) != ndims:
         raise SourceFileError(path, f"DimSize has {len(dims)} values but NDims = {ndims}")
     kinds_text = header.get("Kinds")
@@ -243,6 +253,18 @@ def require_a_frame(path: Path, damage: FileDamage | None) -> None:
         raise SourceFileError(path, f"{damage.problem}; not one frame is whole")
 
 
+def check_inflatable(path: Path, source: Path, offset: int, expected: int, where: str) -> None:
+    """Refuse, before inflating, a declared size its compressed bytes cannot possibly hold."""
+    compressed = max(source.stat().st_size - offset, 0)
+    if expected > _RATIO_FLOOR and expected > MAX_INFLATE_RATIO * compressed:
+        raise SourceFileError(
+            path,
+            f"the header declares {expected:,} bytes of pixels, but the {compressed:,} compressed "
+            f"bytes {where} cannot inflate to more than {MAX_INFLATE_RATIO * compressed:,}: the "
+            "sizes in the header are wrong (nothing was read)",
+        )
+
+
 def inflate(
     path: Path,
     source: Path,
@@ -254,6 +276,7 @@ def inflate(
     """zlib (or gzip) data of ``source`` from ``offset``, up to ``shape``'s worth, and where it
     breaks off if it does (``declared``: the compressed size the header states, if any)."""
     expected = shape.total_bytes
+    check_inflatable(path, source, offset, expected, where)
     # MAX_WBITS | 32 accepts both zlib and gzip framing, as ITK's MetaIO does.
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
     parts: list[bytes] = []

@@ -7,6 +7,7 @@ PLUS's NRRD writer) marks a frame whose image is not valid. Any number of transf
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -143,10 +144,12 @@ def _check_indices(path: Path, frames: dict[int, dict[str, str]], count: int) ->
             f"the header has fields for frame {beyond[0]} (Seq_Frame{beyond[0]:04d}_…) but the "
             f"image size says {count} frames; the size field or the frame fields are wrong",
         )
-    missing = [i for i in range(count) if i not in frames]
-    if missing:
-        shown = ", ".join(f"Seq_Frame{i:04d}" for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+    # Counted, not listed: a damaged size may declare a billion frames.
+    missing_count = count - len(frames)
+    if missing_count:
+        missing = itertools.islice((i for i in range(count) if i not in frames), 5)
+        shown = ", ".join(f"Seq_Frame{i:04d}" for i in missing)
+        more = f" and {missing_count - 5} more" if missing_count > 5 else ""
         raise SourceFileError(
             path,
             f"frames are missing from the header: no fields for {shown}{more} of {count} "

@@ -77,7 +77,10 @@ class PlusSequence:
         self._pixels = self._orient(pixels)
         static = static_transforms(self.path, general)
         # The header is whole even when the data is cut: check every frame's fields, keep ours.
-        self.frames: list[FrameFields] = parse_frames(self.path, frame_items, declared, static)
+        # With no frame fields at all there is nothing to check past the frames kept (and a
+        # damaged size may declare a billion).
+        checked = declared if frame_items else min(declared, self.frame_count)
+        self.frames: list[FrameFields] = parse_frames(self.path, frame_items, checked, static)
         del self.frames[self.frame_count :]
         times = [f.time_s for f in self.frames]
         self.times_s = None if any(t is None for t in times) else np.asarray(times, dtype=float)
@@ -111,7 +114,14 @@ class PlusSequence:
             raise SourceFileError(
                 self.path, "the NRRD header ends early; the file is truncated or not NRRD"
             ) from None
-        except (nrrd.NRRDError, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        except (
+            nrrd.NRRDError,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            UnicodeDecodeError,
+        ) as exc:
             detail = " ".join(str(exc).split()) or type(exc).__name__
             raise SourceFileError(self.path, f"the NRRD header is not valid: {detail}") from None
         items = [(str(k), v if isinstance(v, str) else str(v)) for k, v in header.items()]
@@ -138,13 +148,32 @@ class PlusSequence:
         return general, frame_items, pixels, spacing, layout["frames"]
 
     def _nrrd_data(self, header: dict, kinds: list[str], layout: dict[str, int]) -> np.ndarray:
+        encoding = str(header.get("encoding", "")).lower()
+        detached = any(k in header for k in ("data file", "datafile"))
+        if encoding in ("gzip", "gz") and not detached and kinds[-1] in ("list", "time"):
+            # pynrrd inflates the whole stream, whatever the header declares (a small file can
+            # become a thousand times its size); ours stops at the declared size.
+            data = self._nrrd_whole_frames(header, kinds, "")
+            return self._frames_first(data, kinds)
         try:
             with open(self.path, "rb") as file:
                 nrrd.read_header(file)
+                if encoding in ("gzip", "gz", "bzip2", "bz2") and not detached:
+                    dtype = np.dtype(_NRRD_TYPES[str(header["type"])])
+                    declared = int(np.prod([int(v) for v in header["sizes"]])) * dtype.itemsize
+                    where = "after the header"
+                    metaio.check_inflatable(self.path, self.path, file.tell(), declared, where)
                 data = nrrd.read_data(header, file, str(self.path), index_order="F")
+        except SourceFileError:
+            raise
         except Exception as exc:  # pynrrd surfaces zlib, EOF, OS and its own errors alike
             detail = " ".join(str(exc).split()) or type(exc).__name__
             data = self._nrrd_whole_frames(header, kinds, detail)
+        return self._frames_first(data, kinds)
+
+    @staticmethod
+    def _frames_first(data: np.ndarray, kinds: list[str]) -> np.ndarray:
+        """pynrrd's Fortran-order array as (N, H, W[, C])."""
         # Fortran order: axis i of the array is axis i of the file; move to (N, H, W[, C]).
         order = {k: i for i, k in enumerate(kinds) if k != "domain"}
         domains = [i for i, k in enumerate(kinds) if k == "domain"]
@@ -201,7 +230,7 @@ class PlusSequence:
             metaio.require_a_frame(self.path, self.damage)
         else:
             pixels, self.damage = metaio.inflate(self.path, self.path, offset, shape, where)
-            if self.damage is None:  # pynrrd failed on something the data itself does not show
+            if self.damage is None and detail:  # pynrrd failed on what the data does not show
                 raise SourceFileError(self.path, f"the pixel data cannot be read: {detail}")
         kept = len(pixels) // shape.frame_bytes
         whole = np.frombuffer(pixels[: kept * shape.frame_bytes], dtype=dtype)
@@ -280,7 +309,9 @@ def _nrrd_spacing(header: dict, kinds: list[str]) -> tuple[float, float]:
     directions = header.get("space directions")
     if directions is not None:
         rows = np.asarray(directions, dtype=float)
-        lengths = [float(np.linalg.norm(rows[i])) for i in domains[:2]]
+        # Fewer direction rows than domain axes: a damaged header; try the spacings instead.
+        usable = rows.ndim == 2 and all(i < len(rows) for i in domains[:2])
+        lengths = [float(np.linalg.norm(rows[i])) for i in domains[:2]] if usable else [0.0]
         if all(math.isfinite(v) and v > 0 for v in lengths):
             return (lengths[0], lengths[1])
     spacings = header.get("spacings")

@@ -152,4 +152,5 @@ VALID = """\
       - id: rec                                     # 21
         uses: stats
         inputs: {"*": {from: "*", policy: queue, depth: 256}}  # 23
+    insecure: true                                  # plain tcp to 10.0.0.5: a test network
     """

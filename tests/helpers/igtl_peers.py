@@ -12,11 +12,16 @@ from igtflow.render.igtl.reader import Parser
 class RawClient:
     """Connects, reads whole messages (CRC checked), can send raw bytes."""
 
-    def __init__(self, port: int, timeout_s: float = 5.0) -> None:
+    def __init__(self, port: int, timeout_s: float = 5.0, source: str | None = None) -> None:
+        """``source``: the local address to connect from (any 127.x.y.z stands for another
+        machine on loopback)."""
         deadline = time.monotonic() + timeout_s
+        where = (source, 0) if source else None
         while True:
             try:
-                self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+                self.sock = socket.create_connection(
+                    ("127.0.0.1", port), timeout=timeout_s, source_address=where
+                )
                 break
             except OSError:
                 if time.monotonic() > deadline:
