@@ -7,9 +7,9 @@ The field lives in the model frame and moves model points forward, ``x → x + u
 
 over a lattice of control nodes ``c_j`` (``spacing_mm`` apart, those near the model): a Gaussian
 radial basis, as smooth as the tissue's motion (the phantom's own deformation is a few Gaussians
-of 38-55 mm). The bent model is then placed by the rigid pose, its translation refined with the
-field (``τ``). Each update fits the weights ``w`` (M×3) and ``τ`` to the point-to-surface
-residuals of the window's points, mapped into the model frame by the rigid fit:
+of 38-55 mm). The bent model is then placed by the rigid pose (with ``translate``, its
+translation refined with the field: ``τ``). Each update fits the weights ``w`` (M×3) to the
+point-to-surface residuals of the window's points, mapped into the model frame by the rigid fit:
 
 - a point ``p`` lies on the bent surface when its pre-image ``z`` (``z + u(z) + τ = p``, one
   fixed-point step per pass) lies on the model: ``n·(u(z) + τ) = n·p − d`` with ``(n, d)`` the
@@ -17,8 +17,9 @@ residuals of the window's points, mapped into the model frame by the rigid fit:
   plane grid: no search). Only the normal part is seen, as in point-to-plane ICP;
 - Tikhonov regularisation in the kernel's own norm (``wᵀKw``, ``smoothness``) keeps the field
   smooth and small where no point constrains it (on the phantom, too weak a one fits the
-  contours' pixel noise and carries it out to the targets), and ``memory`` pulls it toward the
-  previous field (the warm start); ``history_s`` fits earlier windows' points as well;
+  contours' pixel noise and carries it out to the targets); each fit starts from the previous
+  field (its pre-images), ``memory`` also pulls it there, and ``history_s`` fits earlier
+  windows' points as well;
 - points whose residual is beyond ``max_residual_mm`` are left out (wrong correspondences), and
   the rest weighted by Tukey's biweight;
 - when no trusted data comes (the rigid fit is not valid), the field decays toward zero with
@@ -31,10 +32,14 @@ the tissue (its gradient's norm over ``max_stretch``), or when it leaves the poi
 the surface than the rigid fit did.
 
 What limits it on the phantom (``igtflow eval registration``): the rigid pose. A window of ten
-slices is a slab of the organ a centimetre thick, and the rigid fit slides along it by a few mm
-where the slab's surface does not pin it; the field cannot see that slide either. Given the
-phantom's true breathing shift as the pose instead, the same field reached a TRE median 1.3 mm,
-p95 2.1 mm with ``history_s`` 1 s (seeds 1001-1002); from the rigid fit's pose it gains far less.
+slices is a slab of the organ a centimetre thick; the rigid fit takes up part of the deformation
+as a slide or a turn that the slab does not pin, and the field, fitted from that pose, cannot
+see it either: from the rigid fit's pose it gains little (seeds 1001-1002: TRE median 4.1 →
+3.5 mm) or loses (1003-1004: 2.3 → 2.8 mm). Given the phantom's true breathing shift as the pose
+instead, the same field reached a median 1.3 mm, p95 2.1 mm with ``history_s`` 1 s (1001-1002).
+Tried and not kept: a turn averaged over a breathing period, the translation held to the line
+the organ's centre moves along, ``τ``, ``memory`` and earlier windows' points (``history_s``):
+none better on the held-out seeds, so all off by default.
 
 Hand-written rather than a library's coherent point drift (pycpd): CPD's non-rigid step solves
 for a weight per data point (N×N, thousands) against the model's points, with no plane grid, no
