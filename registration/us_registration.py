@@ -1,4 +1,5 @@
-"""Rigid registration of a preoperative model to segmented ultrasound slices, as a stream.
+"""Registration of a preoperative model to segmented ultrasound slices, as a stream: rigid,
+then a deformable update.
 
 Each segmented slice (``Image`` of modality ``LABELS`` in the Reference frame, see
 :mod:`~igtflow.registration.us_points`) is lifted to boundary points and kept in a
@@ -11,8 +12,12 @@ tests fail, nor when :class:`~igtflow.registration.plausibility.Plausibility` fi
 implausible or not yet confirmed, nor when no slice came for ``stale_after_s`` (``stale``); then
 ``reason`` says why, ``error_mm`` is infinite and the pose is the last valid one.
 
-Rigid only: breathing moves the organ almost rigidly, but the phantom's smooth deformation
-(a few mm) stays in the residual and in the target error. The deformable update is not here.
+Breathing moves the organ almost rigidly; the smooth deformation (a few mm) left in the rigid
+fit's residual can be taken up by :class:`~igtflow.registration.deformable.DeformableUpdate`
+after each valid rigid fit (``deformable``): it bends the model and moves the targets with the
+tissue. An implausible deformation (too large, folding, or fitting worse than the rigid
+pose) makes the estimate not valid with its reason; without a valid rigid fit the field decays
+toward zero. ``rigid_targets`` keep the targets moved by the pose alone, to compare.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ import numpy as np
 
 from igtflow.registration.case import PreopCase
 from igtflow.registration.closest_points import ModelTarget, mesh_area, sample_surface
+from igtflow.registration.deformable import (
+    DeformableUpdate,
+    DeformationFit,
+    DisplacementField,
+    FieldSettings,
+)
 from igtflow.registration.icp import DEFAULT, Criteria, RigidResult, RigidTracker, invert
 from igtflow.registration.plausibility import Limits, Plausibility, Verdict
 from igtflow.registration.us_points import ORGAN_REGION, VESSEL_REGION, SliceWindow, lift_labels
@@ -54,6 +65,19 @@ class UsEstimate:
     stale: bool = False  # no new slice within the registrar's stale_after_s
     age_s: float = math.inf  # since the newest slice came (the registrar's clock)
     verdict: Verdict | None = None
+    rigid_targets: dict[str, np.ndarray] = field(default_factory=dict)  # moved by the pose alone
+    displacement: DisplacementField | None = None  # bends the model (model frame)...
+    deformed_pose: np.ndarray | None = None  # ...which this ModelToReference then places
+    deformation: DeformationFit | None = None  # this update's deformable fit, when one ran
+
+    def to_reference(self, model_points: np.ndarray) -> np.ndarray:
+        """Model points (N×3) where this estimate puts them: bent with the tissue and placed
+        (by the rigid pose alone without a deformable update)."""
+        points = np.asarray(model_points, np.float64).reshape(-1, 3)
+        if self.displacement is None or self.deformed_pose is None:
+            m = self.model_to_reference
+            return points @ m[:3, :3].T + m[:3, 3]
+        return self.displacement.to_reference(points, self.deformed_pose)
 
 
 def surface_target(
@@ -80,6 +104,8 @@ class UsRegistrar:
     :meth:`from_case` gives it each structure's own); ``clock`` (seconds) times ``stale``;
     ``search_fits`` spreads a global search over updates (see
     :class:`~igtflow.registration.icp.RigidTracker`).
+    ``deformable`` runs the deformable update with ``field_settings`` (off by default: on the
+    phantom it does not yet beat the rigid pose, see ``igtflow eval registration``).
     """
 
     def __init__(
@@ -95,6 +121,8 @@ class UsRegistrar:
         stale_after_s: float = STALE_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
         search_fits: int | None = None,
+        deformable: bool = False,
+        field_settings: FieldSettings | None = None,
     ) -> None:
         self.target = target
         self.model_targets = {
@@ -111,6 +139,8 @@ class UsRegistrar:
         self._accepted: np.ndarray | None = None  # the last valid ModelToReference
         self._added_at = -math.inf  # clock time of the newest slice
         self._added = self._judged = 0  # slices added in all; the count at the last fit
+        anchors = np.array(list(self.model_targets.values())).reshape(-1, 3)
+        self.deform = DeformableUpdate(target, anchors, field_settings) if deformable else None
 
     @classmethod
     def from_case(
@@ -195,13 +225,31 @@ class UsRegistrar:
         if verdict is None:
             self.plausibility.reset()
         valid = verdict is not None and verdict.valid
+        deformation = field = bent = None
+        if self.deform is not None:
+            newest = self.window.slices[-1].stamp_s if self.window else 0.0
+            if valid and result is not None:
+                deformation = self.deform.fit(cloud, result.model_to_reference, newest)
+                if not deformation.valid:
+                    valid, reason = False, f"deformable update refused: {deformation.reason}"
+            else:
+                self.deform.decay(newest)
+            field, bent = self.deform.field, self.deform.pose
         pose = self.model_to_reference
+        if bent is None:
+            field = None  # no deformable fit yet: the rigid pose places the model
+        targets = _moved(pose, self.model_targets)
+        bent_targets = targets
+        if field is not None and bent is not None and self.model_targets:
+            names = list(self.model_targets)
+            moved = field.to_reference(np.array([self.model_targets[k] for k in names]), bent)
+            bent_targets = dict(zip(names, moved, strict=True))
         return UsEstimate(
             pose,
             valid,
-            verdict.error_mm if verdict is not None else math.inf,
+            verdict.error_mm if verdict is not None and valid else math.inf,
             reason,
-            self._moved(pose),
+            bent_targets,
             len(cloud),
             len(self.window),
             (time.perf_counter() - start) * 1e3,
@@ -209,6 +257,10 @@ class UsRegistrar:
             age > self.stale_after_s,
             age,
             verdict,
+            targets,
+            field,
+            bent,
+            deformation,
         )
 
     def _back_to_valid(self) -> None:
@@ -217,6 +269,9 @@ class UsRegistrar:
         self.tracker.last = self._start if self._accepted is None else invert(self._accepted)
         self.tracker.lost = self.tracker.last is None
 
-    def _moved(self, model_to_reference: np.ndarray) -> dict[str, np.ndarray]:
-        m = model_to_reference
-        return {name: m[:3, :3] @ p + m[:3, 3] for name, p in self.model_targets.items()}
+
+def _moved(
+    model_to_reference: np.ndarray, points: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    m = model_to_reference
+    return {name: m[:3, :3] @ p + m[:3, 3] for name, p in points.items()}

@@ -270,3 +270,31 @@ def test_the_shipped_registration_graphs_run(tmp_path: Path, graph_file: str, re
     if "shift" in rows:
         assert rows["shift"]["received"] >= reg_min, rows["shift"]
     assert rows["overlay"]["sent"] > 5 and rows["slicer"]["received"] > 5
+
+
+def test_register_us_deformable_sends_the_bent_model_and_refuses_past_its_cap() -> None:
+    from igtflow.registration.evaluate import SWEEP, truth_labels
+    from igtflow.registration.nodes.registration_node import moved
+    from igtflow.stream.messages import Mesh
+    from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
+
+    sim = UltrasoundSim(SEED, UltrasoundConfig(**SWEEP))
+    params = {"case": f"phantom:{SEED}", "deformable": True, "model_rate_hz": 1000.0}
+    with NodeHarness(RegisterUs, params, node_id="reg") as node:
+        for index in range(0, 40, 2):
+            node.feed("labels", truth_labels(sim, index))
+        pairs = list(zip(node.emitted["transform"], node.emitted["model"], strict=True))
+        bent = [(t, m) for t, m in pairs if isinstance(m, Mesh) and t.valid]
+        assert bent, [t.meta["reason"] for t, _ in pairs]
+        transform, mesh = bent[-1]
+        rigid = moved(node.node.mesh.vertices, transform.matrix)
+        apart = np.linalg.norm(mesh.vertices - rigid, axis=1)
+        assert 0.05 < apart.max() <= 15.0  # bent, within the plausible
+        assert transform.meta["deformation_mm"] == pytest.approx(apart.max(), abs=2.0)
+    params["max_deformation_mm"] = 0.01
+    with NodeHarness(RegisterUs, params, node_id="reg") as node:
+        for index in range(0, 40, 2):
+            node.feed("labels", truth_labels(sim, index))
+        sent = [t for t in node.emitted["transform"] if isinstance(t, Transform)]
+        assert not any(t.valid for t in sent)
+        assert any(t.meta["reason"].startswith("deformable update refused") for t in sent)

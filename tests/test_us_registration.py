@@ -148,7 +148,8 @@ def test_eval_registration_command_prints_the_keys_and_refuses_training_seeds() 
     done = igtflow("eval", "registration", "--seeds", "1004", "--frames", "20", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    for key in ("us_rigid_tre_median_mm", "us_rigid_tre_p95_mm", "capture_range_mm",
+    for key in ("us_tre_median_mm", "us_tre_p95_mm", "deform_ms",
+                "us_rigid_tre_median_mm", "us_rigid_tre_p95_mm", "capture_range_mm",
                 "false_valid_rate", "update_ms", "fluoro_projected_mm", "fluoro_tre_mm",
                 "fluoro_out_of_plane_sd_mm", "fluoro_hz", "fluoro_false_valid_rate",
                 "fluoro_seg_projected_mm"):  # fmt: skip

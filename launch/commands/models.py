@@ -149,15 +149,17 @@ def eval_registration(
     ] = True,
     json_: JsonOpt = False,
 ) -> None:
-    """Score rigid registration on held-out seeds. Ultrasound: a probe sweeps the breathing,
+    """Score registration on held-out seeds. Ultrasound: a probe sweeps the breathing,
     deforming phantom; its segmented contours are lifted to 3D and registered to the undeformed
-    preoperative organ and vessels from a 10 mm / 10° misalignment. Fluoroscopy: the model's
+    preoperative organ and vessels from a 10 mm / 10° misalignment, rigidly, then bent by the
+    deformable update (both scored in the same run). Fluoroscopy: the model's
     outlines are fitted to the silhouette and vessels of each frame under the C-arm geometry,
     tracked from the same misalignment. Prints target registration error (median, 95th
     percentile), the capture range, the share of updates valid on good input, the rate of
     hopeless inputs (hundreds: no contour, noise, shuffled labels, another patient) called valid
-    and the time per update. Keys: us_rigid_tre_median_mm, us_rigid_tre_p95_mm,
-    capture_range_mm, valid_fraction, valid_after_first_fraction, false_valid_rate, update_ms;
+    and the time per update. Keys: us_tre_median_mm, us_tre_p95_mm (deformable),
+    us_rigid_tre_median_mm, us_rigid_tre_p95_mm, deform_ms, capture_range_mm, valid_fraction,
+    valid_after_first_fraction, false_valid_rate, update_ms;
     fluoro_projected_mm, fluoro_tre_mm, fluoro_out_of_plane_mm, fluoro_out_of_plane_sd_mm,
     fluoro_hz, fluoro_valid_fraction, fluoro_capture_mm, fluoro_false_valid_rate."""
     _check_held_out(seeds)

@@ -19,7 +19,12 @@ accepted pose. On the phantom's segmented sweep (register_us.yaml, 20 s) such fi
 TRE of valid estimates 29 mm; with 15 mm (breathing 10 mm and deformation 4 mm at most) it
 dropped to 6-11 mm (three runs; slides along the surface within the limit remain).
 
-The registration is rigid: the model and targets are moved rigidly (no deformable update yet).
+With ``deformable: true``, a deformable update after the rigid fit (see
+:mod:`~igtflow.registration.deformable`) bends the model with the tissue: the ``model`` output is
+the bent mesh and ``targets`` the bent targets, while ``transform`` stays the rigid
+``ModelToReference``. A deformation over ``max_deformation_mm`` is refused: the estimate goes
+out not valid, with the reason. Off by default: on the phantom's held-out seeds it does not yet
+beat the rigid pose (``igtflow eval registration`` scores both).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 
+from igtflow.registration.deformable import FieldSettings
 from igtflow.registration.icp import DEFAULT, invert
 from igtflow.registration.nodes.registration_node import Estimate, RegistrationNode, moved
 from igtflow.registration.plausibility import Limits
@@ -58,6 +64,8 @@ class RegisterUs(RegistrationNode):
         max_median_mm: Positive = Limits.max_median_mm,
         max_p90_mm: Positive = Limits.max_p90_mm,
         search_fits: Count = 4,
+        deformable: bool = False,
+        max_deformation_mm: Positive = FieldSettings.max_mm,
     ) -> None:
         """
         case: phantom:<seed> (that seed's phantom) or the folder of a case (igtflow phantom
@@ -82,6 +90,10 @@ class RegisterUs(RegistrationNode):
         search_fits: when the registration is lost, its global search (about 60 ICP fits,
             0.2-0.5 s) runs at most this many fits per frame and goes on over the next frames,
             its estimates not valid meanwhile: a lost registration never stalls the frame path
+        deformable: bend the model and targets with the tissue after the rigid fit (false:
+            rigid only)
+        max_deformation_mm: a deformation larger than this (on the model or a target) is
+            implausible: the estimate is sent as not valid
         """
         preop = self.case_from(case, self.id)
         try:
@@ -98,6 +110,8 @@ class RegisterUs(RegistrationNode):
                     max_median_mm=max_median_mm,
                     max_p90_mm=max_p90_mm,
                 ),
+                deformable=deformable,
+                field_settings=FieldSettings(max_mm=max_deformation_mm),
             )
         except (KeyError, ValueError) as exc:
             raise PermanentError(f"node {self.id!r}: case {case!r}: {exc}") from None
@@ -118,6 +132,8 @@ class RegisterUs(RegistrationNode):
             # Back to the last accepted pose: tracking on from a wrong fit would stay wrong.
             tracker = self.registrar.tracker
             tracker.last, tracker.lost = invert(self.accepted), False
+            if self.registrar.deform is not None:
+                self.registrar.deform.reset()  # fitted around the wrong pose: drop it
             estimate = dataclasses.replace(
                 estimate, model_to_reference=self.accepted, valid=False, reason=reason
             )
@@ -128,8 +144,18 @@ class RegisterUs(RegistrationNode):
             "slices": estimate.slices,
             "update_ms": round(estimate.time_ms, 2),
         }
+        place = None
+        if estimate.displacement is not None and not reason:
+            fit = estimate.deformation
+            meta["deformation_mm"] = round(fit.largest_mm, 2) if fit is not None else None
+            place = estimate.to_reference
         return Estimate(
-            estimate.model_to_reference, estimate.valid, estimate.error_mm, estimate.reason, meta
+            estimate.model_to_reference,
+            estimate.valid,
+            estimate.error_mm,
+            estimate.reason,
+            meta,
+            place=place,
         )
 
     def implausible(self, estimate: UsEstimate) -> str:

@@ -6,7 +6,8 @@ A subclass (``register-us``, ``register-fluoro``) turns one usable label map int
 - leaves out label frames the segmentation is not sure of (its ``low_confidence`` flag, or a
   meta ``confidence`` below ``min_confidence``), and says so once;
 - sends each estimate as ``transform`` (``ModelToReference``, ``valid``, ``error_mm``, meta
-  ``reason``), the named ``targets`` and (at most ``model_rate_hz``) the ``model`` moved by it;
+  ``reason``), the named ``targets`` and (at most ``model_rate_hz``) the ``model`` moved by it
+  (or, when the estimate carries ``place``, bent with the tissue and placed by that);
 - when no usable label map came for ``stale_after_s``, sends the last pose again on every tick
   as not valid, meta ``stale``;
 - raises one Status when the estimate turns invalid (``registration-invalid``) or stale
@@ -16,6 +17,7 @@ A subclass (``register-us``, ``register-fluoro``) turns one usable label map int
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,6 +43,14 @@ class Estimate:
     reason: str
     meta: dict[str, Any] = field(default_factory=dict)
     targets_meta: dict[str, Any] = field(default_factory=dict)
+    # Model points (N×3) → Reference, deformation included; None: the rigid pose alone.
+    place: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def placed(self, model_points: np.ndarray) -> np.ndarray:
+        """Where this estimate puts model points in the Reference frame."""
+        if self.place is None:
+            return moved(model_points, self.model_to_reference)
+        return self.place(model_points)
 
 
 def load_preop(spec: str) -> PreopCase:
@@ -217,7 +227,7 @@ class RegistrationNode(Ticking):
                 "targets",
                 Points(
                     stamp_ns=stamp_ns,
-                    points=moved(self.target_points, pose),
+                    points=estimate.placed(self.target_points),
                     labels=list(self.target_names),
                     frame=TO_FRAME,
                     meta={**estimate.targets_meta, **flags},
@@ -230,7 +240,7 @@ class RegistrationNode(Ticking):
                 "model",
                 Mesh(
                     stamp_ns=stamp_ns,
-                    vertices=moved(self.mesh.vertices, pose),
+                    vertices=estimate.placed(self.mesh.vertices),
                     faces=self.mesh.faces,
                     scalars=self.mesh.scalars,
                     frame=TO_FRAME,
