@@ -156,6 +156,20 @@ def test_empty_and_unsure_labels_never_give_a_valid_transform() -> None:
         assert statuses(node)[-1].code == SKIPPED
 
 
+def test_register_hz_registers_at_that_rate_and_every_map_joins_the_window() -> None:
+    from igtflow.registration.evaluate import truth_labels
+    from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim
+
+    sim = UltrasoundSim(SEED, UltrasoundConfig(rate_hz=30.0))
+    params = {"case": f"phantom:{SEED}", "register_hz": 10.0}
+    with NodeHarness(RegisterUs, params, node_id="reg") as node:
+        for index in range(12):
+            node.feed("labels", truth_labels(sim, index))
+        sent = [t for t in node.emitted["transform"] if isinstance(t, Transform)]
+        assert len(sent) == 4  # maps 0, 3, 6, 9 at 30 fps: one every 100 ms
+        assert len(node.node.registrar.window) == 10  # every map joined it (it keeps 10)
+
+
 def test_another_seeds_case_is_flagged_as_a_wrong_fit() -> None:
     from igtflow.registration.evaluate import truth_labels
     from igtflow.stream.phantom.ultrasound import UltrasoundConfig, UltrasoundSim

@@ -64,6 +64,7 @@ class RegisterUs(RegistrationNode):
         max_median_mm: Positive = Limits.max_median_mm,
         max_p90_mm: Positive = Limits.max_p90_mm,
         search_fits: Count = 4,
+        register_hz: Positive | None = None,
         deformable: bool = False,
         max_deformation_mm: Positive = FieldSettings.max_mm,
     ) -> None:
@@ -90,6 +91,9 @@ class RegisterUs(RegistrationNode):
         search_fits: when the registration is lost, its global search (about 60 ICP fits,
             0.2-0.5 s) runs at most this many fits per frame and goes on over the next frames,
             its estimates not valid meanwhile: a lost registration never stalls the frame path
+        register_hz: register at most this often (by the label maps' capture stamps); the maps in
+            between only join the window. None: every map. At a probe's 30 fps a registration
+            costs most of a frame period on two cores, so every map queues behind the last one
         deformable: bend the model and targets with the tissue after the rigid fit (false:
             rigid only)
         max_deformation_mm: a deformation larger than this (on the model or a target) is
@@ -120,12 +124,20 @@ class RegisterUs(RegistrationNode):
         self.anchors = np.vstack([self.target_points, self.mesh.vertices.mean(axis=0)])
         self.placement = np.eye(4) if init == "case" else None
         self.accepted = self.registrar.model_to_reference
+        self.last_update_ns: int | None = None  # capture stamp of the last registered map
 
     def pose(self) -> np.ndarray:
         return self.registrar.model_to_reference
 
-    def register(self, labels: Image) -> Estimate:
+    def register(self, labels: Image) -> Estimate | None:
         self.registrar.add(labels)
+        if self.register_hz is not None:
+            due = self.last_update_ns is None or labels.stamp_ns - self.last_update_ns >= round(
+                1e9 / self.register_hz
+            )
+            if not due:
+                return None
+            self.last_update_ns = labels.stamp_ns
         estimate = self.registrar.update()
         reason = self.implausible(estimate)
         if reason:

@@ -128,8 +128,9 @@ class RegistrationNode(Ticking):
         except (ValueError, KeyError) as exc:  # PreopModelError is a ValueError
             raise PermanentError(f"node {node_id!r}: case {spec!r}: {exc}") from None
 
-    def register(self, labels: Image) -> Estimate:
-        """The estimate of one usable label map."""
+    def register(self, labels: Image) -> Estimate | None:
+        """The estimate of one usable label map (None: the map was taken in, no estimate is
+        due yet)."""
         raise NotImplementedError
 
     def pose(self) -> np.ndarray:
@@ -156,6 +157,8 @@ class RegistrationNode(Ticking):
         self.last_usable = time.monotonic()
         self.last_stamp_ns = labels.stamp_ns
         estimate = self.register(labels)
+        if estimate is None:
+            return
         self.last = estimate
         self.counts["valid" if estimate.valid else "invalid"] += 1
         self.enter("valid" if estimate.valid else "invalid", estimate.reason)
