@@ -560,7 +560,6 @@ class RigidTracker:
     ) -> None:
         self.target, self.criteria, self.search_fits = target, criteria, search_fits
         self.last: np.ndarray | None = None if init is None else np.asarray(init, dtype=np.float64)
-        self.lost = init is None
         self.search: GlobalSearch | None = None
 
     def update(self, points: np.ndarray) -> RigidResult:
@@ -568,7 +567,7 @@ class RigidTracker:
             # Also while a search goes on: the points it began on may have been the bad ones.
             result = register_rigid(points, self.target, self.last, self.criteria)
             if result.valid:
-                self.last, self.search, self.lost = result.reference_to_model, None, False
+                self.last, self.search = result.reference_to_model, None
                 return result
         if self.search is None:
             subsample = None if self.search_fits is None else POLISH_POINTS
@@ -577,7 +576,6 @@ class RigidTracker:
             )
         result = self.search.step(self.search_fits)
         if result is None:
-            self.lost = True
             done, total = self.search.fitted, self.search.fits
             base = np.eye(4) if self.last is None else self.last
             return _hopeless(base, len(points), f"searching globally: {done} of {total} fits")
@@ -586,7 +584,6 @@ class RigidTracker:
             # Found on the points the search began on; the organ has moved a little since.
             follow = register_rigid(points, self.target, result.reference_to_model, self.criteria)
             result = replace(follow, error_mm=max(follow.error_mm, result.error_mm))
-        self.lost = not result.valid
         if result.valid:
             self.last = result.reference_to_model
         return result

@@ -267,7 +267,6 @@ class UsRegistrar:
         """Warm-start the next fit from the last valid pose (or the start; globally without
         one) instead of the fit just judged implausible."""
         self.tracker.last = self._start if self._accepted is None else invert(self._accepted)
-        self.tracker.lost = self.tracker.last is None
 
 
 def _moved(

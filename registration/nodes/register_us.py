@@ -132,18 +132,16 @@ class RegisterUs(RegistrationNode):
     def register(self, labels: Image) -> Estimate | None:
         self.registrar.add(labels)
         if self.register_hz is not None:
-            due = self.last_update_ns is None or labels.stamp_ns - self.last_update_ns >= round(
-                1e9 / self.register_hz
-            )
-            if not due:
+            period_ns = round(1e9 / self.register_hz)
+            last = self.last_update_ns
+            if last is not None and labels.stamp_ns - last < period_ns:
                 return None
             self.last_update_ns = labels.stamp_ns
         estimate = self.registrar.update()
         reason = self.implausible(estimate)
         if reason:
             # Back to the last accepted pose: tracking on from a wrong fit would stay wrong.
-            tracker = self.registrar.tracker
-            tracker.last, tracker.lost = invert(self.accepted), False
+            self.registrar.tracker.last = invert(self.accepted)
             if self.registrar.deform is not None:
                 self.registrar.deform.reset()  # fitted around the wrong pose: drop it
             estimate = dataclasses.replace(
