@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from igtflow.launch.commands.options import ForceOpt, JsonOpt, OutputOpt
+from igtflow.launch.commands.options import ForceOpt, JsonOpt, MarkdownOpt, OutputOpt
 from igtflow.launch.commands.terminal import err, out, print_error
 from igtflow.report import check_output, deliver, read_json
 
@@ -50,9 +50,7 @@ def bench_transport(
     json_: JsonOpt = False,
     output: OutputOpt = None,
     force: ForceOpt = False,
-    markdown: Annotated[
-        Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
-    ] = None,
+    markdown: MarkdownOpt = None,
 ) -> None:
     """igtflow vs raw pyzmq over the same chains: per-hop p50/p99/max latency, msgs/s, ratio."""
     from igtflow.launch.bench.transport import markdown_table, print_table, run_transport_bench
@@ -261,9 +259,7 @@ def bench_web(
     json_: JsonOpt = False,
     output: OutputOpt = None,
     force: ForceOpt = False,
-    markdown: Annotated[
-        Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
-    ] = None,
+    markdown: MarkdownOpt = None,
 ) -> None:
     """The web-view graph at 30 fps seen by Debian's headless Chromium (Playwright): capture →
     painted p50/p99/max with no, one and BROWSERS browsers (in turn, over ROUNDS rounds), and

@@ -23,3 +23,6 @@ RecordOpt = Annotated[
     typer.Option(help="also record every output of every node to this MCAP file"),
 ]
 OutputOpt = Annotated[Path | None, typer.Option(help="also write the JSON report here")]
+MarkdownOpt = Annotated[
+    Path | None, typer.Option(help="print the table of a saved JSON report as Markdown, no run")
+]
